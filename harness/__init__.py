@@ -1,0 +1,1 @@
+"""The benchmark engine: data, training, export, runtimes, timing, environment, reports."""
