@@ -1,0 +1,326 @@
+"""Where a number was measured: hardware, limits, software versions, container, commit.
+
+Every result carries this fingerprint because a latency or an epoch time means nothing
+without the machine it came from. Container limits matter most: a CPU quota (cgroup) is
+invisible to os.cpu_count() and psutil, so they are read from the cgroup files directly.
+Nothing here may fail a run: every probe degrades to None.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import math
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+# Kernels report "no memory limit" as a huge page-aligned number near 2**63.
+_UNLIMITED_BYTES = 2**62
+# CPU features that decide which kernels (int8 VNNI, bf16, AMX) a runtime can use.
+_ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "neon")
+_PROBE_TIMEOUT_S = 5.0
+_REPO_DIR = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class CgroupLimits:
+    """Limits imposed by the control group; None means unlimited or unknown."""
+
+    cpu_quota_cores: float | None
+    memory_bytes: int | None
+    version: int | None
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _self_cgroup_paths(proc_cgroup: Path) -> dict[str, str]:
+    """Map controller ("cpu", "memory"; "" for v2) -> this process's path in that hierarchy."""
+    paths: dict[str, str] = {}
+    for line in (_read(proc_cgroup) or "").splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        for controller in parts[1].split(",") if parts[1] else [""]:
+            paths[controller] = parts[2]
+    return paths
+
+
+def _candidate_dirs(base: Path, self_path: str | None) -> list[Path]:
+    """The controller dir and every ancestor of our own cgroup beneath it (limits nest)."""
+    dirs = [base]
+    current = base
+    for part in (self_path or "").strip("/").split("/"):
+        if not part:
+            continue
+        current = current / part
+        if not current.is_dir():
+            break
+        dirs.append(current)
+    return dirs
+
+
+def _min_or_none(values: list[float | int | None]) -> Any:
+    present = [v for v in values if v is not None]
+    return min(present) if present else None
+
+
+def _parse_bytes(text: str | None) -> int | None:
+    if text is None or text == "max":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        return None
+    return value if 0 < value < _UNLIMITED_BYTES else None
+
+
+def _v1_cpu_quota(directory: Path) -> float | None:
+    try:
+        quota = int(_read(directory / "cpu.cfs_quota_us") or "")
+        period = int(_read(directory / "cpu.cfs_period_us") or "")
+    except ValueError:
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def _v2_cpu_quota(directory: Path) -> float | None:
+    fields = (_read(directory / "cpu.max") or "").split()
+    if len(fields) != 2 or fields[0] == "max":
+        return None
+    try:
+        quota, period = int(fields[0]), int(fields[1])
+    except ValueError:
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def _v1_controller_dir(root: Path, name: str) -> Path | None:
+    """v1 mounts cpu as "cpu", "cpu,cpuacct" or "cpuacct,cpu" depending on the distribution."""
+    for entry in (name, f"{name},cpuacct", f"cpuacct,{name}"):
+        if (root / entry).is_dir():
+            return root / entry
+    return None
+
+
+def cgroup_limits(
+    root: str | os.PathLike[str] = "/sys/fs/cgroup",
+    *,
+    proc_cgroup: str | os.PathLike[str] = "/proc/self/cgroup",
+) -> CgroupLimits:
+    """CPU quota (cores) and memory limit of this process's cgroup, v1 or v2."""
+    base = Path(root)
+    own = _self_cgroup_paths(Path(proc_cgroup))
+    if (base / "cgroup.controllers").is_file():
+        dirs = _candidate_dirs(base, own.get(""))
+        return CgroupLimits(
+            cpu_quota_cores=_min_or_none([_v2_cpu_quota(d) for d in dirs]),
+            memory_bytes=_min_or_none([_parse_bytes(_read(d / "memory.max")) for d in dirs]),
+            version=2,
+        )
+    cpu_dir = _v1_controller_dir(base, "cpu")
+    mem_dir = base / "memory" if (base / "memory").is_dir() else None
+    if cpu_dir is None and mem_dir is None:
+        return CgroupLimits(cpu_quota_cores=None, memory_bytes=None, version=None)
+    quota = None
+    if cpu_dir is not None:
+        quota = _min_or_none([_v1_cpu_quota(d) for d in _candidate_dirs(cpu_dir, own.get("cpu"))])
+    memory = None
+    if mem_dir is not None:
+        memory = _min_or_none(
+            [
+                _parse_bytes(_read(d / "memory.limit_in_bytes"))
+                for d in _candidate_dirs(mem_dir, own.get("memory"))
+            ]
+        )
+    return CgroupLimits(cpu_quota_cores=quota, memory_bytes=memory, version=1)
+
+
+def _affinity_count() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def usable_cpus(limits: CgroupLimits | None = None) -> int:
+    """CPUs this process may really use: affinity capped by the cgroup quota, at least 1."""
+    limits = limits if limits is not None else cgroup_limits()
+    count = _affinity_count()
+    if limits.cpu_quota_cores is not None:
+        count = min(count, math.ceil(limits.cpu_quota_cores))
+    return max(1, count)
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process in bytes."""
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        # Linux reports KiB, macOS bytes.
+        return int(peak) if sys.platform == "darwin" else int(peak) * 1024
+    except ImportError:  # Windows
+        import psutil
+
+        info = psutil.Process().memory_info()
+        return int(getattr(info, "peak_wset", info.rss))
+
+
+def _cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
+    model = None
+    flags: set[str] = set()
+    for line in (_read(cpuinfo) or "").splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if model is None and key in ("model name", "Hardware", "cpu model"):
+            model = value.strip() or None
+        elif key in ("flags", "Features") and not flags:
+            flags = set(value.split())
+    return {
+        "model": model or platform.processor() or None,
+        "isa_flags": [f for f in _ISA_FLAGS if f in flags],
+    }
+
+
+def _module_version(name: str) -> tuple[Any, str | None]:
+    try:
+        module = importlib.import_module(name)
+    except Exception:  # a broken install must not break the fingerprint
+        return None, None
+    return module, getattr(module, "__version__", None)
+
+
+def _versions() -> dict[str, Any]:
+    versions: dict[str, Any] = {}
+    for name in ("torch", "numpy", "onnx"):
+        versions[name] = _module_version(name)[1]
+    ort, versions["onnxruntime"] = _module_version("onnxruntime")
+    providers = None
+    if ort is not None:
+        with contextlib.suppress(Exception):
+            providers = list(ort.get_available_providers())
+    versions["onnxruntime_providers"] = providers
+    return versions
+
+
+def _run(cmd: list[str], cwd: Path | None = None) -> str | None:
+    try:
+        done = subprocess.run(
+            cmd, cwd=cwd, capture_output=True, text=True, timeout=_PROBE_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if done.returncode != 0:
+        return None
+    return done.stdout.strip() or None
+
+
+def _driver_version(index: int) -> str | None:
+    try:
+        import pynvml  # shipped by the nvidia-ml-py package
+
+        pynvml.nvmlInit()
+        try:
+            version = pynvml.nvmlSystemGetDriverVersion()
+        finally:
+            pynvml.nvmlShutdown()
+        return version.decode() if isinstance(version, bytes) else str(version)
+    except Exception:
+        pass
+    out = _run(
+        ["nvidia-smi", f"--id={index}", "--query-gpu=driver_version", "--format=csv,noheader"]
+    )
+    return out.splitlines()[0].strip() if out else None
+
+
+def _gpu_info(device: str) -> dict[str, Any] | None:
+    if not device.startswith("cuda"):
+        return None
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        dev = torch.device(device)
+        index = dev.index if dev.index is not None else torch.cuda.current_device()
+        props = torch.cuda.get_device_properties(index)
+        return {
+            "index": index,
+            "name": props.name,
+            "compute_capability": f"{props.major}.{props.minor}",
+            "total_memory_bytes": int(props.total_memory),
+            "count": torch.cuda.device_count(),
+            "driver_version": _driver_version(index),
+            "cuda_version": torch.version.cuda,
+            "cudnn_version": torch.backends.cudnn.version(),
+        }
+    except Exception as exc:  # report what went wrong rather than fail the run
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _in_container() -> bool:
+    if Path("/.dockerenv").exists() or Path("/run/.containerenv").exists():
+        return True
+    hints = ("docker", "kubepods", "containerd", "libpod", "lxc")
+    return any(h in (_read(Path("/proc/1/cgroup")) or "") for h in hints)
+
+
+def _git_commit() -> str | None:
+    env = os.environ.get("RESNEST_BENCH_GIT_COMMIT")
+    if env:
+        return env
+    return _run(["git", "rev-parse", "HEAD"], cwd=_REPO_DIR)
+
+
+def _host_memory_bytes() -> int | None:
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().total)
+    except Exception:
+        return None
+
+
+def fingerprint(*, device: str = "cpu") -> dict[str, Any]:
+    """A JSON-able description of the machine, limits and software this run used."""
+    limits = cgroup_limits()
+    return {
+        "python": {
+            "version": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "executable": sys.executable,
+        },
+        "platform": {
+            "system": platform.system(),
+            "release": platform.release(),
+            "machine": platform.machine(),
+            "platform": platform.platform(),
+        },
+        "cpu": {
+            **_cpu_info(),
+            "logical_cores": os.cpu_count(),
+            "affinity_cores": _affinity_count(),
+            "usable_cpus": usable_cpus(limits),
+        },
+        "memory": {"host_total_bytes": _host_memory_bytes()},
+        "cgroup": asdict(limits),
+        "versions": _versions(),
+        "device": device,
+        "gpu": _gpu_info(device),
+        "container": {
+            "image": os.environ.get("RESNEST_BENCH_IMAGE"),
+            "tag": os.environ.get("RESNEST_BENCH_IMAGE_TAG"),
+            "in_container": _in_container(),
+        },
+        "git_commit": _git_commit(),
+        "argv": list(sys.argv),
+    }
