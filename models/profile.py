@@ -30,3 +30,23 @@ def _to_meta(model: nn.Module) -> nn.Module:
             meta_model = type(model)(cfg)
         return meta_model.eval()
     return model.to("meta").eval()  # foreign modules: moved, which the caller must accept
+
+
+def model_summary(name: str, **overrides: object) -> dict[str, object]:
+    """Name, block, stem, input size, params and MACs of a config; built on meta, so cheap."""
+    from models import create_model
+
+    with torch.device("meta"):
+        model = create_model(name, **overrides)
+    cfg = model.config
+    return {
+        "name": name,
+        "block": cfg.block,
+        "stem": cfg.stem,
+        "radix": cfg.radix,
+        "cardinality": cfg.cardinality,
+        "num_classes": cfg.num_classes,
+        "input_size": cfg.input_size,
+        "params": count_params(model),
+        "macs": count_macs(model, cfg.input_size),
+    }
