@@ -1,0 +1,48 @@
+"""Deterministic, class-balanced selection: --quick subsets and train/test splits."""
+
+from __future__ import annotations
+
+import torch
+
+from .types import ImageSet
+
+
+def _rank_within_class(labels: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """For samples visited in `order`, each one's position among those of its own class."""
+    ordered = labels[order]
+    by_class = torch.sort(ordered, stable=True).indices
+    counts = torch.bincount(ordered)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(order)
+    rank[by_class] = torch.arange(len(order)) - starts[ordered[by_class]]
+    return rank
+
+
+def stratified_subset(imageset: ImageSet, size: int | None, seed: int) -> ImageSet:
+    """At most `size` samples, classes taking turns, so a small subset keeps the class balance.
+
+    A random permutation (from `seed`) picks which samples of each class come first; sorting
+    by within-class rank then deals one per class per round. `size` above the set size keeps all.
+    """
+    if size is None or size >= len(imageset):
+        return imageset
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(imageset), generator=gen)
+    rank = _rank_within_class(imageset.labels, order)
+    chosen = order[torch.sort(rank, stable=True).indices[:size]]
+    return imageset.subset(torch.sort(chosen).values)
+
+
+def stratified_split(
+    labels: torch.Tensor, test_fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train/test indices holding out round(fraction * n) (at least 1) of every class."""
+    gen = torch.Generator().manual_seed(seed)
+    train, test = [], []
+    for cls in range(int(labels.max()) + 1):
+        members = torch.nonzero(labels == cls).flatten()
+        members = members[torch.randperm(len(members), generator=gen)]
+        n_test = max(1, round(test_fraction * len(members)))
+        test.append(members[:n_test])
+        train.append(members[n_test:])
+    return torch.sort(torch.cat(train)).values, torch.sort(torch.cat(test)).values

@@ -1,0 +1,102 @@
+"""The dataset containers every other part of the harness consumes.
+
+Images stay uint8 NCHW until the last moment: a quarter of the memory of float32, so whole
+CIFAR sets fit on any GPU, and `normalize` is the single place pixels become model input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from harness.errors import BenchError
+
+Triple = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """One split: uint8 images (N, 3, H, W) and int64 labels (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] != 3:
+            raise ValueError(
+                f"images must be uint8 (N, 3, H, W), got {self.images.dtype} "
+                f"{tuple(self.images.shape)}"
+            )
+        if self.labels.dtype != torch.int64 or self.labels.shape != self.images.shape[:1]:
+            raise ValueError(
+                f"labels must be int64 ({len(self.images)},), got {self.labels.dtype} "
+                f"{tuple(self.labels.shape)}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: torch.Tensor) -> ImageSet:
+        """The samples at `indices` (a copy, so the full set can be freed)."""
+        return ImageSet(self.images[indices].contiguous(), self.labels[indices].contiguous())
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A train/test pair plus what is needed to feed a model: class names and normalisation.
+
+    `synthetic` marks generated data whose accuracy must never be presented as a real result;
+    `source` says where the pixels came from (URL, folder, or generator) for the report.
+    """
+
+    name: str
+    train: ImageSet
+    test: ImageSet
+    classes: tuple[str, ...]
+    mean: Triple
+    std: Triple
+    synthetic: bool
+    source: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.train.images.shape[-1])
+
+
+def channel_stats(images: torch.Tensor) -> tuple[Triple, Triple]:
+    """Exact per-channel mean/std of uint8 images in [0, 1] units, via 256-bin histograms.
+
+    Histograms avoid materialising a float copy of the set (600 MB for CIFAR train).
+    """
+    values = torch.arange(256, dtype=torch.float64) / 255.0
+    means, stds = [], []
+    for channel in range(3):
+        counts = torch.bincount(images[:, channel].reshape(-1), minlength=256).double()
+        total = counts.sum()
+        mean = (counts * values).sum() / total
+        var = (counts * (values - mean) ** 2).sum() / total
+        means.append(float(mean))
+        stds.append(max(float(var.sqrt()), 1e-3))  # a flat channel must not divide by zero
+    return (means[0], means[1], means[2]), (stds[0], stds[1], stds[2])
+
+
+def normalize(images: torch.Tensor, mean: Triple, std: Triple) -> torch.Tensor:
+    """uint8 NCHW -> float32 (x/255 - mean) / std on the images' device.
+
+    THE one preprocessing: training, evaluation, export checks, int8 calibration and
+    inference all call this, so no two paths can disagree by a rounding or an off-by-255.
+    """
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+        raise BenchError(
+            f"normalize expects uint8 (N, 3, H, W) images, got {images.dtype} {tuple(images.shape)}"
+        )
+    # One multiply-add in place: x * 1/(255 std) - mean/std, the same map in fewer passes.
+    as_column = {"dtype": torch.float32, "device": images.device}
+    scale = torch.tensor([1.0 / (255.0 * s) for s in std], **as_column).view(1, 3, 1, 1)
+    shift = torch.tensor([-m / s for m, s in zip(mean, std, strict=True)], **as_column)
+    return images.to(torch.float32).mul_(scale).add_(shift.view(1, 3, 1, 1))
