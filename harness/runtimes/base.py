@@ -1,0 +1,94 @@
+"""The one interface every inference runtime implements, and the registry that names them.
+
+A runtime loads one artifact file and maps a float32 NCHW batch (normalised with
+harness.data.normalize) to logits. Adding a backend (OpenVINO, ExecuTorch, ...) is one module
+with one `@register` class; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from harness.envinfo import usable_cpus
+from harness.errors import BenchError
+
+RUNTIMES: dict[str, type[Runtime]] = {}
+
+
+class Runtime(ABC):
+    """Load an artifact once, then run batches. `threads` is the CPU threads it may use.
+
+    Subclasses set `name` (registry key), `artifact` ("torch" for a save_torch_artifact file,
+    "onnx" for an .onnx or .ort graph) and override `unavailable_reason` when they depend on
+    something that may be missing (a provider, a compiler, a package).
+    """
+
+    name: ClassVar[str]
+    artifact: ClassVar[str]
+
+    def __init__(self, threads: int | None = None) -> None:
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise BenchError(f"threads must be a positive integer, got {threads!r}")
+        self.threads = threads if threads is not None else usable_cpus()
+        self._loaded: str | None = None
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """Why this runtime cannot run here (one line, with what to do), or None if it can."""
+        return None
+
+    def load(self, artifact: str | os.PathLike[str]) -> None:
+        """Prepare the model in `artifact` for inference (session creation, compilation)."""
+        path = Path(artifact)
+        if not path.is_file():
+            raise BenchError(f"{self.name}: model file not found: {path} (run the export first)")
+        self._load(path)
+        self._loaded = str(path)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """float32 (N, C, H, W) -> float32 logits (N, classes)."""
+        if self._loaded is None:
+            raise BenchError(f"{self.name}: run() called before load()")
+        if batch.dtype != np.float32 or batch.ndim != 4:
+            raise BenchError(
+                f"{self.name}: expects a float32 NCHW batch, got {batch.dtype} {batch.shape}"
+            )
+        return self._run(np.ascontiguousarray(batch))
+
+    @abstractmethod
+    def _load(self, path: Path) -> None: ...
+
+    @abstractmethod
+    def _run(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+def register(cls: type[Runtime]) -> type[Runtime]:
+    """Class decorator: make a runtime reachable by its name."""
+    if cls.name in RUNTIMES:
+        raise ValueError(f"runtime {cls.name!r} registered twice")
+    RUNTIMES[cls.name] = cls
+    return cls
+
+
+def runtime_class(name: str) -> type[Runtime]:
+    """The registered class for `name`; BenchError listing the known names otherwise."""
+    try:
+        return RUNTIMES[name]
+    except KeyError:
+        raise BenchError(
+            f"unknown runtime {name!r}; choose one of {', '.join(sorted(RUNTIMES))}"
+        ) from None
+
+
+def get_runtime(name: str, *, threads: int | None = None) -> Runtime:
+    """An unloaded runtime instance; BenchError when unknown or not usable on this machine."""
+    cls = runtime_class(name)
+    reason = cls.unavailable_reason()
+    if reason is not None:
+        raise BenchError(f"runtime {name!r} is not available: {reason}")
+    return cls(threads=threads)

@@ -1,0 +1,119 @@
+"""ONNX Runtime sessions on CPU, CUDA and TensorRT; .onnx (fp32 or int8 QDQ) and .ort files.
+
+Session settings are the ones a deployment would use: all graph optimisations, intra-op threads
+set to the usable CPUs (cgroup-aware), one inter-op thread, sequential execution.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from harness.errors import BenchError
+from harness.runtimes.base import Runtime, register
+
+OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+
+
+def session_options(threads: int, optimization: str = "all"):
+    """SessionOptions for `threads` intra-op threads at a named graph optimisation level."""
+    import onnxruntime as ort
+
+    levels = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    if optimization not in levels:
+        raise BenchError(
+            f"unknown ORT optimisation level {optimization!r}; "
+            f"choose one of {', '.join(OPTIMIZATION_LEVELS)}"
+        )
+    options = ort.SessionOptions()
+    options.graph_optimization_level = levels[optimization]
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3  # errors only: ORT warns about every unused initializer
+    return options
+
+
+class OrtRuntime(Runtime):
+    """An InferenceSession on `providers` (the first must really be used, or load fails)."""
+
+    artifact = "onnx"
+    providers: ClassVar[tuple[str, ...]]
+
+    def __init__(self, threads: int | None = None, *, optimization: str = "all") -> None:
+        super().__init__(threads)
+        self.optimization = optimization
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            return "onnxruntime is not installed: pip install onnxruntime (or onnxruntime-gpu)"
+        missing = [p for p in cls.providers if p not in ort.get_available_providers()]
+        if missing:
+            return (
+                f"this onnxruntime build has no {missing[0]} "
+                "(install onnxruntime-gpu with CUDA/TensorRT libraries on a GPU machine)"
+            )
+        return None
+
+    def _load(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        options = session_options(self.threads, self.optimization)
+        if path.suffix == ".ort":
+            options.add_session_config_entry("session.load_model_format", "ORT")
+        try:
+            self.session = ort.InferenceSession(
+                str(path), sess_options=options, providers=list(self.providers)
+            )
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BenchError(
+                f"{self.name}: cannot load {path}: corrupt or unsupported model ({first}); "
+                "re-export it"
+            ) from None
+        used = self.session.get_providers()
+        if used[0] != self.providers[0]:
+            raise BenchError(f"{self.name}: ONNX Runtime fell back to {used[0]} for {path}")
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise BenchError(f"{self.name}: {path} has {len(inputs)} inputs; expected one batch")
+        self.input_name = inputs[0].name
+        self.input_shape = tuple(inputs[0].shape)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        try:
+            return self.session.run(None, {self.input_name: batch})[0]
+        except Exception as exc:
+            shown = ", ".join(str(d) if isinstance(d, int) else "N" for d in self.input_shape)
+            raise BenchError(
+                f"{self.name}: model takes [{shown}] but got a batch of shape {batch.shape} "
+                f"({type(exc).__name__})"
+            ) from None
+
+
+@register
+class OrtCpu(OrtRuntime):
+    name = "ort-cpu"
+    providers = ("CPUExecutionProvider",)
+
+
+@register
+class OrtCuda(OrtRuntime):
+    name = "ort-cuda"
+    providers = ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+@register
+class OrtTensorRT(OrtRuntime):
+    name = "ort-tensorrt"
+    providers = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")

@@ -1,0 +1,38 @@
+"""torch.compile (inductor) on the CPU with weight freezing: PyTorch's own graph compiler.
+
+Compilation is lazy, so the first call of each batch shape pays for it: the deploy measurement
+reports that as the first-inference cold start and keeps it out of the timed samples (warm-up).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import torch
+
+from harness.runtimes.base import register
+from harness.runtimes.torch_eager import TorchEager
+
+
+def _cxx_compiler() -> str | None:
+    """Inductor's CPU backend compiles generated C++; it honours $CXX, else looks for g++."""
+    return os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")
+
+
+@register
+class TorchCompile(TorchEager):
+    """Inductor with freezing (constant-folds weights, fuses conv+bn) and static shapes."""
+
+    name = "torch-compile"
+    artifact = "torch"
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        if _cxx_compiler() is None:
+            return "torch.compile on CPU needs a C++ compiler: install g++ or set $CXX"
+        return None
+
+    def _prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        # options= scopes torch._inductor.config.freezing=True to this compile only.
+        return torch.compile(model, backend="inductor", dynamic=False, options={"freezing": True})
