@@ -1,0 +1,326 @@
+"""int8 post-training static quantization with ONNX Runtime, guarded by a held-out accuracy check.
+
+Calibration sees real training images through harness.data.normalize, the model's own
+preprocessing: calibrating on anything else (random tensors, unscaled pixels) gives ranges that
+do not match inference and a broken model (the seed study's lesson). Convolutions get per-channel
+int8 weights and static activation ranges in QDQ form; dynamic quantization is never used (it
+leaves convolutions in fp32 and adds run-time range computation).
+
+If int8 top-1 on held-out images falls more than `max_drop_pts` below fp32, the split-attention
+path (the Softmax/Sigmoid gates and the ops feeding and applying them) is kept in fp32 and the
+model is quantized again; the result says which variant shipped, or BenchError if none passes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
+
+from harness.data import ImageSet, normalize
+from harness.errors import BenchError
+from harness.export import load_onnx
+
+Triple = tuple[float, float, float]
+VARIANTS: tuple[str, ...] = ("full", "attention-fp32")
+_ATTENTION_GATES = ("Softmax", "Sigmoid")
+_POOLS = ("ReduceMean", "GlobalAveragePool")
+_SHAPE_OPS = ("Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze")
+_FORMATS = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
+_ACTIVATION_TYPES = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+_CALIBRATORS = {
+    "minmax": CalibrationMethod.MinMax,
+    "entropy": CalibrationMethod.Entropy,
+    "percentile": CalibrationMethod.Percentile,
+}
+
+
+@dataclass(frozen=True)
+class QuantSettings:
+    """Knobs of ORT static quantization (weights are always symmetric per-tensor/channel int8).
+
+    activations "uint8" with int8 weights is ORT's U8S8 path, the fast one on x86 (VNNI);
+    reduce_range (7-bit weights) only helps CPUs without VNNI, where U8S8 can saturate.
+    """
+
+    activations: Literal["uint8", "int8"] = "uint8"
+    per_channel: bool = True
+    reduce_range: bool = False
+    activation_symmetric: bool = False
+    quant_format: Literal["qdq", "qoperator"] = "qdq"
+    calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
+    calibration_images: int = 512
+    calibration_batch: int = 32
+
+    def __post_init__(self) -> None:
+        choices = {
+            "activations": ("uint8", "int8"),
+            "quant_format": ("qdq", "qoperator"),
+            "calibration": ("minmax", "entropy", "percentile"),
+        }
+        for field, allowed in choices.items():
+            if getattr(self, field) not in allowed:
+                raise BenchError(
+                    f"int8 {field} must be one of {', '.join(allowed)}, "
+                    f"got {getattr(self, field)!r}"
+                )
+        if self.calibration_images < 1 or self.calibration_batch < 1:
+            raise BenchError("int8 calibration_images and calibration_batch must be >= 1")
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Int8Attempt:
+    """One quantization try: which variant, how many nodes stayed fp32, its held-out top-1 (%)."""
+
+    variant: str
+    excluded_nodes: int
+    top1: float
+    drop_pts: float
+    accepted: bool
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Int8Result:
+    """The shipped int8 model and the evidence for it.
+
+    to_dict() keys: path, size_bytes, variant ("full" | "attention-fp32"), settings{...},
+    fp32_top1 and int8_top1 (percent on the held-out images), drop_pts, max_drop_pts,
+    heldout_images, calibration_images, excluded_nodes [names], attempts [{variant,
+    excluded_nodes, top1, drop_pts, accepted}].
+    """
+
+    path: str
+    size_bytes: int
+    variant: str
+    settings: QuantSettings
+    fp32_top1: float
+    int8_top1: float
+    drop_pts: float
+    max_drop_pts: float
+    heldout_images: int
+    calibration_images: int
+    excluded_nodes: tuple[str, ...]
+    attempts: tuple[Int8Attempt, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        out = dataclasses.asdict(self)
+        out["settings"] = self.settings.to_dict()
+        out["excluded_nodes"] = list(self.excluded_nodes)
+        out["attempts"] = [a.to_dict() for a in self.attempts]
+        return out
+
+
+def quantize_int8(
+    onnx_fp32: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    *,
+    calibration: ImageSet,
+    heldout: ImageSet,
+    mean: Triple,
+    std: Triple,
+    max_drop_pts: float = 1.0,
+    settings: QuantSettings | None = None,
+    variants: Sequence[str] = VARIANTS,
+    threads: int | None = None,
+    seed: int = 0,
+) -> Int8Result:
+    """Quantize `onnx_fp32` to `out_path`, trying `variants` in order until one keeps accuracy.
+
+    `calibration` should be training images (a class-balanced subset of
+    settings.calibration_images is drawn with `seed`); `heldout` must not overlap them.
+    Nothing is written to `out_path` unless a variant passes.
+    """
+    from harness.data.split import stratified_subset
+
+    settings = settings or QuantSettings()
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        raise BenchError(f"unknown int8 variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
+    if len(heldout) == 0:
+        raise BenchError("int8 accuracy check needs at least one held-out image")
+    load_onnx(onnx_fp32)  # fail early, with a clear message, on a missing or corrupt model
+    target = Path(out_path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    calib = stratified_subset(calibration, settings.calibration_images, seed)
+    heldout_x = normalize(heldout.images, mean, std).numpy()
+    heldout_y = heldout.labels.numpy()
+    fp32_top1 = top1_percent(_ort_logits(onnx_fp32, heldout_x, threads), heldout_y)
+
+    attempts: list[Int8Attempt] = []
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as work:
+        prepared = Path(work) / "prepared.onnx"
+        _pre_process(Path(onnx_fp32), prepared)
+        for variant in variants:
+            excluded = attention_nodes(prepared) if variant == "attention-fp32" else ()
+            candidate = Path(work) / f"{variant}.onnx"
+            reader_images = normalize(calib.images, mean, std).numpy()
+            _quantize(prepared, candidate, reader_images, settings, excluded)
+            top1 = top1_percent(_ort_logits(candidate, heldout_x, threads), heldout_y)
+            drop = fp32_top1 - top1
+            accepted = drop <= max_drop_pts
+            attempts.append(Int8Attempt(variant, len(excluded), top1, drop, accepted))
+            if accepted:
+                os.replace(candidate, target)
+                return Int8Result(
+                    path=str(target),
+                    size_bytes=target.stat().st_size,
+                    variant=variant,
+                    settings=settings,
+                    fp32_top1=fp32_top1,
+                    int8_top1=top1,
+                    drop_pts=drop,
+                    max_drop_pts=max_drop_pts,
+                    heldout_images=len(heldout),
+                    calibration_images=len(calib),
+                    excluded_nodes=tuple(excluded),
+                    attempts=tuple(attempts),
+                )
+    tried = ", ".join(f"{a.variant} {a.top1:.2f}% (-{a.drop_pts:.2f} pts)" for a in attempts)
+    raise BenchError(
+        f"int8 model loses more than {max_drop_pts} pts of top-1 (fp32 {fp32_top1:.2f}%; "
+        f"tried {tried}); raise the allowed drop or deploy fp32"
+    )
+
+
+def attention_nodes(onnx_path: str | os.PathLike[str]) -> tuple[str, ...]:
+    """Names of the split-attention nodes: each Softmax/Sigmoid gate, the chain feeding it back
+    to the global pool (pool, fc1, act, fc2, reshapes) and the reshapes and Mul applying it.
+
+    Only data inputs (input 0) are followed, so shape-computing side branches are not swept in.
+    """
+    graph = load_onnx(onnx_path).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    chosen: list[str] = []
+    for gate in (n for n in graph.node if n.op_type in _ATTENTION_GATES):
+        chain = [gate]
+        node = gate
+        while node.input and node.input[0] in producer and node.op_type not in _POOLS:
+            node = producer[node.input[0]]
+            chain.append(node)
+            if len(chain) > 32:  # not a split-attention block: keep just the gate
+                chain = [gate]
+                break
+        frontier = list(gate.output)
+        while frontier:
+            for user in consumers.get(frontier.pop(), []):
+                if user.op_type in _SHAPE_OPS:
+                    chain.append(user)
+                    frontier.extend(user.output)
+                elif user.op_type == "Mul":
+                    chain.append(user)
+        chosen.extend(n.name for n in chain if n.name not in chosen)
+    return tuple(chosen)
+
+
+def top1_percent(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy in percent."""
+    return float(np.mean(logits.argmax(1) == labels) * 100.0)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _ort_logits(
+    path: str | os.PathLike[str], images: np.ndarray, threads: int | None
+) -> np.ndarray:
+    from harness.runtimes.ort import OrtCpu
+
+    runtime = OrtCpu(threads=threads)
+    runtime.load(path)
+    return np.concatenate([runtime.run(images[i : i + 64]) for i in range(0, len(images), 64)])
+
+
+def _pre_process(source: Path, out: Path) -> None:
+    """ORT's recommended first step: symbolic shape inference + graph clean-up; names nodes."""
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with _quiet():
+        try:
+            quant_pre_process(str(source), str(out))
+        except Exception:  # symbolic inference cannot follow computed Reshape shapes (TorchScript)
+            quant_pre_process(str(source), str(out), skip_symbolic_shape=True)
+    proto = onnx.load(str(out))
+    seen: set[str] = set()
+    for index, node in enumerate(proto.graph.node):  # nodes_to_exclude matches by name
+        if not node.name or node.name in seen:
+            node.name = f"{node.op_type}_{index}"
+        seen.add(node.name)
+    onnx.save(proto, str(out))
+
+
+class _Reader(CalibrationDataReader):
+    """CalibrationDataReader over normalised images, in fixed-size batches (dynamic batch axis)."""
+
+    def __init__(self, input_name: str, images: np.ndarray, batch: int) -> None:
+        self._batches = iter(
+            [{input_name: images[i : i + batch]} for i in range(0, len(images), batch)]
+        )
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+
+def _quantize(
+    source: Path,
+    out: Path,
+    images: np.ndarray,
+    settings: QuantSettings,
+    excluded: Sequence[str],
+) -> None:
+    import onnx
+
+    input_name = onnx.load(str(source), load_external_data=False).graph.input[0].name
+    with _quiet():
+        quantize_static(
+            str(source),
+            str(out),
+            _Reader(input_name, images, settings.calibration_batch),
+            quant_format=_FORMATS[settings.quant_format],
+            per_channel=settings.per_channel,
+            reduce_range=settings.reduce_range,
+            activation_type=_ACTIVATION_TYPES[settings.activations],
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=list(excluded),
+            calibrate_method=_CALIBRATORS[settings.calibration],
+            extra_options={"ActivationSymmetric": settings.activation_symmetric},
+        )
+
+
+@contextlib.contextmanager
+def _quiet():
+    """ORT's quantization tools print and log progress; keep the benchmark's output clean."""
+    logger = logging.getLogger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)
