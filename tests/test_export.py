@@ -1,0 +1,133 @@
+"""ONNX export: both exporters reproduce PyTorch, bad model files fail with a clear BenchError."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import models
+from harness.errors import BenchError
+from harness.export import (
+    check_input_fits,
+    convert_to_ort,
+    export_onnx,
+    load_onnx,
+    load_torch_artifact,
+    save_torch_artifact,
+)
+from harness.runtimes import get_runtime
+
+IMAGE = 16  # the CIFAR-stem tiny model is size-agnostic; 16x16 keeps the tests fast
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return models.create_model("resnest-tiny").eval()
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    return torch.randn(40, 3, IMAGE, IMAGE, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture(scope="module", params=["dynamo", "torchscript"])
+def exported(request, model, images, tmp_path_factory):
+    path = tmp_path_factory.mktemp(request.param) / "model.onnx"
+    return export_onnx(model, path, images, exporter=request.param, atol=1e-4)
+
+
+def test_export_matches_pytorch(exported, images):
+    assert exported.parity.images == len(images)
+    assert exported.parity.max_abs_diff < 1e-4
+    assert exported.parity.top1_agreement == 1.0
+    assert exported.opset >= 17 and exported.size_bytes > 0
+    assert exported.fallback_reason is None
+    assert list(exported.to_dict()) == [
+        "path",
+        "exporter",
+        "opset",
+        "size_bytes",
+        "parity",
+        "fallback_reason",
+    ]
+
+
+def test_export_has_dynamic_batch(exported, model, images):
+    runtime = get_runtime("ort-cpu")
+    runtime.load(exported.path)
+    for batch in (1, 7):
+        got = runtime.run(images[:batch].numpy())
+        with torch.inference_mode():
+            want = model(images[:batch]).numpy()
+        np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_mismatch_raises_and_leaves_no_file(model, images, tmp_path):
+    target = tmp_path / "model.onnx"
+    with pytest.raises(BenchError, match="does not match PyTorch"):
+        export_onnx(model, target, images, exporter="torchscript", atol=-1.0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_exporter(model, images, tmp_path):
+    with pytest.raises(BenchError, match="unknown ONNX exporter"):
+        export_onnx(model, tmp_path / "m.onnx", images, exporter="caffe2")  # type: ignore[arg-type]
+
+
+def test_torch_artifact_round_trip(model, images, tmp_path):
+    path = tmp_path / "model.pt"
+    assert save_torch_artifact(model, path) == path.stat().st_size
+    with torch.inference_mode():
+        torch.testing.assert_close(load_torch_artifact(path)(images), model(images))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "not found"), (b"not a zip", "corrupt"), ("plain", "not a deployment model file")],
+)
+def test_bad_checkpoint(tmp_path, content, message):
+    path = tmp_path / "model.pt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content == "plain":
+        torch.save({"weights": torch.zeros(2)}, path)
+    with pytest.raises(BenchError, match=message):
+        load_torch_artifact(path)
+
+
+def test_checkpoint_not_matching_config(model, tmp_path):
+    path = tmp_path / "model.pt"
+    save_torch_artifact(model, path)
+    payload = torch.load(path, weights_only=True)
+    payload["config"]["num_classes"] = 3
+    torch.save(payload, path)
+    with pytest.raises(BenchError, match="does not match its config"):
+        load_torch_artifact(path)
+
+
+def test_bad_onnx(tmp_path):
+    with pytest.raises(BenchError, match="not found"):
+        load_onnx(tmp_path / "missing.onnx")
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x08\x07garbage" * 10)
+    with pytest.raises(BenchError, match="corrupt"):
+        load_onnx(corrupt)
+    with pytest.raises(BenchError, match="corrupt"):
+        get_runtime("ort-cpu").load(corrupt)
+
+
+def test_input_shape_must_fit_the_data(exported):
+    check_input_fits(exported.path, (3, IMAGE, IMAGE))
+    with pytest.raises(BenchError, match=r"expects input \[N, 3, 16, 16\].*3x32x32"):
+        check_input_fits(exported.path, (3, 32, 32))
+
+
+def test_ort_format_runs_like_onnx(exported, images, tmp_path):
+    ort_file = convert_to_ort(exported.path, tmp_path / "model.ort")
+    assert ort_file.size_bytes == (tmp_path / "model.ort").stat().st_size
+    a, b = get_runtime("ort-cpu"), get_runtime("ort-cpu")
+    a.load(exported.path)
+    b.load(ort_file.path)
+    np.testing.assert_allclose(a.run(images.numpy()), b.run(images.numpy()), atol=1e-5)

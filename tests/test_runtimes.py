@@ -1,0 +1,98 @@
+"""Runtime registry and interface: names resolve or fail clearly; runtimes agree with each other."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import models
+from harness.envinfo import usable_cpus
+from harness.errors import BenchError
+from harness.export import export_onnx, save_torch_artifact
+from harness.runtimes import RUNTIMES, Runtime, get_runtime, runtime_class
+from harness.runtimes import torch_compile as torch_compile_module
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    torch.manual_seed(0)
+    model = models.create_model("resnest-tiny").eval()
+    folder = tmp_path_factory.mktemp("rt")
+    images = torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    save_torch_artifact(model, folder / "model.pt")
+    export_onnx(model, folder / "model.onnx", images, exporter="torchscript")
+    return folder, images.numpy()
+
+
+def test_registry_lists_every_runtime():
+    assert set(RUNTIMES) >= {"torch-eager", "torch-compile", "ort-cpu", "ort-cuda", "ort-tensorrt"}
+    for name, cls in RUNTIMES.items():
+        assert issubclass(cls, Runtime) and cls.name == name
+        assert cls.artifact in ("torch", "onnx")
+
+
+def test_unknown_runtime_names_the_known_ones():
+    with pytest.raises(BenchError, match=r"unknown runtime 'openvino'; choose one of .*ort-cpu"):
+        get_runtime("openvino")
+    with pytest.raises(BenchError, match="unknown runtime"):
+        runtime_class("")
+
+
+def test_missing_provider_is_reported_not_crashed(monkeypatch):
+    import onnxruntime
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(BenchError, match=r"'ort-cuda' is not available: .*CUDAExecutionProvider"):
+        get_runtime("ort-cuda")
+    with pytest.raises(BenchError, match="TensorrtExecutionProvider"):
+        get_runtime("ort-tensorrt")
+
+
+def test_torch_compile_needs_a_compiler(monkeypatch):
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(torch_compile_module.shutil, "which", lambda _: None)
+    with pytest.raises(BenchError, match="C\\+\\+ compiler"):
+        get_runtime("torch-compile")
+
+
+def test_threads_default_to_usable_cpus():
+    assert get_runtime("ort-cpu").threads == usable_cpus()
+    assert get_runtime("torch-eager", threads=1).threads == 1
+    with pytest.raises(BenchError, match="threads"):
+        get_runtime("ort-cpu", threads=0)
+
+
+def test_eager_and_ort_agree(files):
+    folder, images = files
+    eager, ort = get_runtime("torch-eager", threads=1), get_runtime("ort-cpu", threads=1)
+    eager.load(folder / "model.pt")
+    ort.load(folder / "model.onnx")
+    np.testing.assert_allclose(eager.run(images), ort.run(images), atol=1e-4)
+
+
+def test_run_before_load_and_bad_batches(files):
+    folder, images = files
+    runtime = get_runtime("ort-cpu")
+    with pytest.raises(BenchError, match="before load"):
+        runtime.run(images)
+    runtime.load(folder / "model.onnx")
+    with pytest.raises(BenchError, match="float32 NCHW"):
+        runtime.run(images.astype(np.float64))
+    with pytest.raises(BenchError, match=r"takes \[N, 3, 16, 16\] but got a batch of shape"):
+        runtime.run(np.zeros((1, 3, 20, 20), np.float32))
+
+
+@pytest.mark.parametrize("name", ["torch-eager", "ort-cpu"])
+def test_missing_artifact(name, tmp_path):
+    with pytest.raises(BenchError, match="model file not found"):
+        get_runtime(name).load(tmp_path / "nothing")
+
+
+@pytest.mark.slow  # inductor codegen + a C++ build: ~10-30 s even for the tiny model
+def test_torch_compile_matches_eager(files):
+    folder, images = files
+    eager, compiled = get_runtime("torch-eager"), get_runtime("torch-compile")
+    eager.load(folder / "model.pt")
+    compiled.load(folder / "model.pt")
+    np.testing.assert_allclose(compiled.run(images), eager.run(images), atol=1e-4)
