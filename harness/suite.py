@@ -7,6 +7,7 @@ A suite lists its steps and their settings; `[quick]` holds overrides merged ove
 from __future__ import annotations
 
 import copy
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-SUITES_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
+# Bundled suites live in the repo's benchmarks/; an installed copy (the images) names its folder.
+SUITES_DIR = Path(
+    os.environ.get("RESNEST_BENCH_SUITES", Path(__file__).resolve().parent.parent / "benchmarks")
+)
 STEPS = ("train", "transfer", "export", "deploy")
 DATASETS = ("cifar10", "cifar100", "synthetic", "folder")
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
