@@ -1,0 +1,261 @@
+"""Where and how fast training runs: device choice, precision, memory layout, compilation, power.
+
+Everything that differs between a K80 and an H100 lives here, so the training loop itself
+reads the same on every machine. Peak FLOP/s per precision (dense, no 2:4 sparsity) come
+from NVIDIA's datasheets and turn achieved FLOP/s into MFU; GPUs not in the table get None,
+never a guess.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from harness.errors import BenchError, GpuRequiredError
+
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+_T = 1e12
+# (name pattern, {precision: dense peak FLOP/s}); first match wins, so variants precede the
+# generic name. Pre-Ampere GPUs have no TF32: the tf32 switch is a no-op there, so tf32 runs
+# at the fp32 rate; bf16 is absent where the hardware has no bf16 arithmetic. A K80 is two
+# GK210 dies and each die is one CUDA device, so its numbers are per die (boost clock).
+PEAK_FLOPS: tuple[tuple[str, dict[str, float]], ...] = (
+    (r"K80", {"fp32": 4.37 * _T, "tf32": 4.37 * _T, "fp16": 4.37 * _T}),
+    (r"P100.*PCIE", {"fp32": 9.3 * _T, "tf32": 9.3 * _T, "fp16": 18.7 * _T}),
+    (r"P100", {"fp32": 10.6 * _T, "tf32": 10.6 * _T, "fp16": 21.2 * _T}),
+    (r"V100.*PCIE", {"fp32": 14.0 * _T, "tf32": 14.0 * _T, "fp16": 112 * _T}),
+    (r"V100", {"fp32": 15.7 * _T, "tf32": 15.7 * _T, "fp16": 125 * _T}),
+    (r"\bT4\b", {"fp32": 8.1 * _T, "tf32": 8.1 * _T, "fp16": 65 * _T}),
+    (r"A100", {"fp32": 19.5 * _T, "tf32": 156 * _T, "bf16": 312 * _T, "fp16": 312 * _T}),
+    (r"\bL4\b", {"fp32": 30.3 * _T, "tf32": 60 * _T, "bf16": 121 * _T, "fp16": 121 * _T}),
+    (r"H100.*PCIE", {"fp32": 51 * _T, "tf32": 378 * _T, "bf16": 756 * _T, "fp16": 756 * _T}),
+    (r"H100", {"fp32": 67 * _T, "tf32": 495 * _T, "bf16": 989 * _T, "fp16": 989 * _T}),
+    (r"H200", {"fp32": 67 * _T, "tf32": 495 * _T, "bf16": 989 * _T, "fp16": 989 * _T}),
+    (r"B200", {"fp32": 75 * _T, "tf32": 1100 * _T, "bf16": 2250 * _T, "fp16": 2250 * _T}),
+)
+
+
+def peak_flops(gpu_name: str, precision: str) -> float | None:
+    """Dense peak FLOP/s of `gpu_name` (as torch/nvidia-smi spell it) at `precision`, or None."""
+    for pattern, peaks in PEAK_FLOPS:
+        if re.search(pattern, gpu_name, flags=re.IGNORECASE):
+            return peaks.get(precision)
+    return None
+
+
+def _cuda_missing_reason() -> str:
+    if torch.version.cuda is None:
+        return f"this torch build ({torch.__version__}) has no CUDA support"
+    return "no GPU is visible (check the driver, CUDA_VISIBLE_DEVICES or docker --gpus)"
+
+
+def select_device(requested: str = "auto") -> torch.device:
+    """'auto' (GPU if present), 'cpu', 'cuda'/'gpu' or 'cuda:N'; asking for a missing GPU fails."""
+    name = requested.strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "gpu":
+        name = "cuda"
+    if not re.fullmatch(r"cuda(:\d+)?", name):
+        raise BenchError(f"unknown device {requested!r}; use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        reason = _cuda_missing_reason()
+        raise GpuRequiredError(f"device {requested!r} needs a CUDA GPU, but {reason}")
+    device = torch.device(name)
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        raise GpuRequiredError(f"device {requested!r} does not exist: {count} GPU(s) visible")
+    return torch.device("cuda", device.index if device.index is not None else 0)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return platform.processor() or platform.machine() or "cpu"
+
+
+@dataclass(frozen=True)
+class Accel:
+    """The speed settings of one run, validated for its device; `describe()` goes in results."""
+
+    device: torch.device
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    compile_mode: str = "default"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise BenchError(f"unknown precision {self.precision!r}; use one of {PRECISIONS}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise BenchError(
+                f"unknown compile mode {self.compile_mode!r}; use one of {COMPILE_MODES}"
+            )
+        if self.device.type != "cuda":
+            return
+        major, minor = torch.cuda.get_device_capability(self.device)
+        gpu = f"{torch.cuda.get_device_name(self.device)} (sm_{major}{minor})"
+        if self.precision == "bf16" and major < 8:
+            raise BenchError(f"bf16 needs an Ampere or newer GPU; {gpu} has none: use fp16")
+        if self.compile and major < 7:
+            raise BenchError(f"torch.compile (Triton) needs compute capability >= 7.0; {gpu}")
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return _AUTOCAST.get(self.precision)
+
+    @property
+    def name(self) -> str:
+        return device_name(self.device)
+
+    def configure_backends(self) -> None:
+        """Process-wide switches: cuDNN autotuning on; TF32 only when tf32 is asked for.
+
+        PyTorch enables TF32 for cuDNN convolutions by default, so fp32 must turn it off
+        explicitly or an "fp32" number on an A100 would silently be a TF32 number.
+        """
+        tf32 = self.precision == "tf32"
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """Mixed precision for forward and loss; a no-op for fp32/tf32."""
+        dtype = self.autocast_dtype
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """Loss scaling guards fp16's narrow exponent; bf16 and fp32 need none (disabled)."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        """Move `model` to the device and layout; return what to call (compiled or not).
+
+        The returned module may be a compiled wrapper: keep the original for state_dict().
+        """
+        model.to(self.device)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        if not self.compile:
+            return model
+        mode = None if self.compile_mode == "default" else self.compile_mode
+        return torch.compile(model, mode=mode)
+
+    def peak_flops(self) -> float | None:
+        return peak_flops(self.name, self.precision) if self.device.type == "cuda" else None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "device": str(self.device),
+            "device_name": self.name,
+            "precision": self.precision,
+            "channels_last": self.channels_last,
+            "compile": self.compile,
+            "compile_mode": self.compile_mode if self.compile else None,
+            "cudnn_benchmark": self.device.type == "cuda",
+            "peak_flops": self.peak_flops(),
+        }
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_bytes(device: torch.device) -> int | None:
+    return int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
+
+
+@dataclass(frozen=True)
+class EnergyReading:
+    joules: float
+    mean_watts: float
+    method: str  # "counter" (NVML total-energy counter, Volta+) or "sampled" (power x time)
+
+
+class PowerMeter:
+    """Energy used by one GPU between start() and stop(), read through NVML.
+
+    Volta and newer keep a millijoule counter, which is exact; older GPUs (K80, P100) only
+    report instantaneous power, so a background thread samples it and integrates.
+    """
+
+    def __init__(self, nvml: Any, handle: Any, interval_s: float = 0.1) -> None:
+        self._nvml, self._handle, self._interval = nvml, handle, interval_s
+        self._samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._t0 = 0.0
+        self._e0: float | None = None
+
+    @classmethod
+    def for_device(cls, device: torch.device) -> PowerMeter | None:
+        """A meter for a CUDA device, or None on CPU or where NVML cannot be used."""
+        if device.type != "cuda":
+            return None
+        try:
+            import pynvml  # from nvidia-ml-py
+
+            pynvml.nvmlInit()
+            props = torch.cuda.get_device_properties(device)
+            uuid = getattr(props, "uuid", None)
+            if uuid is not None:
+                handle = pynvml.nvmlDeviceGetHandleByUUID(f"GPU-{uuid}")
+            else:
+                handle = pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
+        except Exception:  # ImportError, NVMLError of many kinds: energy is optional
+            return None
+        return cls(pynvml, handle)
+
+    def _energy_mj(self) -> float | None:
+        try:
+            return float(self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle))
+        except Exception:  # NVML_ERROR_NOT_SUPPORTED before Volta
+            return None
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self._interval):
+            with contextlib.suppress(Exception):
+                watts = self._nvml.nvmlDeviceGetPowerUsage(self._handle) / 1000.0
+                self._samples.append((time.perf_counter(), watts))
+
+    def start(self) -> None:
+        self._t0 = time.perf_counter()
+        self._e0 = self._energy_mj()
+        if self._e0 is None:
+            self._samples, self._stop = [], threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+
+    def stop(self) -> EnergyReading | None:
+        elapsed = time.perf_counter() - self._t0
+        if self._e0 is not None:
+            end = self._energy_mj()
+            if end is None or elapsed <= 0:
+                return None
+            joules = (end - self._e0) / 1000.0
+            return EnergyReading(joules, joules / elapsed, "counter")
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+        if not self._samples or elapsed <= 0:
+            return None
+        mean_watts = sum(w for _, w in self._samples) / len(self._samples)
+        return EnergyReading(mean_watts * elapsed, mean_watts, "sampled")
