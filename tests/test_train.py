@@ -1,0 +1,447 @@
+"""harness.train and harness.accel on CPU: the tiny model on learnable 8x8 synthetic data.
+
+Every run is a few dozen SGD steps on a few hundred images, so the file stays fast; CUDA-only
+paths (NVML, cuDNN, capability checks) are exercised through fakes where that is honest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import harness.train as train_mod
+from harness.accel import Accel, PowerMeter, peak_flops, select_device
+from harness.data import load_dataset
+from harness.errors import BenchError, GpuRequiredError
+from harness.schema import validate
+from harness.train import (
+    CHECKPOINT_NAME,
+    EPOCH_LOG_NAME,
+    TRAINING_SPEC,
+    Callbacks,
+    Recipe,
+    TrainOptions,
+    create_seeded_model,
+    load_transfer_weights,
+    read_checkpoint,
+    summarize,
+    train,
+)
+from models.weights import ours_to_external
+
+CLASSES = 4
+# Tuned for robustness: final train and test accuracy >= 0.98 for seeds 0-3.
+RECIPE = Recipe(epochs=5, batch_size=32, lr=0.05, milestones=(3,))
+CPU = TrainOptions(device="cpu")
+
+
+def _data(train_images: int = 192, test_images: int = 64, seed: int = 0):
+    return load_dataset(
+        "synthetic",
+        root=Path("unused"),
+        train_subset=train_images,
+        test_subset=test_images,
+        image_size=8,
+        num_classes=CLASSES,
+        seed=seed,
+    )
+
+
+def _model(seed: int = 0, **overrides):
+    return create_seeded_model("resnest-tiny", seed=seed, **{"num_classes": CLASSES, **overrides})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One full tiny run shared by the tests that only read its outputs."""
+    run_dir = tmp_path_factory.mktemp("train") / "run"
+    seen: list[dict] = []
+    batches: list[tuple[int, int]] = []
+    model = _model()
+    result = train(
+        model,
+        _data(),
+        run_dir,
+        recipe=RECIPE,
+        options=CPU,
+        callbacks=Callbacks(on_epoch_end=seen.append, on_batch=lambda i, n: batches.append((i, n))),
+        config={"suite": "test", "nan": float("nan")},
+    )
+    return result, model, run_dir, seen, batches
+
+
+# --- the recipe -------------------------------------------------------------------------------
+
+
+def test_default_recipes_are_the_seed_studys():
+    cifar, transfer = Recipe.cifar10_default(), Recipe.transfer_default()
+    assert (cifar.epochs, cifar.batch_size, cifar.lr, cifar.milestones) == (
+        250,
+        128,
+        0.1,
+        (80, 210),
+    )
+    assert (cifar.momentum, cifar.weight_decay, cifar.gamma) == (0.9, 5e-4, 0.1)
+    assert (transfer.epochs, transfer.batch_size, transfer.step_size) == (200, 64, 60)
+    # MultiStepLR semantics: milestone 80 is the first epoch (0-based) at the lower LR.
+    assert [cifar.lr_at(e) for e in (0, 79, 80, 209, 210)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 0.001]
+    )
+    assert [transfer.lr_at(e) for e in (59, 60, 120)] == pytest.approx([0.1, 0.01, 0.001])
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("epochs", 0),
+        ("epochs", 2.5),
+        ("batch_size", 0),
+        ("lr", -0.1),
+        ("lr", float("nan")),
+        ("momentum", 1.0),
+        ("weight_decay", -1e-4),
+        ("milestones", (210, 80)),
+        ("milestones", (0,)),
+        ("milestones", 80),
+        ("step_size", 0),
+        ("gamma", 0.0),
+        ("label_smoothing", 1.0),
+    ],
+)
+def test_bad_recipe_values_name_the_field(field, value):
+    with pytest.raises(BenchError, match=f"recipe {field} must be"):
+        dataclasses.replace(Recipe(), **{field: value})
+
+
+def test_milestones_and_step_size_exclude_each_other():
+    with pytest.raises(BenchError, match="milestones and step_size"):
+        Recipe(milestones=(10,), step_size=5)
+
+
+def test_bad_options():
+    with pytest.raises(BenchError, match="seed"):
+        TrainOptions(seed=-1)
+    with pytest.raises(BenchError, match="target top-1"):
+        TrainOptions(target_top1=1.5)
+    with pytest.raises(BenchError, match="precision"):
+        TrainOptions(device="cpu", precision="fp8").accel()
+
+
+# --- devices and speed settings ---------------------------------------------------------------
+
+
+def test_gpu_requested_without_one_fails_in_one_line(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for name in ("cuda", "gpu", "cuda:1"):
+        with pytest.raises(GpuRequiredError) as info:
+            select_device(name)
+        assert "\n" not in str(info.value) and "needs a CUDA GPU" in str(info.value)
+    with pytest.raises(GpuRequiredError):
+        train(_model(), _data(32, 8), Path("never"), recipe=RECIPE, options=TrainOptions("cuda"))
+    assert select_device("auto") == torch.device("cpu")
+    with pytest.raises(BenchError, match="unknown device"):
+        select_device("tpu")
+
+
+@pytest.mark.parametrize(
+    ("gpu", "precision", "peak"),
+    [
+        ("NVIDIA H100 80GB HBM3", "bf16", 989e12),
+        ("NVIDIA H100 PCIe", "fp16", 756e12),
+        ("NVIDIA H200", "tf32", 495e12),
+        ("NVIDIA A100-SXM4-40GB", "fp32", 19.5e12),
+        ("Tesla V100-SXM2-16GB", "fp16", 125e12),
+        ("Tesla V100-PCIE-16GB", "fp16", 112e12),
+        ("Tesla V100-SXM2-16GB", "bf16", None),  # no bf16 arithmetic before Ampere
+        ("Tesla P100-PCIE-16GB", "tf32", 9.3e12),  # tf32 is a no-op: runs at the fp32 rate
+        ("Tesla K80", "fp32", 4.37e12),
+        ("NVIDIA L4", "bf16", 121e12),
+        ("NVIDIA L40S", "bf16", None),  # not an L4
+        ("NVIDIA B200", "bf16", 2250e12),
+        ("Some Future GPU", "fp32", None),
+    ],
+)
+def test_peak_flops_table(gpu, precision, peak):
+    assert peak_flops(gpu, precision) == (pytest.approx(peak) if peak else None)
+
+
+def test_precision_settings():
+    cpu = torch.device("cpu")
+    assert Accel(cpu, precision="fp16").grad_scaler().is_enabled()
+    assert not Accel(cpu, precision="bf16").grad_scaler().is_enabled()
+    assert Accel(cpu, precision="bf16").autocast_dtype is torch.bfloat16
+    assert Accel(cpu, precision="tf32").autocast_dtype is None
+    Accel(cpu, precision="fp32").configure_backends()
+    assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.allow_tf32
+    Accel(cpu, precision="tf32").configure_backends()
+    assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    Accel(cpu).configure_backends()
+    assert Accel(cpu).describe()["peak_flops"] is None
+    with pytest.raises(BenchError, match="compile mode"):
+        Accel(cpu, compile=True, compile_mode="fastest")
+
+
+class _FakeNvml:
+    """Counts energy in mJ like NVML on Volta+, or refuses as on a K80 (power only)."""
+
+    def __init__(self, counter: bool) -> None:
+        self.counter, self.energy_mj = counter, 1_000_000.0
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle):
+        if not self.counter:
+            raise RuntimeError("NVML_ERROR_NOT_SUPPORTED")
+        self.energy_mj += 5_000.0
+        return self.energy_mj
+
+    def nvmlDeviceGetPowerUsage(self, handle):
+        return 250_000  # mW
+
+
+def test_power_meter_counter_and_sampled():
+    meter = PowerMeter(_FakeNvml(counter=True), handle=None)
+    meter.start()
+    reading = meter.stop()
+    assert reading.method == "counter" and reading.joules == pytest.approx(5.0)
+    meter = PowerMeter(_FakeNvml(counter=False), handle=None, interval_s=0.005)
+    meter.start()
+    import time
+
+    time.sleep(0.05)
+    reading = meter.stop()
+    assert reading.method == "sampled" and reading.mean_watts == pytest.approx(250.0)
+    assert reading.joules == pytest.approx(250.0 * 0.05, rel=0.5)
+    assert PowerMeter.for_device(torch.device("cpu")) is None
+
+
+# --- the training loop ------------------------------------------------------------------------
+
+
+def test_tiny_model_learns(trained):
+    result, _, _, seen, batches = trained
+    final = result.records[-1]
+    assert final["train_acc"] >= 0.9 and final["test_top1"] >= 0.9
+    assert result.records[0]["train_acc"] < final["train_acc"]
+    assert [r["lr"] for r in result.records] == pytest.approx([0.05] * 3 + [0.005] * 2)
+    assert seen == result.records
+    per_epoch = 192 // 32
+    assert batches[:per_epoch] == [(i, per_epoch) for i in range(1, per_epoch + 1)]
+    assert len(batches) == per_epoch * RECIPE.epochs
+
+
+def test_records_and_summary(trained):
+    result, _, _, _, _ = trained
+    records, summary = result.records, result.summary
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4, 5]
+    assert [r["warmup"] for r in records] == [True] + [False] * 4
+    for r in records:
+        assert r["images"] == 192 and r["images_per_s"] == pytest.approx(192 / r["train_s"])
+        assert r["peak_memory_bytes"] is None and r["energy_j"] is None and r["mfu"] is None
+        assert r["flops_per_s"] == pytest.approx(
+            result.model["flops_per_train_image"] * 192 / r["train_s"]
+        )
+    assert result.model["flops_per_train_image"] == 6 * result.model["macs"] > 0
+    assert summary["first_epoch_s"] == records[0]["train_s"]
+    assert summary["steady_epoch_s"]["n"] == 4
+    assert summary["total_train_s"] == pytest.approx(records[-1]["cumulative_train_s"])
+    assert summary["final_test_top1"] == records[-1]["test_top1"]
+    assert result.batch_size == 32 and result.failed_batch_sizes == ()
+    assert result.dataset["synthetic"] is True and result.dataset["train_images"] == 192
+
+
+def test_summary_time_to_target():
+    def rec(epoch, train_s, top1, warmup=False):
+        return {
+            "epoch": epoch,
+            "warmup": warmup,
+            "train_s": train_s,
+            "eval_s": 1.0,
+            "cumulative_train_s": 0.0,
+            "images_per_s": 100.0 / train_s,
+            "test_top1": top1,
+            "energy_j": None,
+            "mfu": None,
+            "weights_finite": True,
+        }
+
+    records = [rec(1, 30.0, 0.5, warmup=True), rec(2, 10.0, 0.9), rec(3, 12.0, 0.95)]
+    cumulative = 0.0
+    for r in records:
+        cumulative += r["train_s"]
+        r["cumulative_train_s"] = cumulative
+    summary = summarize(records, epochs_planned=3, target=0.89)
+    assert summary["time_to_target_s"] == 40.0 and summary["epochs_to_target"] == 2
+    assert summary["first_epoch_s"] == 30.0 and summary["steady_epoch_s"]["median"] == 11.0
+    assert summary["best_epoch"] == 3 and summary["diverged_at_epoch"] is None
+    assert summarize(records, epochs_planned=3, target=0.99)["time_to_target_s"] is None
+
+
+def test_result_validates_and_round_trips_json(trained):
+    result, _, _, _, _ = trained
+    out = result.to_dict()
+    validate(out, TRAINING_SPEC, name="training")
+    assert json.loads(json.dumps(out, allow_nan=False)) == out
+    assert out["config"] == {"suite": "test", "nan": None}  # NaN would be refused by the writer
+    assert out["recipe"]["milestones"] == [3] and out["options"]["precision"] == "fp32"
+    assert out["model"]["name"] == "resnest-tiny" and out["model"]["num_classes"] == CLASSES
+
+
+def test_epoch_log_and_checkpoint(trained):
+    result, model, run_dir, _, _ = trained
+    lines = (run_dir / EPOCH_LOG_NAME).read_text().splitlines()
+    assert [json.loads(line) for line in lines] == result.to_dict()["epochs"]
+    ckpt = read_checkpoint(run_dir / CHECKPOINT_NAME)
+    assert ckpt["epoch"] == 5 and ckpt["records"] == result.records
+    for key, value in model.state_dict().items():
+        assert torch.equal(ckpt["model"][key], value)
+    assert {"optimizer", "scaler", "rng", "config", "model_config"} <= set(ckpt)
+
+
+def test_existing_checkpoint_needs_resume(trained):
+    _, _, run_dir, _, _ = trained
+    with pytest.raises(BenchError, match="resume"):
+        train(_model(), _data(), run_dir, recipe=RECIPE, options=CPU)
+    with pytest.raises(BenchError, match="different recipe"):
+        other = dataclasses.replace(RECIPE, lr=0.1)
+        train(_model(), _data(), run_dir, recipe=other, options=CPU, resume=True)
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    recipe = Recipe(epochs=3, batch_size=16, lr=0.05, milestones=(2,))
+    data = _data(64, 16)
+    straight = _model()
+    expected = train(straight, data, tmp_path / "straight", recipe=recipe, options=CPU)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_two(record):
+        if record["epoch"] == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(
+            _model(),
+            data,
+            tmp_path / "killed",
+            recipe=recipe,
+            options=CPU,
+            callbacks=Callbacks(on_epoch_end=kill_after_two),
+        )
+    torch.manual_seed(12345)  # a new process: other RNG state, other initial weights
+    resumed_model = _model(seed=99)
+    resumed = train(
+        resumed_model, data, tmp_path / "killed", recipe=recipe, options=CPU, resume=True
+    )
+    assert resumed.resumed_from_epoch == 2
+    assert [r["warmup"] for r in resumed.records] == [True, False, True]
+    for key, value in straight.state_dict().items():
+        assert torch.equal(resumed_model.state_dict()[key], value), key
+    for a, b in zip(expected.records, resumed.records, strict=True):
+        assert (a["train_loss"], a["test_top1"], a["lr"]) == (
+            b["train_loss"],
+            b["test_top1"],
+            b["lr"],
+        )
+    log = (tmp_path / "killed" / EPOCH_LOG_NAME).read_text().splitlines()
+    assert len(log) == 3
+
+
+def test_out_of_memory_names_the_batch_size_or_halves_it(tmp_path, monkeypatch):
+    real_step = train_mod._train_step
+    calls = {"big": 0}
+
+    def step_that_fits_eight(model, x, *args):
+        if len(x) > 8:
+            calls["big"] += 1
+            if calls["big"] % 2 == 0:  # one real update first, so a restart must undo it
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return real_step(model, x, *args)
+
+    monkeypatch.setattr(train_mod, "_train_step", step_that_fits_eight)
+    recipe = Recipe(epochs=1, batch_size=32, lr=0.05, milestones=())
+    data = _data(64, 16)
+    with pytest.raises(BenchError, match="out of GPU memory at batch size 32"):
+        train(_model(), data, tmp_path / "a", recipe=recipe, options=CPU)
+
+    auto = _model()
+    result = train(
+        auto, data, tmp_path / "b", recipe=recipe, options=TrainOptions("cpu", auto_batch=True)
+    )
+    assert result.batch_size == 8 and result.failed_batch_sizes == (32, 16)
+    assert result.records[0]["batch_size"] == 8 and result.to_dict()["batch_size"] == 8
+
+    direct = _model()
+    train(
+        direct, data, tmp_path / "c", recipe=dataclasses.replace(recipe, batch_size=8), options=CPU
+    )
+    for key, value in direct.state_dict().items():
+        assert torch.equal(auto.state_dict()[key], value), key
+
+
+def test_bf16_autocast_trains_on_cpu(tmp_path):
+    recipe = Recipe(epochs=1, batch_size=16, lr=0.05, milestones=())
+    options = TrainOptions("cpu", precision="bf16", channels_last=True)
+    result = train(_model(), _data(64, 16), tmp_path / "r", recipe=recipe, options=options)
+    record = result.records[0]
+    assert math.isfinite(record["train_loss"]) and record["weights_finite"]
+    assert result.accel["precision"] == "bf16" and result.accel["channels_last"] is True
+
+
+def test_divergence_stops_the_run(tmp_path):
+    recipe = Recipe(epochs=4, batch_size=16, lr=1e30, milestones=())
+    result = train(_model(), _data(64, 16), tmp_path / "r", recipe=recipe, options=CPU)
+    assert result.summary["diverged_at_epoch"] == 1 and len(result.records) == 1
+    validate(result.to_dict(), TRAINING_SPEC, name="training")
+
+
+# --- transfer ---------------------------------------------------------------------------------
+
+
+def test_transfer_from_our_checkpoint_keeps_body_and_replaces_head(trained):
+    _, source_model, run_dir, _, _ = trained
+    target = _model(seed=7)
+    init = load_transfer_weights(target, run_dir / CHECKPOINT_NAME, num_classes=6)
+    assert init.source == "ours" and init.skipped == ("fc.",)
+    assert target.get_classifier().out_features == 6 and target.config.num_classes == 6
+    source = source_model.state_dict()
+    for key, value in target.state_dict().items():
+        if not key.startswith("fc."):
+            assert torch.equal(value, source[key]), key
+    assert init.to_dict()["skipped"] == ["fc."]
+
+
+def test_transfer_from_official_imagenet_weights_skips_a_different_stem(tmp_path):
+    imagenet = _model(seed=3, stem="imagenet", num_classes=1000)
+    external = {ours_to_external(k): v for k, v in imagenet.state_dict().items()}
+    path = tmp_path / "official.pth"
+    torch.save(external, path)
+    target = _model(seed=4)  # cifar stem
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    init = load_transfer_weights(target, path, num_classes=100)
+    assert init.source == "official" and init.skipped == ("fc.", "stem.")
+    assert target.get_classifier().out_features == 100
+    for key, value in target.state_dict().items():
+        if key.startswith("stages."):
+            assert torch.equal(value, imagenet.state_dict()[key]), key
+    assert torch.equal(target.state_dict()["stem.0.weight"], before["stem.0.weight"])
+
+    broken = tmp_path / "broken.pth"
+    broken.write_bytes(b"not a checkpoint")
+    with pytest.raises(BenchError, match="cannot read weights"):
+        load_transfer_weights(_model(), broken, num_classes=10)
+
+
+def test_dataset_and_model_classes_must_agree(tmp_path):
+    with pytest.raises(BenchError, match="10 outputs but dataset synthetic has 4"):
+        train(
+            create_seeded_model("resnest-tiny", seed=0),
+            _data(32, 8),
+            tmp_path,
+            recipe=RECIPE,
+            options=CPU,
+        )
