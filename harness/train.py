@@ -645,14 +645,25 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     return ckpt
 
 
+def _first_difference(old: Any, new: Any, path: str) -> tuple[str, Any, Any] | None:
+    """(dotted key, old, new) of the first leaf where two JSON values differ, or None."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(old.keys() | new.keys()):
+            found = _first_difference(old.get(key), new.get(key), f"{path}.{key}")
+            if found:
+                return found
+        return None
+    return None if old == new else (path, old, new)
+
+
 def _check_identity(path: Path, saved: str, current: dict[str, Any]) -> None:
-    old = json.loads(saved)
-    for key, value in current.items():
-        if old.get(key) != value:
-            raise BenchError(
-                f"cannot resume from {path}: it was made with a different {key} "
-                f"({json.dumps(old.get(key))[:120]} vs {json.dumps(value)[:120]})"
-            )
+    found = _first_difference(json.loads(saved), current, "")
+    if found:
+        key, old, new = found
+        raise BenchError(
+            f"cannot resume from {path}: it was made with a different {key.lstrip('.')} "
+            f"({json.dumps(old)[:80]}, now {json.dumps(new)[:80]})"
+        )
 
 
 def _write_epoch_log(path: Path, records: list[dict[str, Any]]) -> None:
