@@ -1,0 +1,164 @@
+"""Deploy on the tiny model: every field filled, bad input refused, nothing half-made."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import models
+from harness.data import load_dataset
+from harness.deploy import (
+    ARTIFACT_FILES,
+    Artifacts,
+    DeployConfig,
+    build_artifacts,
+    measure_artifacts,
+    run_deploy,
+)
+from harness.errors import BenchError
+from harness.quantize import QuantSettings
+from harness.runtimes import torch_compile as torch_compile_module
+from harness.timing import TimingPolicy
+
+TINY = TimingPolicy(warmup=1, min_iters=3, min_seconds=0.0)
+
+
+def _config(**overrides) -> DeployConfig:
+    base = dict(
+        runtimes=("torch-eager", "ort-cpu"),
+        policy=TINY,
+        throughput_batches=(2, 4),
+        timed_images=12,
+        small_set=6,
+        parity_images=16,
+        exporter="torchscript",
+        int8=QuantSettings(calibration_images=32),
+        int8_heldout_images=32,
+        max_int8_drop_pts=100.0,  # untrained model: accuracy is noise; the gate is tested elsewhere
+        demo_index=3,
+        threads=1,
+    )
+    return DeployConfig(**{**base, **overrides})
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    return load_dataset("synthetic", root=root, train_subset=64, test_subset=40, image_size=16)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return models.create_model("resnest-tiny").eval()
+
+
+@pytest.fixture(scope="module")
+def result(model, data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("deploy") / "run"
+    return run_deploy(model, data, out, _config()), out
+
+
+def test_all_fields_filled(result, data):
+    res, out = result
+    assert sorted(p.name for p in out.iterdir()) == sorted(ARTIFACT_FILES.values())
+    doc = res.to_dict()
+    json.dumps(doc, allow_nan=False)
+    assert list(doc) == ["config", "environment", "artifacts", "targets", "demo"]
+    assert [t["target"] for t in doc["targets"]] == [
+        "torch-eager:fp32",
+        "ort-cpu:fp32",
+        "ort-cpu:int8",
+        "ort-cpu:int8-ort-format",
+    ]
+    for target in doc["targets"]:
+        assert target["status"] == "ok", target
+        missing = [key for key, value in target.items() if value is None and key != "reason"]
+        assert missing == [], (target["target"], missing)
+        assert target["threads"] == 1
+        assert target["latency_ms"]["n"] >= 3 and target["latency_ms"]["median"] > 0
+        assert set(target["throughput"]) == {"2", "4"}
+        assert target["images_timed"] == 12 and target["images_small"] == 6
+        assert target["images_full"] == len(data.test)
+        assert target["peak_rss_bytes"] >= target["rss_before_load_bytes"] > 0
+    eager, ort_fp32 = doc["targets"][0], doc["targets"][1]
+    assert eager["agreement_top1_pct"] == 100.0 and eager["max_prob_diff"] == 0.0
+    assert ort_fp32["agreement_top1_pct"] == 100.0 and ort_fp32["max_prob_diff"] < 1e-5
+    sizes = doc["artifacts"]["sizes_bytes"]
+    assert all(sizes[k] == (out / name).stat().st_size for k, name in ARTIFACT_FILES.items())
+    assert doc["artifacts"]["export"]["exporter"] == "torchscript"
+    assert doc["artifacts"]["int8"]["variant"] == "full"
+    assert doc["artifacts"]["pt2e"]["status"] in ("ok", "skipped")
+    assert doc["environment"]["threads"] == 1 and "cgroup" in doc["environment"]
+
+
+def test_demo_table_matches_reference(result, data, model):
+    res, _ = result
+    probs = res.demo_probs()
+    assert list(probs) == [t.target for t in res.targets]
+    with torch.inference_mode():
+        from harness.data import normalize
+
+        x = normalize(data.test.images[3:4], data.mean, data.std)
+        want = torch.softmax(model(x), 1)[0].numpy()
+    np.testing.assert_allclose(probs["torch-eager:fp32"], want, rtol=1e-5)
+    markdown = res.to_markdown()
+    assert "| # | class | torch-eager:fp32 | ort-cpu:fp32 |" in markdown
+    assert "| target | p50 ms |" in markdown and "| artifact | MB | vs state_dict |" in markdown
+
+
+def test_unavailable_runtime_is_skipped_with_reason(model, data, tmp_path, monkeypatch):
+    import onnxruntime
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(torch_compile_module.shutil, "which", lambda _: None)  # and no compiler
+    artifacts = build_artifacts(model, data, tmp_path, _config())
+    rows = measure_artifacts(artifacts, data, _config(runtimes=None, isolate=False))
+    skipped = {r.target: r.reason for r in rows if r.status == "skipped"}
+    assert "CUDAExecutionProvider" in skipped["ort-cuda:fp32"]
+    assert "TensorrtExecutionProvider" in skipped["ort-tensorrt:fp32"]
+    assert "C++ compiler" in skipped["torch-compile:fp32"]
+    assert {r.target for r in rows if r.status == "ok"} >= {"torch-eager:fp32", "ort-cpu:int8"}
+    with pytest.raises(BenchError, match="'ort-cuda' is not available"):
+        run_deploy(model, data, tmp_path / "cuda", _config(runtimes=("ort-cuda",)))
+    assert not (tmp_path / "cuda").exists()
+
+
+def test_unknown_runtime(model, data, tmp_path):
+    with pytest.raises(BenchError, match="unknown runtime 'caffe2'"):
+        _config(runtimes=("caffe2",))
+
+
+def test_failed_run_leaves_nothing(model, data, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(BenchError, match="int8 model loses more than"):
+        run_deploy(model, data, out, _config(max_int8_drop_pts=-100.0))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_onnx_that_does_not_fit_the_data(model, data, tmp_path):
+    artifacts = build_artifacts(model, data, tmp_path / "a", _config())
+    bigger = load_dataset("synthetic", root=tmp_path, train_subset=16, test_subset=8, image_size=24)
+    with pytest.raises(BenchError, match=r"expects input \[N, 3, 16, 16\] but the data is 3x24x24"):
+        measure_artifacts(artifacts, bigger, _config(isolate=False))
+
+
+def test_missing_or_corrupt_artifact(model, data, tmp_path):
+    artifacts = build_artifacts(model, data, tmp_path, _config())
+    artifacts.onnx_int8.write_bytes(b"\x00corrupt")
+    with pytest.raises(BenchError, match="corrupt"):
+        measure_artifacts(artifacts, data, _config(isolate=False))
+    artifacts.onnx_int8.unlink()
+    with pytest.raises(BenchError, match="not found"):
+        measure_artifacts(artifacts, data, _config(isolate=False))
+    artifacts.state_dict.write_bytes(b"garbage")
+    with pytest.raises(BenchError, match="corrupt"):
+        measure_artifacts(
+            Artifacts(state_dict=artifacts.state_dict),
+            data,
+            _config(isolate=False, runtimes=("torch-eager",)),
+        )
