@@ -169,12 +169,19 @@ class ResNeSt(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
+        """He init; the last BatchNorm of every residual branch starts at zero, so each block
+        begins as the identity and a from-scratch run at lr 0.1 does not blow up early
+        (Goyal et al. 2017, timm's zero_init_last)."""
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+        for block in self.modules():
+            if isinstance(block, Bottleneck | BasicBlock):
+                last = block.expand if isinstance(block, Bottleneck) else block.conv
+                nn.init.zeros_(last[1].weight)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(self.stem(x)).mean((2, 3))

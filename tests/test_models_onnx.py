@@ -15,6 +15,9 @@ import models
 def test_onnx_export_matches_pytorch(tmp_path, dynamo: bool, name: str, radix: int) -> None:
     torch.manual_seed(0)
     model = models.create_model(name, radix=radix, cardinality=2).eval()
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.weight.data.uniform_(0.5, 1.5)  # undo zero-init-last: every branch must count
+        bn.running_var.uniform_(0.5, 2.0)
     path = tmp_path / "model.onnx"
     example = torch.randn(2, 3, 32, 32)
     kwargs = (
