@@ -90,10 +90,11 @@ class Parity:
 
     images: int
     max_abs_diff: float
+    reference_absmax: float  # largest |logit| of PyTorch: the scale a relative tolerance uses
     top1_agreement: float  # fraction in [0, 1]
 
     def to_dict(self) -> dict[str, float | int]:
-        """Keys: images, max_abs_diff, top1_agreement (fraction)."""
+        """Keys: images, max_abs_diff, reference_absmax, top1_agreement (fraction)."""
         return dataclasses.asdict(self)
 
 
@@ -125,6 +126,7 @@ def export_onnx(
     *,
     exporter: Exporter = "auto",
     atol: float = 1e-3,
+    rtol: float = 1e-5,
     min_agreement: float = 0.99,
     threads: int | None = None,
 ) -> OnnxExport:
@@ -133,7 +135,8 @@ def export_onnx(
     `images` are real test images already normalised with harness.data.normalize (the model's
     own preprocessing), float32 NCHW. "auto" tries the dynamo exporter and falls back to the
     TorchScript one when dynamo fails to export or to match; the file is only renamed into place
-    after it passes the check (max |logit diff| <= atol and top-1 agreement >= min_agreement).
+    after it passes the check: max |logit diff| <= atol + rtol * max |logit| (fp32 rounding
+    grows with the logits' scale) and top-1 agreement >= min_agreement.
     """
     if exporter not in EXPORTERS:
         raise BenchError(
@@ -154,7 +157,7 @@ def export_onnx(
                 failures.append(f"{name} exporter failed: {_first_line(exc)}")
                 continue
             parity = check_parity(model, tmp, images, threads=threads)
-            problem = parity_problem(parity, atol=atol, min_agreement=min_agreement)
+            problem = parity_problem(parity, atol=atol, rtol=rtol, min_agreement=min_agreement)
             if problem is not None:
                 failures.append(f"{name} export does not match PyTorch: {problem}")
                 continue
@@ -200,14 +203,18 @@ def compare_logits(reference: np.ndarray, other: np.ndarray) -> Parity:
     return Parity(
         images=int(reference.shape[0]),
         max_abs_diff=float(np.max(np.abs(reference - other))),
+        reference_absmax=float(np.max(np.abs(reference))),
         top1_agreement=float(np.mean(reference.argmax(1) == other.argmax(1))),
     )
 
 
-def parity_problem(parity: Parity, *, atol: float, min_agreement: float) -> str | None:
+def parity_problem(
+    parity: Parity, *, atol: float, rtol: float = 0.0, min_agreement: float = 1.0
+) -> str | None:
     """A one-line description of why `parity` fails the tolerances, or None if it passes."""
-    if not np.isfinite(parity.max_abs_diff) or parity.max_abs_diff > atol:
-        return f"max |logit diff| {parity.max_abs_diff:.3g} > {atol:.3g}"
+    limit = atol + rtol * parity.reference_absmax
+    if not np.isfinite(parity.max_abs_diff) or parity.max_abs_diff > limit:
+        return f"max |logit diff| {parity.max_abs_diff:.3g} > {limit:.3g}"
     if parity.top1_agreement < min_agreement:
         return f"top-1 agreement {parity.top1_agreement:.2%} < {min_agreement:.2%}"
     return None

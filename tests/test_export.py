@@ -35,7 +35,7 @@ def images() -> torch.Tensor:
 @pytest.fixture(scope="module", params=["dynamo", "torchscript"])
 def exported(request, model, images, tmp_path_factory):
     path = tmp_path_factory.mktemp(request.param) / "model.onnx"
-    return export_onnx(model, path, images, exporter=request.param, atol=1e-4)
+    return export_onnx(model, path, images, exporter=request.param, atol=1e-4, rtol=0.0)
 
 
 def test_export_matches_pytorch(exported, images):
@@ -67,7 +67,7 @@ def test_export_has_dynamic_batch(exported, model, images):
 def test_mismatch_raises_and_leaves_no_file(model, images, tmp_path):
     target = tmp_path / "model.onnx"
     with pytest.raises(BenchError, match="does not match PyTorch"):
-        export_onnx(model, target, images, exporter="torchscript", atol=-1.0)
+        export_onnx(model, target, images, exporter="torchscript", atol=-1.0, rtol=0.0)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -131,3 +131,13 @@ def test_ort_format_runs_like_onnx(exported, images, tmp_path):
     a.load(exported.path)
     b.load(ort_file.path)
     np.testing.assert_allclose(a.run(images.numpy()), b.run(images.numpy()), atol=1e-5)
+
+
+def test_tolerance_scales_with_the_logits():
+    from harness.export import Parity, parity_problem
+
+    big = Parity(images=8, max_abs_diff=2e-3, reference_absmax=5000.0, top1_agreement=1.0)
+    assert parity_problem(big, atol=1e-3, rtol=1e-5) is None
+    assert "max |logit diff|" in parity_problem(big, atol=1e-3, rtol=0.0)
+    split = Parity(images=8, max_abs_diff=0.0, reference_absmax=1.0, top1_agreement=0.5)
+    assert "top-1 agreement 50.00%" in parity_problem(split, atol=1e-3, min_agreement=0.99)
