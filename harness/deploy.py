@@ -471,7 +471,7 @@ def measure_target(job: _Job) -> TargetResult:
         images_full=len(labels),
         images_small=small_n,
         rss_before_load_bytes=rss_before,
-        peak_rss_bytes=peak_rss_bytes(),
+        peak_rss_bytes=_own_peak_rss(),
         logits=logits,
     )
 
@@ -522,6 +522,18 @@ def _spawned(job: _Job) -> TargetResult:
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
         return pool.submit(measure_target, job).result()
+
+
+def _own_peak_rss() -> int:
+    """Peak RSS of this process image. Linux's ru_maxrss (envinfo.peak_rss_bytes) carries the
+    parent's peak across fork+exec, so a spawned child reads VmHWM, which exec resets."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return peak_rss_bytes()
 
 
 def _make_runtime(name: str, config: DeployConfig) -> Runtime:

@@ -177,6 +177,7 @@ def quantize_int8(
             candidate = Path(work) / f"{variant}.onnx"
             reader_images = normalize(calib.images, mean, std).numpy()
             _quantize(prepared, candidate, reader_images, settings, excluded)
+            _compact(candidate)
             top1 = top1_percent(_ort_logits(candidate, heldout_x, threads), heldout_y)
             drop = fp32_top1 - top1
             accepted = drop <= max_drop_pts
@@ -273,6 +274,21 @@ def _pre_process(source: Path, out: Path) -> None:
             node.name = f"{node.op_type}_{index}"
         seen.add(node.name)
     onnx.save(proto, str(out))
+
+
+def _compact(path: Path) -> None:
+    """Drop what inference never reads: exporter stack traces on nodes and shape annotations.
+
+    Worth ~1.5% of ResNeSt-50's int8 file, the margin to a quarter of the fp32 state_dict.
+    """
+    import onnx
+
+    proto = onnx.load(str(path))
+    for node in proto.graph.node:
+        node.doc_string = ""
+        del node.metadata_props[:]
+    del proto.graph.value_info[:]
+    onnx.save(proto, str(path))
 
 
 class _Reader(CalibrationDataReader):
