@@ -1,4 +1,8 @@
-"""`resnest-bench`: parse, build the config, call the harness, print. No logic hides here."""
+"""`resnest-bench`: parse, build the config, call the harness, print. No logic hides here.
+
+Flags follow timm's names where one exists (--amp, --channels-last, --torchcompile,
+-b/--batch-size). Step commands are one-step suites, so they share the suite validation.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 from harness import console
 from harness.errors import BenchError
@@ -33,6 +39,166 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _precision(args: argparse.Namespace) -> str | None:
+    if args.precision:
+        return args.precision
+    if args.amp:
+        return "bf16" if args.amp_dtype == "bfloat16" else "fp16"
+    return None
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
+    """Only the flags the user gave, as a suite-shaped dict merged over the suite's values."""
+    recipe = _given(
+        epochs=getattr(args, "epochs", None),
+        batch_size=getattr(args, "batch_size", None),
+        lr=getattr(args, "lr", None),
+        milestones=getattr(args, "milestones", None),
+        step_size=getattr(args, "step_size", None),
+        label_smoothing=getattr(args, "smoothing", None),
+        precision=_precision(args) if hasattr(args, "amp") else None,
+        channels_last=getattr(args, "channels_last", None) or None,
+        compile=getattr(args, "torchcompile", None) or None,
+        auto_batch=getattr(args, "auto_batch", None) or None,
+        target_accuracy=getattr(args, "target", None),
+    )
+    sections = {
+        "model": _given(
+            names=getattr(args, "model", None),
+            stem=getattr(args, "stem", None),
+            radix=getattr(args, "radix", None),
+            cardinality=getattr(args, "cardinality", None),
+        ),
+        "data": _given(
+            train_subset=getattr(args, "train_subset", None),
+            test_subset=getattr(args, "test_subset", None),
+        ),
+        "deploy": _given(
+            runtimes=getattr(args, "runtimes", None),
+            threads=getattr(args, "threads", None),
+            timed_images=getattr(args, "timed_images", None),
+        ),
+        ("transfer" if args.command == "transfer" else "train"): recipe,
+    }
+    if args.command in ("train", "transfer", "export", "infer") and getattr(args, "dataset", None):
+        key = "transfer" if args.command == "transfer" else "data"
+        sections.setdefault(key, {})["dataset"] = args.dataset
+    top = _given(seed=getattr(args, "seed", None), device=getattr(args, "device", None))
+    return {**top, **{name: values for name, values in sections.items() if values}}
+
+
+def _run(args: argparse.Namespace, suite: Any) -> int:
+    from harness.runner import RunRequest, data_root, reports_root, run_suite
+
+    request = RunRequest(
+        suite=suite,
+        reports_root=reports_root(args.reports),
+        data_root=data_root(args.data_dir),
+        dataset=args.dataset if args.command == "run" else None,
+        folder=Path(args.folder) if getattr(args, "folder", None) else None,
+        checkpoint=Path(args.checkpoint) if getattr(args, "checkpoint", None) else None,
+        resume=getattr(args, "resume", None),
+        device=args.device,
+        download=not args.no_download,
+        argv=sys.argv,
+    )
+    final = run_suite(request)
+    console.log(f"report: {final / 'report.md'}")
+    print(final)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.suite import load_suite, with_overrides
+
+    suite = with_overrides(load_suite(args.suite, quick=args.quick), overrides_from(args))
+    return _run(args, suite)
+
+
+def cmd_step(args: argparse.Namespace) -> int:
+    from harness.suite import step_suite
+
+    step = {"infer": "deploy"}.get(args.command, args.command)
+    if step in ("transfer", "deploy", "export") and not args.checkpoint:
+        raise BenchError(f"{args.command} needs --checkpoint (a trained model to start from)")
+    settings = overrides_from(args)
+    settings.setdefault("model", {}).setdefault("names", ["resnest50d"])
+    return _run(args, step_suite(step, settings))
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.compare import write_comparison
+    from harness.runner import reports_root
+
+    final = write_comparison(
+        [Path(p) for p in args.results], reports_root(args.reports), seed_reference=args.seed_ref
+    )
+    print(final)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report import write_report
+    from harness.schema import read_result
+
+    path = Path(args.result)
+    result = read_result(path)
+    for name in write_report(path.parent, result):
+        print(path.parent / name)
+    return 0
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reports", help="reports folder (default $RESNEST_BENCH_REPORTS or ./reports)")
+    p.add_argument("--data-dir", help="dataset cache (default $RESNEST_BENCH_DATA)")
+    p.add_argument("--no-download", action="store_true", help="fail instead of downloading data")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the suite's)")
+    p.add_argument("--seed", type=int, help="random seed")
+
+
+def _add_data(p: argparse.ArgumentParser, default_help: str) -> None:
+    p.add_argument(
+        "--dataset", choices=["cifar10", "cifar100", "synthetic", "folder"], help=default_help
+    )
+    p.add_argument("--folder", help="image folder (one sub-folder per class) for --dataset folder")
+    p.add_argument("--train-subset", type=int, help="use at most N training images")
+    p.add_argument("--test-subset", type=int, help="use at most N test images")
+
+
+def _add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", action="append", help="model config (repeat for several)")
+    p.add_argument("--stem", choices=["imagenet", "cifar"], help="stem (reports state it)")
+    p.add_argument("--radix", type=int, help="split-attention radix (0: plain ResNet)")
+    p.add_argument("--cardinality", type=int, help="cardinal groups")
+
+
+def _add_training(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--epochs", type=int)
+    p.add_argument("-b", "--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--milestones", type=int, nargs="*", help="epochs where lr is multiplied by 0.1")
+    p.add_argument("--step-size", type=int, help="StepLR period in epochs (instead of milestones)")
+    p.add_argument("--smoothing", type=float, help="label smoothing")
+    p.add_argument("--precision", choices=["fp32", "tf32", "bf16", "fp16"])
+    p.add_argument("--amp", action="store_true", help="mixed precision (fp16, or --amp-dtype)")
+    p.add_argument("--amp-dtype", choices=["float16", "bfloat16"], default="float16")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--torchcompile", action="store_true", help="torch.compile the model")
+    p.add_argument("--auto-batch", action="store_true", help="halve the batch size on OOM")
+    p.add_argument("--target", type=float, help="top-1 for time-to-accuracy (default 0.89)")
+    p.add_argument("--resume", metavar="RUN_ID", help="continue a killed run from its checkpoints")
+
+
+def _add_deploy(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runtimes", nargs="+", help="torch-eager torch-compile ort-cpu ort-cuda ...")
+    p.add_argument("--threads", type=int, help="threads per runtime (default: usable CPUs)")
+    p.add_argument("--timed-images", type=int, help="test images timed one by one")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="resnest-bench",
@@ -46,6 +212,46 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--stem", choices=["imagenet", "cifar"], help="override every stem")
     models.add_argument("--num-classes", type=int, help="override every head")
     models.set_defaults(handler=cmd_models)
+
+    run = sub.add_parser("run", help="run a suite end to end (gpu, cpu-runtime, or a .toml)")
+    run.add_argument("suite", help="bundled suite name or path to a suite .toml")
+    run.add_argument("--quick", action="store_true", help="the suite's minutes-long form")
+    run.add_argument("--checkpoint", help="deploy this checkpoint instead of training one")
+    _add_common(run)
+    _add_data(run, "replace the suite's data set (synthetic: a labelled smoke run)")
+    _add_model(run)
+    _add_training(run)
+    _add_deploy(run)
+    run.set_defaults(handler=cmd_run)
+
+    helps = {
+        "train": "train models on CIFAR-10/100, a folder or synthetic data",
+        "transfer": "fine-tune a checkpoint (ours or official ImageNet) on another data set",
+        "export": "export a checkpoint to ONNX fp32, int8 and .ort (with parity checks)",
+        "infer": "time every runtime on a checkpoint: latency, throughput, accuracy, memory",
+    }
+    for name, help_text in helps.items():
+        step = sub.add_parser(name, help=help_text)
+        _add_common(step)
+        _add_data(step, "data set (default cifar10; transfer: cifar100)")
+        _add_model(step)
+        if name != "train":
+            step.add_argument("--checkpoint", help="trained weights (ours, official or timm)")
+        if name in ("train", "transfer"):
+            _add_training(step)
+        if name == "infer":
+            _add_deploy(step)
+        step.set_defaults(handler=cmd_step)
+
+    compare = sub.add_parser("compare", help="merge results from several machines into one table")
+    compare.add_argument("results", nargs="+", help="result.json files or run directories")
+    compare.add_argument("--seed-ref", action="store_true", help="add the seed study's figures")
+    compare.add_argument("--reports", help="where the comparison directory goes")
+    compare.set_defaults(handler=cmd_compare)
+
+    report = sub.add_parser("report", help="re-render report.md and plots from a result.json")
+    report.add_argument("result", help="path to result.json")
+    report.set_defaults(handler=cmd_report)
     return parser
 
 

@@ -80,12 +80,171 @@ class _Anything:
 IsoTime = _IsoTime()
 Anything = _Anything()
 
-# Specs of the optional result sections. Each starts as "any object"; replace the `dict` with a
-# real spec (a Record or {key: spec}) as the section's writer settles on its shape.
+# The training section: one TrainResult.to_dict() per trained model, plus the transfer run.
+_STATS_SPEC = Record(
+    {"n": int, **{k: float for k in ("mean", "median", "p90", "p99", "min", "max", "std", "cv")}}
+)
+EPOCH_SPEC = Record(
+    {
+        "epoch": int,
+        "batch_size": int,
+        "lr": float,
+        "warmup": bool,
+        "train_s": float,
+        "eval_s": float,
+        "cumulative_train_s": float,
+        "images": int,
+        "images_per_s": float,
+        "train_loss": Nullable(float),
+        "train_acc": float,
+        "weights_finite": bool,
+        "test_loss": Nullable(float),
+        "test_top1": float,
+        "peak_memory_bytes": Nullable(int),
+        "energy_j": Nullable(float),
+        "mean_power_w": Nullable(float),
+        "energy_method": Nullable(OneOf("counter", "sampled")),
+        "flops_per_s": float,
+        "mfu": Nullable(float),
+    }
+)
+SUMMARY_SPEC = Record(
+    {
+        "epochs_planned": int,
+        "epochs_completed": int,
+        "first_epoch_s": Nullable(float),
+        "steady_epoch_s": Nullable(_STATS_SPEC),
+        "steady_images_per_s": Nullable(float),
+        "steady_mfu": Nullable(float),
+        "target_top1": float,
+        "time_to_target_s": Nullable(float),
+        "epochs_to_target": Nullable(int),
+        "best_test_top1": Nullable(float),
+        "best_epoch": Nullable(int),
+        "final_test_top1": Nullable(float),
+        "total_train_s": float,
+        "total_eval_s": float,
+        "total_energy_j": Nullable(float),
+        "diverged_at_epoch": Nullable(int),
+    }
+)
+TRAINING_SPEC = Record(
+    {
+        "config": dict,
+        "recipe": Record(
+            {
+                "epochs": int,
+                "batch_size": int,
+                "lr": float,
+                "momentum": float,
+                "weight_decay": float,
+                "milestones": [int],
+                "step_size": Nullable(int),
+                "gamma": float,
+                "label_smoothing": float,
+            }
+        ),
+        "options": Record(
+            {
+                "device": str,
+                "precision": OneOf("fp32", "tf32", "bf16", "fp16"),
+                "channels_last": bool,
+                "compile": bool,
+                "compile_mode": str,
+                "seed": int,
+                "target_top1": float,
+                "auto_batch": bool,
+            }
+        ),
+        "accel": Record(
+            {
+                "device": str,
+                "device_name": str,
+                "precision": str,
+                "channels_last": bool,
+                "compile": bool,
+                "compile_mode": Nullable(str),
+                "cudnn_benchmark": bool,
+                "peak_flops": Nullable(float),
+            }
+        ),
+        "dataset": Record(
+            {
+                "name": str,
+                "synthetic": bool,
+                "source": str,
+                "num_classes": int,
+                "image_size": int,
+                "train_images": int,
+                "test_images": int,
+            }
+        ),
+        "model": Record(
+            {
+                "name": str,
+                "block": OneOf("bottleneck", "basic"),
+                "stem": OneOf("imagenet", "cifar"),
+                "radix": int,
+                "cardinality": int,
+                "num_classes": int,
+                "params": int,
+                "macs": int,
+                "flops_per_train_image": int,
+            }
+        ),
+        "batch_size": int,
+        "failed_batch_sizes": [int],
+        "init": Nullable(Record({"path": str, "source": str, "skipped": [str]})),
+        "resumed_from_epoch": Nullable(int),
+        "epochs": [EPOCH_SPEC],
+        "summary": SUMMARY_SPEC,
+        "files": Record({"checkpoint": str, "epoch_log": str}),
+    }
+)
+
+
+# The deployment section: DeployResult.to_dict(). Targets are strict (reports read every key);
+# build records (export, int8, ort, pt2e) are provenance and only need to be objects.
+_TIMES_MS = Nullable(_STATS_SPEC)
+TARGET_SPEC = Record(
+    {
+        "target": str,
+        "runtime": str,
+        "artifact": str,
+        "status": OneOf("ok", "skipped"),
+        "reason": Nullable(str),
+        "threads": Nullable(int),
+        "load_s": Nullable(float),
+        "first_inference_s": Nullable(float),
+        "latency_ms": _TIMES_MS,
+        "throughput": Nullable(MapOf({"images_per_s": float, "batch_ms": _STATS_SPEC})),
+        "images_timed": Nullable(int),
+        "avg_ms_per_image": Nullable(float),
+        "avg_ms_per_image_small": Nullable(float),
+        "top1_full": Nullable(float),
+        "top1_small": Nullable(float),
+        "images_full": Nullable(int),
+        "images_small": Nullable(int),
+        "agreement_top1_pct": Nullable(float),
+        "max_prob_diff": Nullable(float),
+        "rss_before_load_bytes": Nullable(int),
+        "peak_rss_bytes": Nullable(int),
+    },
+    extra=True,
+)
+DEPLOYMENT_SPEC = Record(
+    {
+        "config": dict,
+        "environment": Record({"usable_cpus": int, "threads": int, "cgroup": dict}, extra=True),
+        "artifacts": Record({"files": MapOf(str), "sizes_bytes": MapOf(Nullable(int))}, extra=True),
+        "targets": [TARGET_SPEC],
+        "demo": {"index": int, "label": str, "classes": [str], "probs": MapOf([float])},
+    }
+)
+
 SECTION_SPECS: dict[str, Any] = {
-    "training": dict,
-    "deployment": dict,
-    "steps": dict,
+    "training": Record({"runs": [TRAINING_SPEC], "transfer": Nullable(TRAINING_SPEC)}),
+    "deployment": DEPLOYMENT_SPEC,
 }
 
 ENVIRONMENT_SPEC = Record({"python": dict, "cpu": dict, "versions": dict}, extra=True)

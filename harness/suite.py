@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import BenchError
+from harness.runtimes import RUNTIMES
 from harness.schema import Nullable, OneOf, Optional, validate
 
 if sys.version_info >= (3, 11):
@@ -64,9 +65,9 @@ _SECTIONS: dict[str, Any] = {
     "transfer": {**_TRAIN, "dataset": OneOf(*DATASETS), "from": OneOf("best", "checkpoint")},
     "deploy": {
         "runtimes": [str],
-        "latency": {k: Optional(v) for k, v in _TIMING.items()},
-        "throughput": {k: Optional(v) for k, v in _TIMING.items()},
+        "timing": {k: Optional(v) for k, v in _TIMING.items()},
         "throughput_batches": [int],
+        "timed_images": Nullable(int),
         "calibration_images": int,
         "int8_max_drop": float,
         "parity_atol": float,
@@ -85,7 +86,7 @@ _SECTION_SPECS = {name: _optional_fields(fields) for name, fields in _SECTIONS.i
 SUITE_SPEC: dict[str, Any] = {
     "name": str,
     "description": Optional(str),
-    "device": OneOf("cpu", "cuda"),
+    "device": OneOf("auto", "cpu", "cuda"),
     "seed": int,
     "steps": [OneOf(*STEPS)],
     **{name: spec for name, spec in _SECTION_SPECS.items()},
@@ -159,6 +160,32 @@ def _check_values(settings: dict[str, Any], label: str) -> None:
             raise BenchError(f"{label}: deploy.throughput_batches must be >= 1, got {batch}")
     if not settings.get("model", {}).get("names", ["x"]):
         raise BenchError(f"{label}: model.names must list at least one model")
+    for runtime in settings.get("deploy", {}).get("runtimes", []):
+        if runtime not in RUNTIMES:
+            known = ", ".join(sorted(RUNTIMES))
+            raise BenchError(
+                f"{label}: deploy.runtimes: unknown runtime {runtime!r}; known: {known}"
+            )
+
+
+def _validated(raw: dict[str, Any], path: Path, quick: bool) -> Suite:
+    validate(raw, SUITE_SPEC, name=str(path))
+    settings = _merge(raw, raw.get("quick", {})) if quick else copy.deepcopy(raw)
+    settings.pop("quick", None)
+    _check_values(settings, str(path))
+    return Suite(name=raw["name"], path=path, quick=quick, settings=settings)
+
+
+def with_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
+    """The suite with command-line values merged over it, validated like the file was."""
+    raw = _merge(suite.settings, overrides)
+    return _validated(raw, suite.path, quick=suite.quick)
+
+
+def step_suite(step: str, overrides: dict[str, Any]) -> Suite:
+    """A one-step suite for the step commands (`train`, `transfer`, `export`, `infer`)."""
+    base = {"name": step, "device": "auto", "seed": 0, "steps": [step]}
+    return _validated(_merge(base, overrides), Path(f"<{step} command>"), quick=False)
 
 
 def load_suite(name_or_path: str, *, quick: bool = False) -> Suite:
@@ -171,8 +198,4 @@ def load_suite(name_or_path: str, *, quick: bool = False) -> Suite:
         raise BenchError(f"cannot read suite file {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise BenchError(f"{path} is not valid TOML: {exc}") from None
-    validate(raw, SUITE_SPEC, name=str(path))
-    settings = _merge(raw, raw.get("quick", {})) if quick else copy.deepcopy(raw)
-    settings.pop("quick", None)
-    _check_values(settings, str(path))
-    return Suite(name=raw["name"], path=path, quick=quick, settings=settings)
+    return _validated(raw, path, quick)

@@ -33,7 +33,6 @@ from harness.accel import Accel, PowerMeter, peak_memory_bytes, reset_peak_memor
 from harness.atomic import atomic_torch_save, atomic_write_text
 from harness.data import Dataset, DeviceLoader
 from harness.errors import BenchError
-from harness.schema import Nullable, OneOf, Record
 from harness.timing import SampleStats, cuda_sync
 from models.profile import count_macs, count_params
 from models.weights import detect_source, load_pretrained, read_state_dict
@@ -237,131 +236,9 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-_STATS_SPEC = Record(
-    {"n": int, **{k: float for k in ("mean", "median", "p90", "p99", "min", "max", "std", "cv")}}
-)
-EPOCH_SPEC = Record(
-    {
-        "epoch": int,
-        "batch_size": int,
-        "lr": float,
-        "warmup": bool,
-        "train_s": float,
-        "eval_s": float,
-        "cumulative_train_s": float,
-        "images": int,
-        "images_per_s": float,
-        "train_loss": Nullable(float),
-        "train_acc": float,
-        "weights_finite": bool,
-        "test_loss": Nullable(float),
-        "test_top1": float,
-        "peak_memory_bytes": Nullable(int),
-        "energy_j": Nullable(float),
-        "mean_power_w": Nullable(float),
-        "energy_method": Nullable(OneOf("counter", "sampled")),
-        "flops_per_s": float,
-        "mfu": Nullable(float),
-    }
-)
-SUMMARY_SPEC = Record(
-    {
-        "epochs_planned": int,
-        "epochs_completed": int,
-        "first_epoch_s": Nullable(float),
-        "steady_epoch_s": Nullable(_STATS_SPEC),
-        "steady_images_per_s": Nullable(float),
-        "steady_mfu": Nullable(float),
-        "target_top1": float,
-        "time_to_target_s": Nullable(float),
-        "epochs_to_target": Nullable(int),
-        "best_test_top1": Nullable(float),
-        "best_epoch": Nullable(int),
-        "final_test_top1": Nullable(float),
-        "total_train_s": float,
-        "total_eval_s": float,
-        "total_energy_j": Nullable(float),
-        "diverged_at_epoch": Nullable(int),
-    }
-)
-TRAINING_SPEC = Record(
-    {
-        "config": dict,
-        "recipe": Record(
-            {
-                "epochs": int,
-                "batch_size": int,
-                "lr": float,
-                "momentum": float,
-                "weight_decay": float,
-                "milestones": [int],
-                "step_size": Nullable(int),
-                "gamma": float,
-                "label_smoothing": float,
-            }
-        ),
-        "options": Record(
-            {
-                "device": str,
-                "precision": OneOf("fp32", "tf32", "bf16", "fp16"),
-                "channels_last": bool,
-                "compile": bool,
-                "compile_mode": str,
-                "seed": int,
-                "target_top1": float,
-                "auto_batch": bool,
-            }
-        ),
-        "accel": Record(
-            {
-                "device": str,
-                "device_name": str,
-                "precision": str,
-                "channels_last": bool,
-                "compile": bool,
-                "compile_mode": Nullable(str),
-                "cudnn_benchmark": bool,
-                "peak_flops": Nullable(float),
-            }
-        ),
-        "dataset": Record(
-            {
-                "name": str,
-                "synthetic": bool,
-                "source": str,
-                "num_classes": int,
-                "image_size": int,
-                "train_images": int,
-                "test_images": int,
-            }
-        ),
-        "model": Record(
-            {
-                "name": str,
-                "block": OneOf("bottleneck", "basic"),
-                "stem": OneOf("imagenet", "cifar"),
-                "radix": int,
-                "cardinality": int,
-                "num_classes": int,
-                "params": int,
-                "macs": int,
-                "flops_per_train_image": int,
-            }
-        ),
-        "batch_size": int,
-        "failed_batch_sizes": [int],
-        "init": Nullable(Record({"path": str, "source": str, "skipped": [str]})),
-        "resumed_from_epoch": Nullable(int),
-        "epochs": [EPOCH_SPEC],
-        "summary": SUMMARY_SPEC,
-        "files": Record({"checkpoint": str, "epoch_log": str}),
-    }
-)
-
-
 @dataclass(frozen=True)
 class TrainResult:
-    """Everything a training run measured; `to_dict()` matches TRAINING_SPEC."""
+    """Everything a training run measured; `to_dict()` matches harness.schema.TRAINING_SPEC."""
 
     config: dict[str, Any]
     recipe: Recipe

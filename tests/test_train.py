@@ -18,11 +18,10 @@ import harness.train as train_mod
 from harness.accel import Accel, PowerMeter, peak_flops, select_device
 from harness.data import load_dataset
 from harness.errors import BenchError, GpuRequiredError
-from harness.schema import validate
+from harness.schema import TRAINING_SPEC, validate
 from harness.train import (
     CHECKPOINT_NAME,
     EPOCH_LOG_NAME,
-    TRAINING_SPEC,
     Callbacks,
     Recipe,
     TrainOptions,

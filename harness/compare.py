@@ -1,0 +1,169 @@
+"""Merge results from several machines into one comparison: GPU generation x block for
+training, runtime x metric for deployment. The seed study's published figures can join as
+reference rows, always labelled as such (they were measured elsewhere, not by this tool).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from harness import markdown as md
+from harness.atomic import atomic_write_json, atomic_write_text, staged_dir
+from harness.deploy_report import TARGET_HEAD, target_rows
+from harness.errors import BenchError
+from harness.schema import read_result
+
+COMPARE_NAME = "compare.md"
+SEED_SOURCE = "seed study (Fu & Ge), published, not measured here"
+# Table 2 and 3 of the seed study: CIFAR-10 test accuracy and training s/epoch.
+SEED_TRAINING = [
+    {"machine": "K80", "block": "basic", "epoch_s": 302.0, "top1": 0.8862},
+    {"machine": "P100", "block": "basic", "epoch_s": 36.0, "top1": 0.8923},
+    {"machine": "V100", "block": "basic", "epoch_s": 25.5, "top1": 0.8907},
+    {"machine": "K80", "block": "bottleneck", "epoch_s": 149.0, "top1": 0.8705},
+    {"machine": "P100", "block": "bottleneck", "epoch_s": 31.0, "top1": 0.8742},
+    {"machine": "V100", "block": "bottleneck", "epoch_s": 22.0, "top1": 0.8765},
+]
+# Table 5 of the seed study: full CIFAR-10 test set, average seconds per image, size in MB.
+SEED_DEPLOY = [
+    {"runtime": "PyTorch (seed)", "ms": 52.42, "top1": 0.8923, "small": 0.90, "size_mb": 128},
+    {"runtime": "Caffe2 (seed)", "ms": 28.78, "top1": 0.8812, "small": 0.88, "size_mb": 115},
+]
+
+
+def machine_label(result: dict[str, Any]) -> str:
+    """GPU name when the run used one, else the CPU and its usable cores."""
+    env = result["environment"]
+    gpu = env.get("gpu") or {}
+    if gpu.get("name"):
+        return gpu["name"]
+    cpu = env.get("cpu", {})
+    return f"{cpu.get('model', 'CPU')} ({cpu.get('usable_cpus', '?')} CPUs)"
+
+
+def _resolve(path: Path) -> Path:
+    return path / "result.json" if path.is_dir() else path
+
+
+def _training_rows(results: list[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for result in results:
+        training = result.get("training") or {}
+        runs = training.get("runs", []) + (
+            [training["transfer"]] if training.get("transfer") else []
+        )
+        for run in runs:
+            summary, model = run["summary"], run["model"]
+            data = run["dataset"]
+            rows.append(
+                [
+                    machine_label(result),
+                    model["block"],
+                    f"{model['name']}, {model['stem']} stem",
+                    f"{data['name']}{' (synthetic)' if data['synthetic'] else ''}",
+                    run["accel"]["precision"],
+                    md.stats(summary["steady_epoch_s"], unit=" s"),
+                    md.num(summary["steady_images_per_s"]),
+                    md.pct(summary["steady_mfu"], 1),
+                    md.pct(summary["final_test_top1"]),
+                    result["run_id"],
+                ]
+            )
+    return rows
+
+
+def _seed_training_rows() -> list[list[str]]:
+    return [
+        [
+            f"{row['machine']} [reference]",
+            row["block"],
+            "ResNeSt-50 (seed), stem not stated",
+            "cifar10",
+            "fp32",
+            f"{row['epoch_s']} s (n not published)",
+            md.num(50_000 / row["epoch_s"]),
+            md.MISSING,
+            md.pct(row["top1"]),
+            SEED_SOURCE,
+        ]
+        for row in SEED_TRAINING
+    ]
+
+
+def _deploy_rows(results: list[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for result in results:
+        deployment = result.get("deployment")
+        if deployment:
+            rows += [[machine_label(result), *row] for row in target_rows(deployment)]
+    return rows
+
+
+def _seed_deploy_row(row: dict[str, Any]) -> list[str]:
+    """A seed Table 5 row in TARGET_HEAD order: only what the seed published is filled in."""
+    cells = {
+        "target": row["runtime"],
+        "avg ms/image (test set)": f"{row['ms']:.2f} (n=10,000)",
+        "top-1 full": md.pct(row["top1"]),
+        "top-1 small": f"{md.pct(row['small'])} (n=50)",
+        "artifact MiB": f"{row['size_mb']} MB",
+    }
+    return ["seed machine [reference]"] + [cells.get(head, md.MISSING) for head in TARGET_HEAD]
+
+
+def render_comparison(results: list[dict[str, Any]], seed_reference: bool) -> str:
+    training = _training_rows(results) + (_seed_training_rows() if seed_reference else [])
+    parts = [
+        "# resnest-bench comparison",
+        "",
+        *[
+            f"- `{r['run_id']}`: {machine_label(r)}, {r['kind']}, `{' '.join(r['command'])}`"
+            for r in results
+        ],
+    ]
+    if training:
+        head = [
+            "machine",
+            "block",
+            "model",
+            "data",
+            "precision",
+            "steady s/epoch",
+            "images/s",
+            "MFU",
+            "final top-1",
+            "run",
+        ]
+        parts += ["", "## Training: GPU generation x block", "", md.table(head, training)]
+    deploy = _deploy_rows(results)
+    if deploy or seed_reference:
+        if seed_reference:
+            deploy += [_seed_deploy_row(row) for row in SEED_DEPLOY]
+        parts += [
+            "",
+            "## Deployment: runtime x metric",
+            "",
+            md.table(["machine", *TARGET_HEAD], deploy),
+        ]
+    if not training and not deploy:
+        raise BenchError("none of the results holds training or deployment measurements")
+    return "\n".join(parts) + "\n"
+
+
+def write_comparison(
+    paths: list[Path], reports_root: Path, *, seed_reference: bool = False
+) -> Path:
+    """Read every result (refusing foreign or newer files), write compare.md + compare.json."""
+    results = [read_result(_resolve(path)) for path in paths]
+    text = render_comparison(results, seed_reference)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    final = reports_root / f"{stamp}-compare"
+    with staged_dir(final) as stage:
+        atomic_write_text(stage / COMPARE_NAME, text)
+        atomic_write_json(
+            stage / "compare.json",
+            {"runs": [str(_resolve(p)) for p in paths], "seed_reference": seed_reference},
+        )
+    return final

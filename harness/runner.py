@@ -1,0 +1,324 @@
+"""Run a suite end to end: data -> train -> transfer -> deploy -> result.json + report.md.
+
+Every step command of the CLI is a one-step suite, so there is one path through the harness.
+Layout under the reports folder:
+
+    <reports>/<run_id>/        result.json, report.md, plots, per-epoch logs, artifacts/
+                               (staged: it appears whole when the run succeeds, or not at all)
+    <reports>/work/<run_id>/   training checkpoints, written every epoch; `--resume RUN_ID`
+                               continues from them after a crash or a kill
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import models
+from harness import console
+from harness.accel import select_device
+from harness.atomic import staged_dir
+from harness.data import Dataset, load_dataset
+from harness.deploy import DeployConfig, run_deploy
+from harness.envinfo import fingerprint
+from harness.errors import BenchError
+from harness.quantize import QuantSettings
+from harness.report import write_report
+from harness.schema import SCHEMA_VERSION, write_result
+from harness.suite import Suite
+from harness.timing import TimingPolicy
+from harness.train import (
+    CHECKPOINT_NAME,
+    EPOCH_LOG_NAME,
+    Callbacks,
+    Recipe,
+    TrainOptions,
+    create_seeded_model,
+    load_transfer_weights,
+    train,
+)
+
+RESULT_NAME = "result.json"
+_RECIPE_KEYS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "milestones",
+    "step_size",
+    "gamma",
+    "label_smoothing",
+)
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What the user asked for on top of the suite file."""
+
+    suite: Suite
+    reports_root: Path
+    data_root: Path
+    dataset: str | None = None  # overrides data.dataset (e.g. synthetic for smoke runs)
+    folder: Path | None = None
+    checkpoint: Path | None = None  # deploy/transfer from this instead of training
+    resume: str | None = None  # a run id whose work dir holds checkpoints to continue
+    device: str | None = None
+    download: bool = True
+    argv: list[str] = field(default_factory=lambda: list(sys.argv))
+
+
+def new_run_id(label: str, reports_root: Path) -> str:
+    """Sortable, unique, readable: 20261123-051900-cpu-runtime (-2, -3 ... if taken)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    run_id, n = f"{stamp}-{label}", 1
+    while (reports_root / run_id).exists() or (reports_root / "work" / run_id).exists():
+        n += 1
+        run_id = f"{stamp}-{label}-{n}"
+    return run_id
+
+
+def _device(request: RunRequest) -> str:
+    wanted = request.device or request.suite.settings["device"]
+    return str(select_device(wanted))  # "cuda" with no GPU -> GpuRequiredError, before any work
+
+
+def _load_data(request: RunRequest, name: str | None = None) -> Dataset:
+    data = request.suite.section("data")
+    dataset = name or request.dataset or data.get("dataset", "cifar10")
+    folder = request.folder or (Path(data["folder"]) if data.get("folder") else None)
+    if request.dataset == "synthetic" and name not in (None, "synthetic"):
+        dataset = "synthetic"  # a synthetic smoke run stays synthetic in every step
+    with console.progress() as bar:
+        task = bar.add_task(f"data: {dataset}", total=None)
+        loaded = load_dataset(
+            dataset,
+            root=request.data_root,
+            download=request.download,
+            folder=folder,
+            train_subset=data.get("train_subset"),
+            test_subset=data.get("test_subset"),
+            seed=request.suite.settings["seed"],
+            num_classes=100 if name == "cifar100" and dataset == "synthetic" else None,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+        bar.remove_task(task)
+    return loaded
+
+
+def _recipe(section: dict[str, Any], base: Recipe) -> Recipe:
+    values = {k: section[k] for k in _RECIPE_KEYS if k in section}
+    if "step_size" in values:
+        values.setdefault("milestones", ())
+    return Recipe(**{**base.to_dict(), **values})
+
+
+def _options(section: dict[str, Any], device: str, seed: int) -> TrainOptions:
+    return TrainOptions(
+        device=device,
+        precision=section.get("precision", "fp32"),
+        channels_last=section.get("channels_last", False),
+        compile=section.get("compile", False),
+        seed=seed,
+        target_top1=section.get("target_accuracy", 0.89),
+        auto_batch=section.get("auto_batch", False),
+    )
+
+
+def _callbacks(bar: Any, label: str, epochs: int) -> Callbacks:
+    epoch_task = bar.add_task(f"{label}: epochs", total=epochs)
+    batch_task = bar.add_task(f"{label}: batches", total=None)
+
+    def on_batch(i: int, n: int) -> None:
+        bar.update(batch_task, completed=i, total=n)
+
+    def on_epoch_end(record: dict[str, Any]) -> None:
+        bar.update(epoch_task, completed=record["epoch"])
+        console.log(
+            f"{label} epoch {record['epoch']}: {record['train_s']:.1f} s, "
+            f"loss {record['train_loss']}, test top-1 {100 * record['test_top1']:.2f}%"
+        )
+
+    return Callbacks(on_epoch_end=on_epoch_end, on_batch=on_batch)
+
+
+def _train_one(
+    request: RunRequest,
+    model: models.ResNeSt,
+    dataset: Dataset,
+    work_dir: Path,
+    section: dict[str, Any],
+    base: Recipe,
+    device: str,
+    init: Any = None,
+) -> dict[str, Any]:
+    recipe = _recipe(section, base)
+    options = _options(section, device, request.suite.settings["seed"])
+    with console.progress() as bar:
+        result = train(
+            model,
+            dataset,
+            work_dir,
+            recipe=recipe,
+            options=options,
+            resume=request.resume is not None,
+            callbacks=_callbacks(bar, work_dir.name, recipe.epochs),
+            config={"suite": request.suite.name, "section": section},
+            init=init,
+        )
+    return result.to_dict()
+
+
+def _model_overrides(request: RunRequest, num_classes: int) -> dict[str, Any]:
+    section = request.suite.section("model")
+    return {
+        "num_classes": num_classes,
+        "stem": section.get("stem"),
+        "radix": section.get("radix"),
+        "cardinality": section.get("cardinality"),
+    }
+
+
+def _build_model(request: RunRequest, name: str, num_classes: int) -> models.ResNeSt:
+    seed = request.suite.settings["seed"]
+    return create_seeded_model(name, seed=seed, **_model_overrides(request, num_classes))
+
+
+def _deploy_config(request: RunRequest, device: str) -> DeployConfig:
+    section = request.suite.section("deploy")
+    timing = section.get("timing", {})
+    quant = QuantSettings(calibration_images=section.get("calibration_images", 512))
+    return DeployConfig(
+        runtimes=tuple(section["runtimes"]) if "runtimes" in section else None,
+        threads=section.get("threads"),
+        policy=TimingPolicy(**timing),
+        throughput_batches=tuple(section.get("throughput_batches", (8, 16, 32))),
+        timed_images=section.get("timed_images"),
+        small_set=request.suite.section("data").get("small_subset", 50),
+        int8=quant,
+        max_int8_drop_pts=section.get("int8_max_drop", 1.0),
+        parity_atol=section.get("parity_atol", 1e-3),
+    )
+
+
+def _envelope(request: RunRequest, run_id: str, device: str) -> dict[str, Any]:
+    suite = request.suite
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "suite" if len(suite.steps) > 1 else suite.steps[0].replace("export", "deploy"),
+        "run_id": run_id,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": ["resnest-bench", *request.argv[1:]],
+        "seed": suite.settings["seed"],
+        "environment": fingerprint(device=device),
+        "config": {
+            "suite": suite.name,
+            "suite_file": str(suite.path),
+            "quick": suite.quick,
+            "settings": suite.settings,
+            "dataset_override": request.dataset,
+            "checkpoint": str(request.checkpoint) if request.checkpoint else None,
+            "device": device,
+        },
+    }
+
+
+def _load_checkpoint_model(request: RunRequest, num_classes: int) -> models.ResNeSt:
+    """A model from --checkpoint (ours, or official/timm weights) with the suite's model config."""
+    from models.weights import load_pretrained
+
+    name = request.suite.section("model").get("names", ["resnest50d"])[0]
+    model = _build_model(request, name, num_classes)
+    try:
+        load_pretrained(model, request.checkpoint)
+    except models.ModelError as exc:
+        raise BenchError(str(exc)) from None
+    return model
+
+
+def run_suite(request: RunRequest) -> Path:
+    """Run every step of the suite; return the published report directory."""
+    suite, reports = request.suite, request.reports_root
+    device = _device(request)
+    run_id = request.resume or new_run_id(suite.name, reports)
+    work = reports / "work" / run_id
+    if request.resume and not work.is_dir():
+        raise BenchError(f"nothing to resume: {work} does not exist")
+    final = reports / run_id
+    if final.exists():
+        raise BenchError(f"{final} already holds a finished run; start a new one")
+    result = _envelope(request, run_id, device)
+    dataset = _load_data(request)
+    trained: dict[str, tuple[models.ResNeSt, dict[str, Any]]] = {}
+    with staged_dir(final) as stage:
+        if "train" in suite.steps and request.checkpoint is None:
+            for name in suite.section("model")["names"]:
+                model = _build_model(request, name, dataset.num_classes)
+                work_dir = work / f"train-{name}"
+                run = _train_one(
+                    request,
+                    model,
+                    dataset,
+                    work_dir,
+                    suite.section("train"),
+                    Recipe.cifar10_default(),
+                    device,
+                )
+                shutil.copyfile(work_dir / EPOCH_LOG_NAME, stage / f"epochs-{name}.jsonl")
+                trained[name] = (model, run)
+        training: dict[str, Any] = {"runs": [run for _, run in trained.values()], "transfer": None}
+        best = max(
+            trained, key=lambda n: trained[n][1]["summary"]["best_test_top1"] or 0.0, default=None
+        )
+        if "transfer" in suite.steps:
+            training["transfer"] = _transfer(request, best, work, stage, device)
+        if "deploy" in suite.steps or "export" in suite.steps:
+            model = (
+                trained[best][0] if best else _load_checkpoint_model(request, dataset.num_classes)
+            )
+            config = _deploy_config(request, device)
+            console.log("deploy: exporting, quantizing and timing every runtime")
+            deployed = run_deploy(model.cpu().eval(), dataset, stage / "artifacts", config)
+            result["deployment"] = deployed.to_dict()
+        if training["runs"] or training["transfer"]:
+            result["training"] = training
+        write_result(stage / RESULT_NAME, result)
+        write_report(stage, result)
+    return final
+
+
+def _transfer(
+    request: RunRequest, best: str | None, work: Path, stage: Path, device: str
+) -> dict[str, Any]:
+    """Fine-tune the best CIFAR-10 block (or --checkpoint) on the transfer data set."""
+    section = request.suite.section("transfer")
+    dataset = _load_data(request, section.get("dataset", "cifar100"))
+    names = request.suite.section("model")["names"]
+    name = best or names[0]
+    source = work / f"train-{name}" / CHECKPOINT_NAME if best else request.checkpoint
+    if source is None:
+        raise BenchError("transfer needs a trained model: run the train step or give --checkpoint")
+    model = _build_model(request, name, dataset.num_classes)
+    init = load_transfer_weights(
+        model, source, num_classes=dataset.num_classes, seed=request.suite.settings["seed"]
+    )
+    work_dir = work / f"transfer-{name}"
+    run = _train_one(
+        request, model, dataset, work_dir, section, Recipe.transfer_default(), device, init=init
+    )
+    shutil.copyfile(work_dir / EPOCH_LOG_NAME, stage / f"epochs-transfer-{name}.jsonl")
+    return run
+
+
+def reports_root(explicit: str | None) -> Path:
+    return Path(explicit or os.environ.get("RESNEST_BENCH_REPORTS", "reports"))
+
+
+def data_root(explicit: str | None) -> Path:
+    default = Path.home() / ".cache" / "resnest-bench" / "data"
+    return Path(explicit or os.environ.get("RESNEST_BENCH_DATA", default))

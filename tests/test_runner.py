@@ -1,0 +1,164 @@
+"""End to end: a tiny suite trains, deploys, and writes result.json + report.md + plots;
+reports round-trip through their schema, compare merges machines, crashes leave nothing."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from harness import runner
+from harness.cli import main
+from harness.compare import write_comparison
+from harness.errors import BenchError
+from harness.schema import read_result, write_result
+
+TINY_SUITE = """
+name = "tiny"
+device = "cpu"
+seed = 0
+steps = ["train", "deploy"]
+
+[model]
+names = ["resnest-tiny", "resnest-tiny-basic"]
+
+[data]
+dataset = "synthetic"
+train_subset = 256
+test_subset = 64
+small_subset = 16
+
+[train]
+epochs = 2
+batch_size = 32
+lr = 0.05
+milestones = []
+
+[deploy]
+runtimes = ["torch-eager", "ort-cpu"]
+throughput_batches = [4]
+calibration_images = 32
+timed_images = 8
+int8_max_drop = 100.0
+timing = { warmup = 1, min_iters = 3, min_seconds = 0.0 }
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("e2e")
+    suite = root / "tiny.toml"
+    suite.write_text(TINY_SUITE)
+    argv = [
+        "--quiet",
+        "run",
+        str(suite),
+        "--reports",
+        str(root / "reports"),
+        "--data-dir",
+        str(root / "data"),
+    ]
+    assert main(argv) == 0
+    (run_dir,) = [p for p in (root / "reports").iterdir() if p.name != "work"]
+    return run_dir
+
+
+def test_run_writes_complete_report(tiny_run: Path) -> None:
+    files = {p.name for p in tiny_run.iterdir()}
+    assert {"result.json", "report.md", "accuracy.png", "latency.png", "artifacts"} <= files
+    assert {"epochs-resnest-tiny.jsonl", "epochs-resnest-tiny-basic.jsonl"} <= files
+    result = read_result(tiny_run / "result.json")
+    assert result["kind"] == "suite" and result["config"]["suite"] == "tiny"
+    blocks = {run["model"]["block"] for run in result["training"]["runs"]}
+    assert blocks == {"bottleneck", "basic"}
+    assert all(run["dataset"]["synthetic"] for run in result["training"]["runs"])
+    report = (tiny_run / "report.md").read_text()
+    for heading in ("Table 2", "Table 3", "Table 4", "Table 5", "SYNTHETIC", "ort-cpu:int8"):
+        assert heading in report
+    assert (tiny_run / "accuracy.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_result_round_trips_through_schema(tiny_run: Path, tmp_path: Path) -> None:
+    result = read_result(tiny_run / "result.json")
+    write_result(tmp_path / "copy.json", result)
+    assert read_result(tmp_path / "copy.json") == result
+    broken = copy.deepcopy(result)
+    broken["training"]["runs"][0]["epochs"][0]["train_s"] = "fast"
+    with pytest.raises(BenchError, match=r"training.runs\[0\].epochs\[0\].train_s"):
+        write_result(tmp_path / "broken.json", broken)
+
+
+def _as_machine(result: dict, gpu: str) -> dict:
+    other = copy.deepcopy(result)
+    other["run_id"] += f"-{gpu}"
+    other["environment"]["gpu"] = {"name": gpu, "compute_capability": "7.0"}
+    return other
+
+
+def test_compare_merges_two_machines_with_seed_reference(tiny_run: Path, tmp_path: Path) -> None:
+    result = read_result(tiny_run / "result.json")
+    paths = []
+    for gpu in ("Tesla V100-SXM2-16GB", "NVIDIA H100 80GB HBM3"):
+        path = tmp_path / f"{gpu[:4]}.json"
+        write_result(path, _as_machine(result, gpu))
+        paths.append(path)
+    out = write_comparison(paths, tmp_path / "reports", seed_reference=True)
+    text = (out / "compare.md").read_text()
+    assert "Tesla V100-SXM2-16GB" in text and "NVIDIA H100 80GB HBM3" in text
+    assert "V100 [reference]" in text and "Caffe2 (seed)" in text
+    assert text.count("| basic |") >= 2 + 3  # both machines and the seed's three GPUs
+
+
+def test_compare_refuses_foreign_and_newer_files(tmp_path: Path, capsys) -> None:
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text(json.dumps({"hello": 1}))
+    assert main(["compare", str(foreign), "--reports", str(tmp_path)]) == 2
+    assert "not a resnest-bench result" in capsys.readouterr().err
+    newer = tmp_path / "newer.json"
+    newer.write_text(json.dumps({"schema_version": 99, "kind": "suite"}))
+    assert main(["compare", str(newer), "--reports", str(tmp_path)]) == 2
+    assert "upgrade resnest-bench" in capsys.readouterr().err
+
+
+def test_crash_while_reporting_leaves_no_half_written_run(tmp_path: Path, monkeypatch) -> None:
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(
+        TINY_SUITE.replace('"resnest-tiny", "resnest-tiny-basic"', '"resnest-tiny"').replace(
+            'steps = ["train", "deploy"]', 'steps = ["train"]'
+        )
+    )
+
+    def crash(*_args, **_kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(runner, "write_report", crash)
+    with pytest.raises(OSError, match="disk full"):
+        main(
+            [
+                "--quiet",
+                "run",
+                str(suite),
+                "--reports",
+                str(tmp_path / "r"),
+                "--data-dir",
+                str(tmp_path / "d"),
+            ]
+        )
+    assert [p.name for p in (tmp_path / "r").iterdir()] == ["work"]  # checkpoints only
+
+
+def test_gpu_suite_without_gpu_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
+    assert main(["run", "gpu", "--quick", "--reports", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs a CUDA GPU" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_bad_suite_file_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY_SUITE.replace("epochs = 2", "epochs = 'two'"))
+    assert main(["run", str(bad), "--reports", str(tmp_path / "r")]) == 2
+    assert "train.epochs: expected int, got str" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
