@@ -2,7 +2,7 @@
 
     result = run_deploy(model, dataset, out_dir, DeployConfig())
     result.to_dict()      # JSON-able, keys documented on DeployResult / TargetResult
-    result.to_markdown()  # the seed's Tables 4 and 5, extended
+    harness.deploy_report.deployment_section(result.to_dict())  # the seed's Tables 4 and 5
 
 A "target" is one runtime on one artifact (ORT CPU runs the fp32 ONNX, the int8 ONNX and the
 .ort file). Each target is measured in its own freshly spawned process, so its cold start
@@ -19,8 +19,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import multiprocessing
+import sys
 import time
-from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,71 +235,6 @@ class DeployResult:
                 "probs": self.demo_probs(),
             },
         }
-
-    def to_markdown(self) -> str:
-        """Markdown tables: per-target speed/accuracy, artifact sizes, demo-image scores."""
-        return "\n\n".join(
-            [markdown_targets(self.targets), markdown_sizes(self.artifacts), self.markdown_demo()]
-        )
-
-    def markdown_demo(self) -> str:
-        """The seed's Table 4: classes sorted by the reference's score, one column per target."""
-        probs = self.demo_probs()
-        if not probs:
-            return ""
-        names = list(probs)
-        order = np.argsort(-np.asarray(probs[names[0]]))
-        rows = [
-            [str(rank + 1), self.classes[c], *(f"{probs[n][c]:.6g}" for n in names)]
-            for rank, c in enumerate(order)
-        ]
-        title = f"Scores of test image {self.demo_index} ({self.classes[self.demo_label]})\n\n"
-        return title + _table(["#", "class", *names], rows)
-
-
-def markdown_targets(targets: Sequence[TargetResult]) -> str:
-    """One row per target: latency percentiles, throughput, accuracy, agreement, memory."""
-    batches = sorted({b for t in targets if t.throughput for b in t.throughput})
-    head = ["target", "p50 ms", "p90 ms", "p99 ms", "cv", "avg ms/img"]
-    head += [f"img/s @{b}" for b in batches]
-    head += ["top-1", "top-1 small", "agree", "max |dp|", "load s", "1st s", "peak RSS MB"]
-    rows = []
-    for t in targets:
-        if t.status != "ok" or t.latency is None or t.throughput is None:
-            rows.append([t.target, f"skipped: {t.reason}", *[""] * (len(head) - 2)])
-            continue
-        ms = t.latency.scaled(1e3)
-        rows.append(
-            [
-                t.target,
-                f"{ms.median:.2f}",
-                f"{ms.p90:.2f}",
-                f"{ms.p99:.2f}",
-                f"{t.latency.cv:.1%}",
-                f"{t.avg_ms_per_image:.2f}",
-                *(f"{b / t.throughput[b].median:.1f}" for b in batches),
-                f"{t.top1_full:.2f}",
-                f"{t.top1_small:.2f}",
-                f"{t.agreement_top1_pct:.2f}",
-                f"{t.max_prob_diff:.2g}",
-                f"{t.load_s:.3f}",
-                f"{t.first_inference_s:.3f}",
-                f"{(t.peak_rss_bytes or 0) / 2**20:.0f}",
-            ]
-        )
-    return _table(head, rows)
-
-
-def markdown_sizes(artifacts: Artifacts) -> str:
-    """Artifact sizes on disk, in MB and relative to the PyTorch state_dict."""
-    sizes = artifacts.sizes()
-    base = sizes["state_dict"]
-    rows = [
-        [kind, f"{size / 1e6:.2f}", f"{size / base:.0%}" if base else ""]
-        for kind, size in sizes.items()
-        if size is not None
-    ]
-    return _table(["artifact", "MB", "vs state_dict"], rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -518,10 +453,21 @@ def environment(config: DeployConfig) -> dict[str, object]:
 
 
 def _spawned(job: _Job) -> TargetResult:
-    """measure_target in a fresh interpreter (spawn: no inherited threads, caches or memory)."""
+    """measure_target in a fresh interpreter (spawn: no inherited threads, caches or memory).
+
+    The child starts from this process's sys.path. Importing onnxruntime.quantization appends
+    onnxruntime/transformers to it, whose `models` folder is a namespace package that would
+    shadow ours in the child (editable installs resolve our packages after sys.path), so the
+    child gets sys.path without it.
+    """
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(measure_target, job).result()
+    saved = list(sys.path)
+    sys.path[:] = [p for p in saved if Path(p).parts[-2:] != ("onnxruntime", "transformers")]
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            return pool.submit(measure_target, job).result()
+    finally:
+        sys.path[:] = saved
 
 
 def _own_peak_rss() -> int:
@@ -586,9 +532,3 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     z = logits.astype(np.float64) - logits.max(1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(1, keepdims=True)
-
-
-def _table(head: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)

@@ -18,6 +18,7 @@ from harness.deploy import (
     measure_artifacts,
     run_deploy,
 )
+from harness.deploy_report import deployment_section
 from harness.errors import BenchError
 from harness.quantize import QuantSettings
 from harness.runtimes import torch_compile as torch_compile_module
@@ -105,9 +106,9 @@ def test_demo_table_matches_reference(result, data, model):
         x = normalize(data.test.images[3:4], data.mean, data.std)
         want = torch.softmax(model(x), 1)[0].numpy()
     np.testing.assert_allclose(probs["torch-eager:fp32"], want, rtol=1e-5)
-    markdown = res.to_markdown()
+    markdown = deployment_section(res.to_dict())
     assert "| # | class | torch-eager:fp32 | ort-cpu:fp32 |" in markdown
-    assert "| target | p50 ms |" in markdown and "| artifact | MB | vs state_dict |" in markdown
+    assert "| target | load s |" in markdown and "| artifact | file | MiB |" in markdown
 
 
 def test_unavailable_runtime_is_skipped_with_reason(model, data, tmp_path, monkeypatch):
