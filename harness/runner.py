@@ -11,6 +11,7 @@ Layout under the reports folder:
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+import torch
 
 import models
 from harness import console
@@ -228,14 +231,41 @@ def _envelope(request: RunRequest, run_id: str, device: str) -> dict[str, Any]:
     }
 
 
+def _embedded_config(path: Path) -> dict[str, Any] | None:
+    """The model config a file of ours carries: a deployment artifact's, or a training
+    checkpoint's identity; None for plain state dicts and official/timm weights."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # unreadable: load_pretrained reports it with the file name
+        return None
+    if not isinstance(payload, dict):
+        return None
+    if isinstance(payload.get("config"), dict) and "block" in payload["config"]:
+        return payload["config"]
+    if isinstance(payload.get("identity"), str):
+        return json.loads(payload["identity"]).get("model")
+    return None
+
+
 def _load_checkpoint_model(request: RunRequest, num_classes: int) -> models.ResNeSt:
-    """A model from --checkpoint (ours, or official/timm weights) with the suite's model config."""
+    """A model from --checkpoint: its own config when it carries one (ours), else the suite's
+    model settings (official/timm ImageNet weights, plain state dicts)."""
     from models.weights import load_pretrained
 
-    name = request.suite.section("model").get("names", ["resnest50d"])[0]
-    model = _build_model(request, name, num_classes)
+    path = request.checkpoint
+    embedded = _embedded_config(path)
+    if embedded:
+        cfg = models.ModelConfig(**{**embedded, "layers": tuple(embedded["layers"])})
+        model = models.ResNeSt(cfg)
+    else:
+        name = request.suite.section("model").get("names", ["resnest50d"])[0]
+        model = _build_model(request, name, num_classes)
+    if model.config.num_classes != num_classes:
+        raise BenchError(
+            f"{path} has {model.config.num_classes} classes but the data set has {num_classes}"
+        )
     try:
-        load_pretrained(model, request.checkpoint)
+        load_pretrained(model, path)
     except models.ModelError as exc:
         raise BenchError(str(exc)) from None
     return model
@@ -247,6 +277,8 @@ def run_suite(request: RunRequest) -> Path:
     device = _device(request)
     run_id = request.resume or new_run_id(suite.name, reports)
     work = reports / "work" / run_id
+    if request.checkpoint is not None and not request.checkpoint.is_file():
+        raise BenchError(f"weights file not found: {request.checkpoint}")
     if request.resume and not work.is_dir():
         raise BenchError(f"nothing to resume: {work} does not exist")
     final = reports / run_id

@@ -16,6 +16,7 @@ from typing import Any
 from harness.errors import BenchError
 from harness.runtimes import RUNTIMES
 from harness.schema import Nullable, OneOf, Optional, validate
+from models import list_models
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -160,6 +161,11 @@ def _check_values(settings: dict[str, Any], label: str) -> None:
             raise BenchError(f"{label}: deploy.throughput_batches must be >= 1, got {batch}")
     if not settings.get("model", {}).get("names", ["x"]):
         raise BenchError(f"{label}: model.names must list at least one model")
+    for name in settings.get("model", {}).get("names", []):
+        if name not in list_models():
+            raise BenchError(
+                f"{label}: model.names: unknown model {name!r}; known: {', '.join(list_models())}"
+            )
     for runtime in settings.get("deploy", {}).get("runtimes", []):
         if runtime not in RUNTIMES:
             known = ", ".join(sorted(RUNTIMES))

@@ -23,3 +23,33 @@ def test_bad_value_is_one_line_error_exit_2(capsys) -> None:
     assert main(["models", "--num-classes", "0"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "num_classes must be >= 1" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["infer", "--checkpoint", "{tmp}/missing.pt"], "weights file not found"),
+        (["infer", "--checkpoint", "{tmp}/corrupt.pt"], "cannot read weights file"),
+        (
+            ["infer", "--checkpoint", "{tmp}/corrupt.pt", "--runtimes", "tflite"],
+            "unknown runtime 'tflite'",
+        ),
+        (["transfer", "--model", "resnest-tiny"], "transfer needs --checkpoint"),
+        (["train", "--model", "resnest-tiny", "--epochs", "0"], "train.epochs must be >= 1"),
+        (["train", "--model", "resnest51"], "unknown model 'resnest51'"),
+        (["train", "--model", "resnest-tiny", "--device", "cuda"], "needs a CUDA GPU"),
+        (["run", "nope"], "unknown suite 'nope'"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, argv, message):
+    (tmp_path / "corrupt.pt").write_bytes(b"PK\x03\x04 torn")
+    reports = tmp_path / "reports"
+    args = [a.format(tmp=tmp_path) for a in argv]
+    common = ["--reports", str(reports), "--data-dir", str(tmp_path / "data"), "--no-download"]
+    if args[0] != "run":
+        common += ["--dataset", "synthetic"]
+    assert main([*args, *common]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("resnest-bench: error: ")]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in err, err
+    assert not reports.exists() or not any(reports.iterdir())
