@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import logging
 import os
 import tempfile
 import warnings
@@ -318,9 +319,12 @@ def _dims(value_info) -> list:
 
 
 def _run_exporter(name: str, model: nn.Module, example: torch.Tensor, out: Path) -> None:
-    """One exporter call, quietly (both exporters print progress and deprecation warnings)."""
+    """One exporter call, quietly (both exporters print progress and deprecation warnings;
+    the dynamo one also logs that torchvision's detection ops are not installed)."""
     noise = io.StringIO()
+    registry_log = logging.getLogger("torch.onnx._internal.exporter._registration")
     with (
+        _log_level(registry_log, logging.ERROR),
         warnings.catch_warnings(),
         contextlib.redirect_stdout(noise),
         torch.inference_mode(False),
@@ -350,6 +354,16 @@ def _run_exporter(name: str, model: nn.Module, example: torch.Tensor, out: Path)
                 dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
                 opset_version=TORCHSCRIPT_OPSET,
             )
+
+
+@contextlib.contextmanager
+def _log_level(logger: logging.Logger, level: int) -> Iterator[None]:
+    previous = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 def _default_opset(path: Path) -> int:
