@@ -135,11 +135,21 @@ else
 fi
 marker="$WORK/before-run"
 touch "$marker"
-log "run cpu-runtime --quick as $UID_CI:$GID_CI"
-env UID="$UID_CI" GID="$GID_CI" "${COMPOSE[@]}" run --rm "$SERVICE" run cpu-runtime --quick
+# No data set can be downloaded here: the smoke run uses synthetic data (labelled so in the report).
+log "run cpu-runtime --quick --dataset synthetic as $UID_CI:$GID_CI"
+env UID="$UID_CI" GID="$GID_CI" "${COMPOSE[@]}" run --rm "$SERVICE" \
+    run cpu-runtime --quick --dataset synthetic
 result=$(find reports -name result.json -newer "$marker" | head -1)
 [[ -n "$result" ]] || fail "no new result.json under ./reports"
 [[ -s "$(dirname "$result")/report.md" ]] || fail "no report.md beside $result"
 [[ $(stat -c '%u' "$result") == "$UID_CI" ]] || fail "$result is not owned by uid $UID_CI"
-python -c 'import json, sys; json.load(open(sys.argv[1]))' "$result" || fail "$result is not JSON"
+python - "$result" <<'PY' || fail "$result is not a complete result"
+import json, sys
+result = json.load(open(sys.argv[1]))
+container = result["environment"]["container"]
+assert container["image"] == "resnest-bench-cpu-runtime", container
+cgroup = result["environment"]["cgroup"]
+assert cgroup["cpu_quota_cores"] == 2 and cgroup["memory_bytes"] == 2 * 2**30, cgroup
+assert {t["target"] for t in result["deployment"]["targets"]} >= {"torch-eager:fp32", "ort-cpu:int8"}
+PY
 log "OK: $(dirname "$result") (image $((size / 1000000)) MB)"
