@@ -96,12 +96,13 @@ def query_compute_caps(
 
 def docker_client() -> Any:
     """A connected Docker SDK client, or a BenchError saying what is missing."""
+    missing = "the Docker SDK for Python is missing: pip install 'resnest-bench[host]'"
     try:
         import docker
     except ImportError:
-        raise BenchError(
-            "the Docker SDK for Python is missing: pip install 'resnest-bench[host]'"
-        ) from None
+        raise BenchError(missing) from None
+    if not hasattr(docker, "from_env"):  # run from a checkout: our docker/ folder, not the SDK
+        raise BenchError(missing)
     try:
         client = docker.from_env()
         client.ping()
