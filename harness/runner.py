@@ -285,7 +285,8 @@ def run_suite(request: RunRequest) -> Path:
     if final.exists():
         raise BenchError(f"{final} already holds a finished run; start a new one")
     result = _envelope(request, run_id, device)
-    dataset = _load_data(request)
+    needs_data = {"train", "deploy", "export"} & set(suite.steps)
+    dataset = _load_data(request) if needs_data else None  # transfer loads its own data set
     trained: dict[str, tuple[models.ResNeSt, dict[str, Any]]] = {}
     with staged_dir(final) as stage:
         if "train" in suite.steps and request.checkpoint is None:

@@ -162,3 +162,73 @@ def test_bad_suite_file_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
     assert main(["run", str(bad), "--reports", str(tmp_path / "r")]) == 2
     assert "train.epochs: expected int, got str" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_transfer_from_our_checkpoint(tiny_run: Path, tmp_path: Path) -> None:
+    run_id = tiny_run.name
+    checkpoint = tiny_run.parent / "work" / run_id / "train-resnest-tiny" / "checkpoint.pt"
+    argv = [
+        "--quiet",
+        "transfer",
+        "--checkpoint",
+        str(checkpoint),
+        "--model",
+        "resnest-tiny",
+        "--dataset",
+        "synthetic",
+        "--epochs",
+        "1",
+        "-b",
+        "32",
+        "--train-subset",
+        "128",
+        "--test-subset",
+        "32",
+        "--reports",
+        str(tmp_path),
+        "--data-dir",
+        str(tmp_path / "d"),
+    ]
+    assert main(argv) == 0
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.name not in ("work", "d")]
+    result = read_result(run_dir / "result.json")
+    transfer = result["training"]["transfer"]
+    assert result["kind"] == "transfer" and transfer["init"]["source"] == "ours"
+    assert transfer["init"]["skipped"] == ["fc."]
+    assert "## Transfer learning" in (run_dir / "report.md").read_text()
+
+
+def test_resume_after_a_crash_finishes_the_same_run(tmp_path: Path, monkeypatch) -> None:
+    argv = [
+        "--quiet",
+        "train",
+        "--model",
+        "resnest-tiny",
+        "--dataset",
+        "synthetic",
+        "--epochs",
+        "2",
+        "-b",
+        "32",
+        "--train-subset",
+        "64",
+        "--test-subset",
+        "32",
+        "--reports",
+        str(tmp_path / "r"),
+        "--data-dir",
+        str(tmp_path / "d"),
+    ]
+
+    def crash(*_args, **_kwargs):
+        raise OSError("killed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runner, "write_report", crash)
+        with pytest.raises(OSError):
+            main(argv)
+    (run_id,) = [p.name for p in (tmp_path / "r" / "work").iterdir()]
+    assert main([*argv, "--resume", run_id]) == 0
+    result = read_result(tmp_path / "r" / run_id / "result.json")
+    (run,) = result["training"]["runs"]
+    assert run["resumed_from_epoch"] == 2 and len(run["epochs"]) == 2
