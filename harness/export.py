@@ -56,16 +56,15 @@ def save_torch_artifact(model: nn.Module, path: str | os.PathLike[str]) -> int:
 def load_torch_artifact(path: str | os.PathLike[str]) -> nn.Module:
     """Rebuild the eval-mode model from a save_torch_artifact file; bad files raise BenchError."""
     import models
+    from models.weights import load_file
 
     file = Path(path)
     if not file.is_file():
         raise BenchError(f"model file not found: {file} (run the export step first)")
     try:
-        payload = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise BenchError(
-            f"model file {file} is corrupt or not a checkpoint ({_first_line(exc)})"
-        ) from None
+        payload = load_file(file)
+    except models.ModelError as exc:
+        raise BenchError(str(exc)) from None
     if not isinstance(payload, dict) or payload.get("format") != TORCH_ARTIFACT_FORMAT:
         raise BenchError(
             f"{file} is not a deployment model file (expected format {TORCH_ARTIFACT_FORMAT}); "

@@ -20,8 +20,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import torch
-
 import models
 from harness import console
 from harness.accel import select_device
@@ -45,6 +43,7 @@ from harness.train import (
     load_transfer_weights,
     train,
 )
+from models.weights import load_file, load_pretrained
 
 RESULT_NAME = "result.json"
 _RECIPE_KEYS = (
@@ -235,9 +234,9 @@ def _embedded_config(path: Path) -> dict[str, Any] | None:
     """The model config a file of ours carries: a deployment artifact's, or a training
     checkpoint's identity; None for plain state dicts and official/timm weights."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # unreadable: load_pretrained reports it with the file name
-        return None
+        payload = load_file(path)
+    except models.ModelError as exc:
+        raise BenchError(str(exc)) from None
     if not isinstance(payload, dict):
         return None
     if isinstance(payload.get("config"), dict) and "block" in payload["config"]:
@@ -250,8 +249,6 @@ def _embedded_config(path: Path) -> dict[str, Any] | None:
 def _load_checkpoint_model(request: RunRequest, num_classes: int) -> models.ResNeSt:
     """A model from --checkpoint: its own config when it carries one (ours), else the suite's
     model settings (official/timm ImageNet weights, plain state dicts)."""
-    from models.weights import load_pretrained
-
     path = request.checkpoint
     embedded = _embedded_config(path)
     if embedded:

@@ -35,7 +35,7 @@ from harness.data import Dataset, DeviceLoader
 from harness.errors import BenchError
 from harness.timing import SampleStats, cuda_sync
 from models.profile import count_macs, count_params
-from models.weights import detect_source, load_pretrained, read_state_dict
+from models.weights import detect_source, load_file, load_pretrained, read_state_dict
 
 CHECKPOINT_NAME = "checkpoint.pt"
 EPOCH_LOG_NAME = "epochs.jsonl"
@@ -506,12 +506,9 @@ def _model_info(model: models.ResNeSt, image_size: int) -> dict[str, Any]:
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """Load one of our training checkpoints (weights_only: no code runs from the file)."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise BenchError(f"checkpoint not found: {path}") from None
-    except Exception as exc:  # torch raises many types for a torn or foreign file
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise BenchError(f"cannot read checkpoint {path}: {reason}") from None
+        ckpt = load_file(path)
+    except models.ModelError as exc:
+        raise BenchError(str(exc)) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise BenchError(f"{path} is not a resnest-bench training checkpoint")
     if ckpt.get("version") != CHECKPOINT_VERSION:

@@ -63,23 +63,28 @@ def ours_to_external(key: str) -> str | None:
     return _rename(key, _TOP_RENAMES, reverse=True)
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a checkpoint safely (weights_only); unwrap {'model'|'state_dict': ...} and 'module.'."""
+def load_file(path: str | Path) -> object:
+    """torch.load(weights_only=True) of a local file (no code runs from it), or .safetensors;
+    a missing, torn or foreign file is a one-line ModelError naming it."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"weights file not found: {path}")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+            from safetensors.torch import load_file as load_safetensors
 
-            obj = load_file(str(path))
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            return load_safetensors(str(path))
+        return torch.load(path, map_location="cpu", weights_only=True)
     except ImportError:
         raise ModelError(f"{path}: reading .safetensors needs `pip install safetensors`") from None
     except Exception as exc:  # torch raises many types for a corrupt or foreign file
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         raise ModelError(f"cannot read weights file {path}: {reason}") from None
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a checkpoint safely; unwrap {'model'|'state_dict': ...} and a 'module.' prefix."""
+    obj = load_file(path)
     for wrapper in ("model", "state_dict", "model_state"):
         if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
             obj = obj[wrapper]
