@@ -198,6 +198,7 @@ class ResNeSt(nn.Module):
         self.config = replace(self.config, num_classes=num_classes)
 
 
+_TINY = {"stem": "cifar", "stem_width": 8, "num_classes": 10, "input_size": 32}
 # Named configs. Parameter counts at 1000 classes match the published model zoo exactly
 # (see tests/test_models.py); input sizes are the model card's.
 _ZOO = (
@@ -211,27 +212,9 @@ _ZOO = (
     ModelConfig("resnest50d-basic", "basic", (3, 4, 6, 3)),
     # ResNet-50-D: resnest50d without split attention (radix 0), the baseline from the same code.
     ModelConfig("resnet50", "bottleneck", (3, 4, 6, 3), radix=0, avd=False),
-    # Tiny configs for tests and smoke runs: CIFAR-sized, a few thousand parameters.
-    ModelConfig(
-        "resnest-tiny",
-        "bottleneck",
-        (1, 1, 1, 1),
-        stem="cifar",
-        stem_width=8,
-        base_planes=8,
-        num_classes=10,
-        input_size=32,
-    ),
-    ModelConfig(
-        "resnest-tiny-basic",
-        "basic",
-        (1, 1, 1, 1),
-        stem="cifar",
-        stem_width=8,
-        base_planes=16,
-        num_classes=10,
-        input_size=32,
-    ),
+    # Tiny configs for tests and smoke runs: CIFAR-sized, 0.14M and 0.33M parameters.
+    ModelConfig("resnest-tiny", "bottleneck", (1, 1, 1, 1), base_planes=8, **_TINY),
+    ModelConfig("resnest-tiny-basic", "basic", (1, 1, 1, 1), base_planes=16, **_TINY),
 )
 for _cfg in _ZOO:
     register(_cfg)
