@@ -41,7 +41,7 @@ Triple = tuple[float, float, float]
 VARIANTS: tuple[str, ...] = ("full", "attention-fp32")
 _ATTENTION_GATES = ("Softmax", "Sigmoid")
 _POOLS = ("ReduceMean", "GlobalAveragePool")
-_SHAPE_OPS = ("Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze")
+_SHAPE_OPS = ("Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Split", "Slice")
 _FORMATS = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
 _ACTIVATION_TYPES = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
 _CALIBRATORS = {
@@ -207,7 +207,8 @@ def quantize_int8(
 
 def attention_nodes(onnx_path: str | os.PathLike[str]) -> tuple[str, ...]:
     """Names of the split-attention nodes: each Softmax/Sigmoid gate, the chain feeding it back
-    to the global pool (pool, fc1, act, fc2, reshapes) and the reshapes and Mul applying it.
+    to the global pool (pool, fc1, act, fc2, reshapes) and the reshapes, slices and Muls applying
+    it (one Mul per radix split).
 
     Only data inputs (input 0) are followed, so shape-computing side branches are not swept in.
     """

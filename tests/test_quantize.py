@@ -90,8 +90,10 @@ def test_attention_nodes_cover_the_split_attention_path(trained):
     graph = onnx.load(str(trained[1])).graph
     ops = {n.name: n.op_type for n in graph.node}
     chosen = [ops[name] for name in names]
-    stages = len(models.get_config("resnest-tiny").layers)
-    for op, count in (("Softmax", stages), ("ReduceMean", stages), ("Mul", stages)):
+    config = models.get_config("resnest-tiny")
+    stages = len(config.layers)
+    # one gate and pool per block; the attention is applied to each radix split with its own Mul
+    for op, count in (("Softmax", stages), ("ReduceMean", stages), ("Mul", stages * config.radix)):
         assert chosen.count(op) == count
     assert chosen.count("Conv") == 2 * stages  # fc1 and fc2 of every block, no main-path conv
 
