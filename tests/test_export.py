@@ -85,7 +85,11 @@ def test_torch_artifact_round_trip(model, images, tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "not found"), (b"not a zip", "cannot read weights file"), ("plain", "not a deployment model file")],
+    [
+        (None, "not found"),
+        (b"not a zip", "cannot read weights file"),
+        ("plain", "not a deployment model file"),
+    ],
 )
 def test_bad_checkpoint(tmp_path, content, message):
     path = tmp_path / "model.pt"
