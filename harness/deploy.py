@@ -87,6 +87,7 @@ class DeployConfig:
     int8: QuantSettings = field(default_factory=QuantSettings)
     int8_heldout_images: int | None = 1000
     max_int8_drop_pts: float = 1.0
+    int8_strict: bool = False  # True: no int8 within the limit ends the run (else ships flagged)
     ort_optimization: str = "all"
     ort_format_optimization: str = "extended"
     demo_index: int = 0
@@ -268,6 +269,7 @@ def build_artifacts(
         mean=dataset.mean,
         std=dataset.std,
         max_drop_pts=config.max_int8_drop_pts,
+        strict=config.int8_strict,
         settings=config.int8,
         threads=config.threads,
     )

@@ -144,7 +144,8 @@ def _int8_line(deployment: dict[str, Any]) -> str:
         f"per-channel {int8['settings']['per_channel']}, calibrated on "
         f"{int8['calibration_images']} training images): shipped variant `{int8['variant']}`, "
         f"fp32 top-1 {md.num(int8['fp32_top1'], 4)}% vs int8 {md.num(int8['int8_top1'], 4)}% on "
-        f"{int8['heldout_images']} held-out images (limit {int8['max_drop_pts']} pts). "
+        f"{int8['heldout_images']} held-out images (limit {int8['max_drop_pts']} pts"
+        f"{'' if int8.get('within_limit', True) else '; EXCEEDED: no variant kept accuracy'}). "
         f"Tried: {tried}"
     )
 

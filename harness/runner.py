@@ -204,6 +204,7 @@ def _deploy_config(request: RunRequest, device: str) -> DeployConfig:
         small_set=request.suite.section("data").get("small_subset", 50),
         int8=quant,
         max_int8_drop_pts=section.get("int8_max_drop", 1.0),
+        int8_strict=section.get("int8_strict", False),
         parity_atol=section.get("parity_atol", 1e-3),
     )
 

@@ -71,6 +71,7 @@ _SECTIONS: dict[str, Any] = {
         "timed_images": Nullable(int),
         "calibration_images": int,
         "int8_max_drop": float,
+        "int8_strict": bool,
         "parity_atol": float,
         "threads": Nullable(int),
     },

@@ -137,7 +137,7 @@ def test_unknown_runtime(model, data, tmp_path):
 def test_failed_run_leaves_nothing(model, data, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(BenchError, match="int8 model loses more than"):
-        run_deploy(model, data, out, _config(max_int8_drop_pts=-100.0))
+        run_deploy(model, data, out, _config(max_int8_drop_pts=-100.0, int8_strict=True))
     assert list(tmp_path.iterdir()) == []
 
 

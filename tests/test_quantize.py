@@ -116,9 +116,17 @@ def test_retry_keeps_attention_fp32_when_full_int8_loses_accuracy(trained, tmp_p
     assert list(tmp_path.iterdir()) == [tmp_path / "m.int8.onnx"]
 
 
-def test_no_variant_passes_raises_and_writes_nothing(trained, tmp_path):
+def test_no_variant_passes_ships_the_best_flagged(trained, tmp_path):
+    result = _quantize(trained, tmp_path / "m.int8.onnx", max_drop_pts=-100.0)
+    assert [a.variant for a in result.attempts] == ["full", "attention-fp32"]
+    assert not result.within_limit and not any(a.accepted for a in result.attempts)
+    assert result.drop_pts == min(a.drop_pts for a in result.attempts)
+    assert list(tmp_path.iterdir()) == [tmp_path / "m.int8.onnx"]
+
+
+def test_no_variant_passes_strict_raises_and_writes_nothing(trained, tmp_path):
     with pytest.raises(BenchError, match=r"tried full .*attention-fp32"):
-        _quantize(trained, tmp_path / "m.int8.onnx", max_drop_pts=-100.0)
+        _quantize(trained, tmp_path / "m.int8.onnx", max_drop_pts=-100.0, strict=True)
     assert list(tmp_path.iterdir()) == []
 
 
