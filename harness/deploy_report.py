@@ -151,7 +151,7 @@ def _int8_line(deployment: dict[str, Any]) -> str:
 
 
 def latency_series(deployment: dict[str, Any]) -> tuple[list[str], list[float], list, list]:
-    """Labels, medians and (median-p90, p99-median) whiskers of batch-1 latency, for a plot."""
+    """Labels, medians and (0, p99 - median) whiskers of batch-1 latency, for a plot."""
     measured = [t for t in _ok(deployment) if t["latency_ms"]]
     labels = [t["target"] for t in measured]
     medians = [t["latency_ms"]["median"] for t in measured]

@@ -186,7 +186,7 @@ def plot_accuracy(runs: list[dict[str, Any]], path: Path) -> None:
 
 
 def plot_latency(deployment: dict[str, Any], path: Path) -> None:
-    """Batch-1 latency per runtime: median bar with the p90-p99 range as an error bar."""
+    """Batch-1 latency per runtime: a median bar with a whisker up to p99."""
     from matplotlib.figure import Figure
 
     labels, medians, lows, highs = latency_series(deployment)
@@ -194,7 +194,7 @@ def plot_latency(deployment: dict[str, Any], path: Path) -> None:
     axes = figure.subplots()
     axes.barh(labels, medians, xerr=[lows, highs], capsize=3, color="#4c72b0")
     axes.invert_yaxis()
-    axes.set_xlabel("batch-1 latency, ms (bar: median; whisker: p90 to p99)")
+    axes.set_xlabel("batch-1 latency, ms (bar: median; whisker: up to p99)")
     axes.grid(axis="x", alpha=0.3)
     _save_figure(figure, path)
 
