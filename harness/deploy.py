@@ -414,9 +414,15 @@ def measure_target(job: _Job) -> TargetResult:
 
 
 def run_deploy(
-    model: nn.Module, dataset: Dataset, out_dir: str | Path, config: DeployConfig | None = None
+    model: nn.Module,
+    dataset: Dataset,
+    out_dir: str | Path,
+    config: DeployConfig | None = None,
+    *,
+    measure: bool = True,
 ) -> DeployResult:
-    """Build artifacts into `out_dir` (published only if everything succeeds) and measure them."""
+    """Build artifacts into `out_dir` (published only if everything succeeds) and measure them;
+    measure=False builds and checks the artifacts only (the `export` command)."""
     config = config or DeployConfig()
     if not 0 <= config.demo_index < len(dataset.test):
         raise BenchError(f"demo_index {config.demo_index} is outside the test set")
@@ -424,7 +430,7 @@ def run_deploy(
     final = Path(out_dir)
     with staged_dir(final) as stage:
         artifacts = build_artifacts(model, dataset, stage, config)
-        targets = measure_artifacts(artifacts, dataset, config)
+        targets = measure_artifacts(artifacts, dataset, config) if measure else []
     return DeployResult(
         config=config,
         environment=environment(config),

@@ -313,8 +313,11 @@ def run_suite(request: RunRequest) -> Path:
                 trained[best][0] if best else _load_checkpoint_model(request, dataset.num_classes)
             )
             config = _deploy_config(request, device)
-            console.log("deploy: exporting, quantizing and timing every runtime")
-            deployed = run_deploy(model.cpu().eval(), dataset, stage / "artifacts", config)
+            measure = "deploy" in suite.steps
+            console.log(f"deploy: exporting, quantizing{', timing every runtime' * measure}")
+            deployed = run_deploy(
+                model.cpu().eval(), dataset, stage / "artifacts", config, measure=measure
+            )
             result["deployment"] = deployed.to_dict()
         if training["runs"] or training["transfer"]:
             result["training"] = training

@@ -232,3 +232,30 @@ def test_resume_after_a_crash_finishes_the_same_run(tmp_path: Path, monkeypatch)
     result = read_result(tmp_path / "r" / run_id / "result.json")
     (run,) = result["training"]["runs"]
     assert run["resumed_from_epoch"] == 2 and len(run["epochs"]) == 2
+
+
+def test_export_builds_checked_artifacts_without_timing(tiny_run: Path, tmp_path: Path) -> None:
+    model_file = tiny_run / "artifacts" / "model.pt"
+    argv = [
+        "--quiet",
+        "export",
+        "--checkpoint",
+        str(model_file),
+        "--dataset",
+        "synthetic",
+        "--train-subset",
+        "64",
+        "--test-subset",
+        "32",
+        "--reports",
+        str(tmp_path),
+        "--data-dir",
+        str(tmp_path / "d"),
+    ]
+    assert main(argv) == 0
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.name not in ("work", "d")]
+    result = read_result(run_dir / "result.json")
+    deployment = result["deployment"]
+    assert deployment["targets"] == [] and result["kind"] == "deploy"
+    assert deployment["artifacts"]["export"]["parity"]["top1_agreement"] >= 0.99
+    assert {p.name for p in (run_dir / "artifacts").iterdir()} >= {"model.onnx", "model.int8.onnx"}
