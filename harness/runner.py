@@ -141,9 +141,11 @@ def _callbacks(bar: Any, label: str, epochs: int) -> Callbacks:
 
     def on_epoch_end(record: dict[str, Any]) -> None:
         bar.update(epoch_task, completed=record["epoch"])
+        loss = record["train_loss"]
         console.log(
             f"{label} epoch {record['epoch']}: {record['train_s']:.1f} s, "
-            f"loss {record['train_loss']}, test top-1 {100 * record['test_top1']:.2f}%"
+            f"loss {'nan' if loss is None else f'{loss:.4f}'}, "
+            f"test top-1 {100 * record['test_top1']:.2f}%"
         )
 
     return Callbacks(on_epoch_end=on_epoch_end, on_batch=on_batch)
