@@ -164,24 +164,11 @@ def test_bad_suite_file_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
     assert not (tmp_path / "r").exists()
 
 
-def test_transfer_from_our_checkpoint(tiny_run: Path, tmp_path: Path) -> None:
-    run_id = tiny_run.name
-    checkpoint = tiny_run.parent / "work" / run_id / "train-resnest-tiny" / "checkpoint.pt"
-    argv = [
-        "--quiet",
-        "transfer",
-        "--checkpoint",
-        str(checkpoint),
-        "--model",
-        "resnest-tiny",
+def _step(tmp_path: Path, *args: str) -> tuple[Path, dict]:
+    """Run a step command on synthetic data into tmp_path; its run dir and validated result."""
+    common = [
         "--dataset",
         "synthetic",
-        "--epochs",
-        "1",
-        "-b",
-        "32",
-        "--train-subset",
-        "128",
         "--test-subset",
         "32",
         "--reports",
@@ -189,9 +176,27 @@ def test_transfer_from_our_checkpoint(tiny_run: Path, tmp_path: Path) -> None:
         "--data-dir",
         str(tmp_path / "d"),
     ]
-    assert main(argv) == 0
+    assert main(["--quiet", *args, *common]) == 0
     (run_dir,) = [p for p in tmp_path.iterdir() if p.name not in ("work", "d")]
-    result = read_result(run_dir / "result.json")
+    return run_dir, read_result(run_dir / "result.json")
+
+
+def test_transfer_from_our_checkpoint(tiny_run: Path, tmp_path: Path) -> None:
+    checkpoint = tiny_run.parent / "work" / tiny_run.name / "train-resnest-tiny" / "checkpoint.pt"
+    run_dir, result = _step(
+        tmp_path,
+        "transfer",
+        "--checkpoint",
+        str(checkpoint),
+        "--model",
+        "resnest-tiny",
+        "--epochs",
+        "1",
+        "-b",
+        "32",
+        "--train-subset",
+        "128",
+    )
     transfer = result["training"]["transfer"]
     assert result["kind"] == "transfer" and transfer["init"]["source"] == "ours"
     assert transfer["init"]["skipped"] == ["fc."]
@@ -236,25 +241,9 @@ def test_resume_after_a_crash_finishes_the_same_run(tmp_path: Path, monkeypatch)
 
 def test_export_builds_checked_artifacts_without_timing(tiny_run: Path, tmp_path: Path) -> None:
     model_file = tiny_run / "artifacts" / "model.pt"
-    argv = [
-        "--quiet",
-        "export",
-        "--checkpoint",
-        str(model_file),
-        "--dataset",
-        "synthetic",
-        "--train-subset",
-        "64",
-        "--test-subset",
-        "32",
-        "--reports",
-        str(tmp_path),
-        "--data-dir",
-        str(tmp_path / "d"),
-    ]
-    assert main(argv) == 0
-    (run_dir,) = [p for p in tmp_path.iterdir() if p.name not in ("work", "d")]
-    result = read_result(run_dir / "result.json")
+    run_dir, result = _step(
+        tmp_path, "export", "--checkpoint", str(model_file), "--train-subset", "64"
+    )
     deployment = result["deployment"]
     assert deployment["targets"] == [] and result["kind"] == "deploy"
     assert deployment["artifacts"]["export"]["parity"]["top1_agreement"] >= 0.99
