@@ -115,7 +115,8 @@ class Bottleneck(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.expand(self.avd(self.spatial(self.reduce(x))))
-        return self.act(out + self.shortcut(x))
+        out += self.shortcut(x)  # in place: one activation-sized allocation less per block
+        return self.act(out)
 
 
 class BasicBlock(nn.Module):
@@ -131,7 +132,8 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv(self.avd(self.spatial(x)))
-        return self.act(out + self.shortcut(x))
+        out += self.shortcut(x)
+        return self.act(out)
 
 
 def make_stem(kind: StemKind, stem_width: int) -> nn.Sequential:
