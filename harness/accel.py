@@ -85,7 +85,9 @@ def device_name(device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
     import platform
 
-    return platform.processor() or platform.machine() or "cpu"
+    from harness.envinfo import cpu_model
+
+    return cpu_model() or platform.machine() or "cpu"
 
 
 @dataclass(frozen=True)

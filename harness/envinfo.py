@@ -191,6 +191,11 @@ def _cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
     }
 
 
+def cpu_model() -> str | None:
+    """The CPU's marketing name (e.g. 'AMD EPYC 7B13'), where the OS tells it."""
+    return _cpu_info()["model"]
+
+
 def _module_version(name: str) -> tuple[Any, str | None]:
     try:
         module = importlib.import_module(name)
