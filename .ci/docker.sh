@@ -149,7 +149,7 @@ result = json.load(open(sys.argv[1]))
 container = result["environment"]["container"]
 assert container["image"] == "resnest-bench-cpu-runtime", container
 cgroup = result["environment"]["cgroup"]
-assert cgroup["cpu_quota_cores"] == 2 and cgroup["memory_bytes"] == 2 * 2**30, cgroup
+assert cgroup["cpu_quota_cores"] == 2 and cgroup["memory_bytes"] == 4 * 2**30, cgroup
 assert {t["target"] for t in result["deployment"]["targets"]} >= {"torch-eager:fp32", "ort-cpu:int8"}
 PY
 log "OK: $(dirname "$result") (image $((size / 1000000)) MB)"
