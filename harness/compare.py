@@ -13,6 +13,7 @@ from harness import markdown as md
 from harness.atomic import atomic_write_json, atomic_write_text, staged_dir
 from harness.deploy_report import TARGET_HEAD, target_rows
 from harness.errors import BenchError
+from harness.report import training_runs
 from harness.schema import read_result
 
 COMPARE_NAME = "compare.md"
@@ -50,11 +51,7 @@ def _resolve(path: Path) -> Path:
 def _training_rows(results: list[dict[str, Any]]) -> list[list[str]]:
     rows = []
     for result in results:
-        training = result.get("training") or {}
-        runs = training.get("runs", []) + (
-            [training["transfer"]] if training.get("transfer") else []
-        )
-        for run in runs:
+        for run in training_runs(result):
             summary, model = run["summary"], run["model"]
             data = run["dataset"]
             rows.append(

@@ -22,12 +22,6 @@ TARGET_HEAD = [
     "peak RSS MiB",
     "artifact MiB",
 ]
-_ARTIFACT_OF_TARGET = {
-    "state_dict": "state_dict",
-    "onnx_fp32": "onnx_fp32",
-    "onnx_int8": "onnx_int8",
-    "ort": "ort",
-}
 
 
 def _ok(deployment: dict[str, Any]) -> list[dict[str, Any]]:
@@ -72,7 +66,7 @@ def target_rows(deployment: dict[str, Any]) -> list[list[str]]:
                 f"{md.num(t['top1_small'], 4)}% (n={t['images_small']})",
                 f"{md.num(t['agreement_top1_pct'], 4)}%, max dp {md.num(t['max_prob_diff'], 2)}",
                 md.mib(t["peak_rss_bytes"]),
-                md.mib(sizes.get(_ARTIFACT_OF_TARGET.get(t["artifact"], ""), None)),
+                md.mib(sizes.get(t["artifact"])),  # targets name their artifact kind
             ]
         )
     return rows

@@ -158,6 +158,12 @@ def render(result: dict[str, Any], plots: list[str]) -> str:
     return "\n".join(parts) + "\n"
 
 
+def training_runs(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every training record of a result: the CIFAR-10 runs, then the transfer run if any."""
+    training = result.get("training") or {}
+    return training.get("runs", []) + ([training["transfer"]] if training.get("transfer") else [])
+
+
 def _save_figure(figure: Any, path: Path) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
@@ -202,8 +208,7 @@ def plot_latency(deployment: dict[str, Any], path: Path) -> None:
 def write_report(run_dir: Path, result: dict[str, Any]) -> list[str]:
     """Write plots and report.md into run_dir (each atomically); return the file names."""
     plots = []
-    training = result.get("training") or {}
-    runs = training.get("runs", []) + ([training["transfer"]] if training.get("transfer") else [])
+    runs = training_runs(result)
     if runs:
         plot_accuracy(runs, run_dir / ACCURACY_PLOT)
         plots.append(ACCURACY_PLOT)

@@ -11,6 +11,7 @@ Layout under the reports folder:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -46,17 +47,7 @@ from harness.train import (
 from models.weights import load_file, load_pretrained
 
 RESULT_NAME = "result.json"
-_RECIPE_KEYS = (
-    "epochs",
-    "batch_size",
-    "lr",
-    "momentum",
-    "weight_decay",
-    "milestones",
-    "step_size",
-    "gamma",
-    "label_smoothing",
-)
+_RECIPE_KEYS = tuple(f.name for f in dataclasses.fields(Recipe))
 
 
 @dataclass(frozen=True)
