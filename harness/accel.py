@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from resnest_bench.harness.errors import BenchError, GpuRequiredError
 from torch import nn
-
-from harness.errors import BenchError, GpuRequiredError
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -85,7 +84,7 @@ def device_name(device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
     import platform
 
-    from harness.envinfo import cpu_model
+    from resnest_bench.harness.envinfo import cpu_model
 
     return cpu_model() or platform.machine() or "cpu"
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from harness.errors import BenchError
+from resnest_bench.harness.errors import BenchError
 
 
 def _current_umask() -> int:

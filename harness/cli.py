@@ -13,16 +13,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import console
-from harness.errors import BenchError
-from models import ModelError
+from resnest_bench.harness import console
+from resnest_bench.harness.errors import BenchError
+from resnest_bench.models import ModelError
 
 Handler = Callable[[argparse.Namespace], int]
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from models import list_models
-    from models.profile import model_summary
+    from resnest_bench.models import list_models
+    from resnest_bench.models.profile import model_summary
 
     overrides = {"stem": args.stem, "num_classes": args.num_classes}
     rows = [model_summary(name, **overrides) for name in list_models()]
@@ -92,7 +92,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace, suite: Any) -> int:
-    from harness.runner import RunRequest, data_root, reports_root, run_suite
+    from resnest_bench.harness.runner import RunRequest, data_root, reports_root, run_suite
 
     request = RunRequest(
         suite=suite,
@@ -113,14 +113,14 @@ def _run(args: argparse.Namespace, suite: Any) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.suite import load_suite, with_overrides
+    from resnest_bench.harness.suite import load_suite, with_overrides
 
     suite = with_overrides(load_suite(args.suite, quick=args.quick), overrides_from(args))
     return _run(args, suite)
 
 
 def cmd_step(args: argparse.Namespace) -> int:
-    from harness.suite import step_suite
+    from resnest_bench.harness.suite import step_suite
 
     step = {"infer": "deploy"}.get(args.command, args.command)
     if step in ("transfer", "deploy", "export") and not args.checkpoint:
@@ -131,8 +131,8 @@ def cmd_step(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.compare import write_comparison
-    from harness.runner import reports_root
+    from resnest_bench.harness.compare import write_comparison
+    from resnest_bench.harness.runner import reports_root
 
     final = write_comparison(
         [Path(p) for p in args.results], reports_root(args.reports), seed_reference=args.seed_ref
@@ -142,8 +142,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.report import write_report
-    from harness.schema import read_result
+    from resnest_bench.harness.report import write_report
+    from resnest_bench.harness.schema import read_result
 
     path = Path(args.result)
     result = read_result(path)

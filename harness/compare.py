@@ -9,12 +9,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness import markdown as md
-from harness.atomic import atomic_write_json, atomic_write_text, staged_dir
-from harness.deploy_report import TARGET_HEAD, target_rows
-from harness.errors import BenchError
-from harness.report import training_runs
-from harness.schema import read_result
+from resnest_bench.harness import markdown as md
+from resnest_bench.harness.atomic import atomic_write_json, atomic_write_text, staged_dir
+from resnest_bench.harness.deploy_report import TARGET_HEAD, target_rows
+from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.report import training_runs
+from resnest_bench.harness.schema import read_result
 
 COMPARE_NAME = "compare.md"
 SEED_SOURCE = "seed study (Fu & Ge), published, not measured here"

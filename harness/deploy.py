@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import multiprocessing
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -27,23 +26,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
-
-from harness.atomic import staged_dir
-from harness.data import Dataset, ImageSet, normalize
-from harness.envinfo import cgroup_limits, peak_rss_bytes, usable_cpus
-from harness.errors import BenchError
-from harness.export import (
+from resnest_bench.harness.atomic import staged_dir
+from resnest_bench.harness.data import Dataset, ImageSet, normalize
+from resnest_bench.harness.envinfo import cgroup_limits, peak_rss_bytes, usable_cpus
+from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.export import (
     check_input_fits,
     convert_to_ort,
     export_onnx,
     load_torch_artifact,
     save_torch_artifact,
 )
-from harness.quantize import QuantSettings, quantize_int8, top1_percent
-from harness.runtimes import RUNTIMES, Runtime, get_runtime, runtime_class
-from harness.runtimes.ort import OrtRuntime
-from harness.timing import SampleStats, TimingPolicy, measure
+from resnest_bench.harness.quantize import QuantSettings, quantize_int8, top1_percent
+from resnest_bench.harness.runtimes import RUNTIMES, Runtime, get_runtime, runtime_class
+from resnest_bench.harness.runtimes.ort import OrtRuntime
+from resnest_bench.harness.timing import SampleStats, TimingPolicy, measure
+from torch import nn
 
 ARTIFACT_FILES = {
     "state_dict": "model.pt",
@@ -461,21 +459,10 @@ def environment(config: DeployConfig) -> dict[str, object]:
 
 
 def _spawned(job: _Job) -> TargetResult:
-    """measure_target in a fresh interpreter (spawn: no inherited threads, caches or memory).
-
-    The child starts from this process's sys.path. Importing onnxruntime.quantization appends
-    onnxruntime/transformers to it, whose `models` folder is a namespace package that would
-    shadow ours in the child (editable installs resolve our packages after sys.path), so the
-    child gets sys.path without it.
-    """
+    """measure_target in a fresh interpreter (spawn: no inherited threads, caches or memory)."""
     context = multiprocessing.get_context("spawn")
-    saved = list(sys.path)
-    sys.path[:] = [p for p in saved if Path(p).parts[-2:] != ("onnxruntime", "transformers")]
-    try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-            return pool.submit(measure_target, job).result()
-    finally:
-        sys.path[:] = saved
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(measure_target, job).result()
 
 
 def _own_peak_rss() -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness import markdown as md
+from resnest_bench.harness import markdown as md
 
 TARGET_HEAD = [
     "target",

@@ -22,10 +22,9 @@ from typing import Literal
 
 import numpy as np
 import torch
+from resnest_bench.harness.atomic import atomic_torch_save
+from resnest_bench.harness.errors import BenchError
 from torch import nn
-
-from harness.atomic import atomic_torch_save
-from harness.errors import BenchError
 
 Exporter = Literal["auto", "dynamo", "torchscript"]
 EXPORTERS: tuple[str, ...] = ("auto", "dynamo", "torchscript")
@@ -55,8 +54,8 @@ def save_torch_artifact(model: nn.Module, path: str | os.PathLike[str]) -> int:
 
 def load_torch_artifact(path: str | os.PathLike[str]) -> nn.Module:
     """Rebuild the eval-mode model from a save_torch_artifact file; bad files raise BenchError."""
-    import models
-    from models.weights import load_file
+    from resnest_bench import models
+    from resnest_bench.models.weights import load_file
 
     file = Path(path)
     if not file.is_file():
@@ -190,7 +189,7 @@ def check_parity(
 
     Mixing batch sizes also proves the batch axis really is dynamic.
     """
-    from harness.runtimes.ort import OrtCpu
+    from resnest_bench.harness.runtimes.ort import OrtCpu
 
     runtime = OrtCpu(threads=threads)
     runtime.load(onnx_path)
@@ -290,8 +289,7 @@ def convert_to_ort(
     that travel); "all" adds layout changes specific to this CPU.
     """
     import onnxruntime as ort
-
-    from harness.runtimes.ort import session_options
+    from resnest_bench.harness.runtimes.ort import session_options
 
     load_onnx(onnx_path)
     target = Path(ort_path)

@@ -6,8 +6,8 @@ follow the GPU: `compose.yaml` defines one service per generation and this modul
 and owned by the caller, streams its output and returns its exit code. Images are built by
 compose (`docker compose [--profile P] build SERVICE`); the launcher only runs them.
 
-    python -m harness.launcher                 # run gpu, on GPU 0
-    python -m harness.launcher --gpu 1 -- run gpu --quick
+    python -m resnest_bench.harness.launcher                 # run gpu, on GPU 0
+    python -m resnest_bench.harness.launcher --gpu 1 -- run gpu --quick
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import BenchError, GpuRequiredError
+from resnest_bench.harness.errors import BenchError, GpuRequiredError
 
 PROJECT = "resnest-bench"  # compose project name: prefixes the named volume
 DATA_VOLUME = f"{PROJECT}_bench-data"
@@ -202,7 +202,7 @@ def run(p: LaunchPlan, client: Any, out: Callable[[bytes], object] | None = None
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m harness.launcher",
+        prog="python -m resnest_bench.harness.launcher",
         description="Run the resnest-bench GPU image that matches this host's GPU.",
     )
     parser.add_argument("--gpu", type=int, default=0, help="nvidia-smi index of the GPU to use")

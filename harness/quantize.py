@@ -32,10 +32,9 @@ from onnxruntime.quantization import (
     QuantType,
     quantize_static,
 )
-
-from harness.data import ImageSet, normalize
-from harness.errors import BenchError
-from harness.export import load_onnx
+from resnest_bench.harness.data import ImageSet, normalize
+from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.export import load_onnx
 
 Triple = tuple[float, float, float]
 VARIANTS: tuple[str, ...] = ("full", "attention-fp32")
@@ -157,7 +156,7 @@ def quantize_int8(
     within_limit=False, so the report shows the loss instead of the run ending without one;
     strict=True makes that a BenchError with nothing written instead.
     """
-    from harness.data.split import stratified_subset
+    from resnest_bench.harness.data.split import stratified_subset
 
     settings = settings or QuantSettings()
     unknown = [v for v in variants if v not in VARIANTS]
@@ -266,7 +265,7 @@ def top1_percent(logits: np.ndarray, labels: np.ndarray) -> float:
 def _ort_logits(
     path: str | os.PathLike[str], images: np.ndarray, threads: int | None
 ) -> np.ndarray:
-    from harness.runtimes.ort import OrtCpu
+    from resnest_bench.harness.runtimes.ort import OrtCpu
 
     runtime = OrtCpu(threads=threads)
     runtime.load(path)

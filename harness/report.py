@@ -12,9 +12,9 @@ import io
 from pathlib import Path
 from typing import Any
 
-from harness import markdown as md
-from harness.atomic import atomic_write_bytes, atomic_write_text
-from harness.deploy_report import deployment_section, latency_series
+from resnest_bench.harness import markdown as md
+from resnest_bench.harness.atomic import atomic_write_bytes, atomic_write_text
+from resnest_bench.harness.deploy_report import deployment_section, latency_series
 
 REPORT_NAME = "report.md"
 ACCURACY_PLOT = "accuracy.png"

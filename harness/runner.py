@@ -21,20 +21,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import models
-from harness import console
-from harness.accel import select_device
-from harness.atomic import staged_dir
-from harness.data import Dataset, load_dataset
-from harness.deploy import DeployConfig, run_deploy
-from harness.envinfo import fingerprint
-from harness.errors import BenchError
-from harness.quantize import QuantSettings
-from harness.report import write_report
-from harness.schema import SCHEMA_VERSION, write_result
-from harness.suite import Suite
-from harness.timing import TimingPolicy
-from harness.train import (
+from resnest_bench import models
+from resnest_bench.harness import console
+from resnest_bench.harness.accel import select_device
+from resnest_bench.harness.atomic import staged_dir
+from resnest_bench.harness.data import Dataset, load_dataset
+from resnest_bench.harness.deploy import DeployConfig, run_deploy
+from resnest_bench.harness.envinfo import fingerprint
+from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.quantize import QuantSettings
+from resnest_bench.harness.report import write_report
+from resnest_bench.harness.schema import SCHEMA_VERSION, write_result
+from resnest_bench.harness.suite import Suite
+from resnest_bench.harness.timing import TimingPolicy
+from resnest_bench.harness.train import (
     CHECKPOINT_NAME,
     EPOCH_LOG_NAME,
     Callbacks,
@@ -44,7 +44,7 @@ from harness.train import (
     load_transfer_weights,
     train,
 )
-from models.weights import load_file, load_pretrained
+from resnest_bench.models.weights import load_file, load_pretrained
 
 RESULT_NAME = "result.json"
 _RECIPE_KEYS = tuple(f.name for f in dataclasses.fields(Recipe))

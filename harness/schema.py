@@ -23,8 +23,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from harness.atomic import atomic_write_json
-from harness.errors import BenchError
+from resnest_bench.harness.atomic import atomic_write_json
+from resnest_bench.harness.errors import BenchError
 
 SCHEMA_VERSION = 1
 KINDS = ("train", "transfer", "deploy", "suite")

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import BenchError
-from harness.runtimes import RUNTIMES
-from harness.schema import Nullable, OneOf, Optional, validate
-from models import list_models
+from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.runtimes import RUNTIMES
+from resnest_bench.harness.schema import Nullable, OneOf, Optional, validate
+from resnest_bench.models import list_models
 
 if sys.version_info >= (3, 11):
     import tomllib

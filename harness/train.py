@@ -26,16 +26,21 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from resnest_bench import models
+from resnest_bench.harness.accel import (
+    Accel,
+    PowerMeter,
+    peak_memory_bytes,
+    reset_peak_memory,
+    select_device,
+)
+from resnest_bench.harness.atomic import atomic_torch_save, atomic_write_text
+from resnest_bench.harness.data import Dataset, DeviceLoader
+from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.timing import SampleStats, cuda_sync
+from resnest_bench.models.profile import count_macs, count_params
+from resnest_bench.models.weights import detect_source, load_file, load_pretrained, read_state_dict
 from torch import nn
-
-import models
-from harness.accel import Accel, PowerMeter, peak_memory_bytes, reset_peak_memory, select_device
-from harness.atomic import atomic_torch_save, atomic_write_text
-from harness.data import Dataset, DeviceLoader
-from harness.errors import BenchError
-from harness.timing import SampleStats, cuda_sync
-from models.profile import count_macs, count_params
-from models.weights import detect_source, load_file, load_pretrained, read_state_dict
 
 CHECKPOINT_NAME = "checkpoint.pt"
 EPOCH_LOG_NAME = "epochs.jsonl"

@@ -5,8 +5,8 @@ model = models.create_model("resnest50d", num_classes=10, stem="cifar")
 
 from __future__ import annotations
 
-from models.registry import ModelError, get_config, list_models
-from models.resnest import ModelConfig, ResNeSt
+from resnest_bench.models.registry import ModelError, get_config, list_models
+from resnest_bench.models.resnest import ModelConfig, ResNeSt
 
 
 def create_model(

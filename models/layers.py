@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from resnest_bench.models.registry import ModelError
 from torch import nn
-
-from models.registry import ModelError
 
 
 def conv_bn_act(

@@ -34,7 +34,7 @@ def _to_meta(model: nn.Module) -> nn.Module:
 
 def model_summary(name: str, **overrides: object) -> dict[str, object]:
     """Name, block, stem, input size, params and MACs of a config; built on meta, so cheap."""
-    from models import create_model
+    from resnest_bench.models import create_model
 
     with torch.device("meta"):
         model = create_model(name, **overrides)

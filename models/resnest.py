@@ -11,10 +11,9 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
+from resnest_bench.models.layers import SplitAttnConv2d, conv_bn_act
+from resnest_bench.models.registry import ModelError, register
 from torch import nn
-
-from models.layers import SplitAttnConv2d, conv_bn_act
-from models.registry import ModelError, register
 
 BlockKind = Literal["bottleneck", "basic"]
 StemKind = Literal["imagenet", "cifar"]

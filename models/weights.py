@@ -13,9 +13,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
+from resnest_bench.models.registry import ModelError
 from torch import nn
-
-from models.registry import ModelError
 
 SOURCES = ("auto", "ours", "official", "timm")
 

@@ -12,10 +12,15 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-from harness.data import ArchiveSource, DeviceLoader, ImageSet, load_dataset, normalize
-from harness.data.loader import crop_and_flip
-from harness.errors import BenchError
+from resnest_bench.harness.data import (
+    ArchiveSource,
+    DeviceLoader,
+    ImageSet,
+    load_dataset,
+    normalize,
+)
+from resnest_bench.harness.data.loader import crop_and_flip
+from resnest_bench.harness.errors import BenchError
 
 RECORDS = 20  # per .bin file
 PIXELS = 3 * 32 * 32

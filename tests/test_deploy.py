@@ -7,10 +7,9 @@ import json
 import numpy as np
 import pytest
 import torch
-
-import models
-from harness.data import load_dataset
-from harness.deploy import (
+from resnest_bench import models
+from resnest_bench.harness.data import load_dataset
+from resnest_bench.harness.deploy import (
     ARTIFACT_FILES,
     Artifacts,
     DeployConfig,
@@ -18,11 +17,11 @@ from harness.deploy import (
     measure_artifacts,
     run_deploy,
 )
-from harness.deploy_report import deployment_section
-from harness.errors import BenchError
-from harness.quantize import QuantSettings
-from harness.runtimes import torch_compile as torch_compile_module
-from harness.timing import TimingPolicy
+from resnest_bench.harness.deploy_report import deployment_section
+from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.quantize import QuantSettings
+from resnest_bench.harness.runtimes import torch_compile as torch_compile_module
+from resnest_bench.harness.timing import TimingPolicy
 
 TINY = TimingPolicy(warmup=1, min_iters=3, min_seconds=0.0)
 
@@ -101,7 +100,7 @@ def test_demo_table_matches_reference(result, data, model):
     probs = res.demo_probs()
     assert list(probs) == [t.target for t in res.targets]
     with torch.inference_mode():
-        from harness.data import normalize
+        from resnest_bench.harness.data import normalize
 
         x = normalize(data.test.images[3:4], data.mean, data.std)
         want = torch.softmax(model(x), 1)[0].numpy()

@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from harness import envinfo
-from harness.envinfo import CgroupLimits, cgroup_limits, fingerprint, peak_rss_bytes, usable_cpus
+from resnest_bench.harness import envinfo
+from resnest_bench.harness.envinfo import (
+    CgroupLimits,
+    cgroup_limits,
+    fingerprint,
+    peak_rss_bytes,
+    usable_cpus,
+)
 
 UNLIMITED_V1 = "9223372036854771712"
 

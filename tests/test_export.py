@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-import models
-from harness.errors import BenchError
-from harness.export import (
+from resnest_bench import models
+from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.export import (
     check_input_fits,
     convert_to_ort,
     export_onnx,
@@ -16,7 +15,7 @@ from harness.export import (
     load_torch_artifact,
     save_torch_artifact,
 )
-from harness.runtimes import get_runtime
+from resnest_bench.harness.runtimes import get_runtime
 
 IMAGE = 16  # the CIFAR-stem tiny model is size-agnostic; 16x16 keeps the tests fast
 
@@ -138,7 +137,7 @@ def test_ort_format_runs_like_onnx(exported, images, tmp_path):
 
 
 def test_tolerance_scales_with_the_logits():
-    from harness.export import Parity, parity_problem
+    from resnest_bench.harness.export import Parity, parity_problem
 
     big = Parity(images=8, max_abs_diff=2e-3, reference_absmax=5000.0, top1_agreement=1.0)
     assert parity_problem(big, atol=1e-3, rtol=1e-5) is None

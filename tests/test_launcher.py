@@ -6,9 +6,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from harness import launcher
-from harness.errors import BenchError, GpuRequiredError
+from resnest_bench.harness import launcher
+from resnest_bench.harness.errors import BenchError, GpuRequiredError
 
 docker = pytest.importorskip("docker")
 

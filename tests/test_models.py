@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-
-import models
-from models.layers import SplitAttnConv2d
-from models.profile import count_macs, count_params
-from models.weights import load_pretrained, ours_to_external
+from resnest_bench import models
+from resnest_bench.models.layers import SplitAttnConv2d
+from resnest_bench.models.profile import count_macs, count_params
+from resnest_bench.models.weights import load_pretrained, ours_to_external
 
 PUBLISHED_PARAMS = {
     "resnest14d": 10_611_688,

@@ -6,8 +6,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-
-import models
+from resnest_bench import models
 
 
 @pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])

@@ -8,14 +8,18 @@ import numpy as np
 import onnx
 import pytest
 import torch
-
-import models
-from harness import quantize as quantize_module
-from harness.data import load_dataset, normalize
-from harness.errors import BenchError
-from harness.export import export_onnx
-from harness.quantize import QuantSettings, attention_nodes, quantize_int8, top1_percent
-from harness.runtimes import get_runtime
+from resnest_bench import models
+from resnest_bench.harness import quantize as quantize_module
+from resnest_bench.harness.data import load_dataset, normalize
+from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.export import export_onnx
+from resnest_bench.harness.quantize import (
+    QuantSettings,
+    attention_nodes,
+    quantize_int8,
+    top1_percent,
+)
+from resnest_bench.harness.runtimes import get_runtime
 
 FAST = QuantSettings(calibration_images=128)
 

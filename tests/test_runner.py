@@ -8,12 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
-
-from harness import runner
-from harness.cli import main
-from harness.compare import write_comparison
-from harness.errors import BenchError
-from harness.schema import read_result, write_result
+from resnest_bench.harness import runner
+from resnest_bench.harness.cli import main
+from resnest_bench.harness.compare import write_comparison
+from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.schema import read_result, write_result
 
 TINY_SUITE = """
 name = "tiny"

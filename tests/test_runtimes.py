@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-import models
-from harness.envinfo import usable_cpus
-from harness.errors import BenchError
-from harness.export import export_onnx, save_torch_artifact
-from harness.runtimes import RUNTIMES, Runtime, get_runtime, runtime_class
-from harness.runtimes import torch_compile as torch_compile_module
+from resnest_bench import models
+from resnest_bench.harness.envinfo import usable_cpus
+from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.export import export_onnx, save_torch_artifact
+from resnest_bench.harness.runtimes import RUNTIMES, Runtime, get_runtime, runtime_class
+from resnest_bench.harness.runtimes import torch_compile as torch_compile_module
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from harness import schema
-from harness.errors import BenchError
-from harness.schema import (
+from resnest_bench.harness import schema
+from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.schema import (
     SCHEMA_VERSION,
     IsoTime,
     MapOf,

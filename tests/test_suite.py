@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from harness.errors import BenchError
-from harness.suite import load_suite
+from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.suite import load_suite
 
 
 @pytest.mark.parametrize("name", ["cpu-runtime", "gpu"])

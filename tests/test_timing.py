@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from harness.errors import BenchError
-from harness.timing import SampleStats, TimingPolicy, cuda_sync, measure
+from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.timing import SampleStats, TimingPolicy, cuda_sync, measure
 
 
 class FakeClock:

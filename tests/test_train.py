@@ -12,14 +12,13 @@ import math
 from pathlib import Path
 
 import pytest
+import resnest_bench.harness.train as train_mod
 import torch
-
-import harness.train as train_mod
-from harness.accel import Accel, PowerMeter, peak_flops, select_device
-from harness.data import load_dataset
-from harness.errors import BenchError, GpuRequiredError
-from harness.schema import TRAINING_SPEC, validate
-from harness.train import (
+from resnest_bench.harness.accel import Accel, PowerMeter, peak_flops, select_device
+from resnest_bench.harness.data import load_dataset
+from resnest_bench.harness.errors import BenchError, GpuRequiredError
+from resnest_bench.harness.schema import TRAINING_SPEC, validate
+from resnest_bench.harness.train import (
     CHECKPOINT_NAME,
     EPOCH_LOG_NAME,
     Callbacks,
@@ -31,7 +30,7 @@ from harness.train import (
     summarize,
     train,
 )
-from models.weights import ours_to_external
+from resnest_bench.models.weights import ours_to_external
 
 CLASSES = 4
 # Tuned for robustness: final train and test accuracy >= 0.98 for seeds 0-3.

@@ -12,9 +12,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-
-import models
-from models.weights import load_pretrained
+from resnest_bench import models
+from resnest_bench.models.weights import load_pretrained
 
 
 def _inference(model: torch.nn.Module, x: torch.Tensor):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.errors import BenchError
+from resnest_bench.harness.errors import BenchError
 
 from .cifar import CIFAR_FORMATS, load_cifar
 from .download import ArchiveSource, Progress

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from harness.atomic import staged_dir
-from harness.errors import BenchError
+from resnest_bench.harness.atomic import staged_dir
+from resnest_bench.harness.errors import BenchError
 
 Progress = Callable[[int, int | None], None]
 """Called with (bytes done, bytes total or None) while an archive downloads."""

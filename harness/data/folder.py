@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-
-from harness.errors import BenchError
+from resnest_bench.harness.errors import BenchError
 
 from .split import stratified_split
 from .types import ImageSet

@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
-from harness.errors import BenchError
+from resnest_bench.harness.errors import BenchError
 
 Triple = tuple[float, float, float]
 

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-
-from harness.envinfo import usable_cpus
-from harness.errors import BenchError
+from resnest_bench.harness.envinfo import usable_cpus
+from resnest_bench.harness.errors import BenchError
 
 RUNTIMES: dict[str, type[Runtime]] = {}
 

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-
-from harness.errors import BenchError
-from harness.runtimes.base import Runtime, register
+from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.runtimes.base import Runtime, register
 
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 

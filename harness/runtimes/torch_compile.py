@@ -10,9 +10,8 @@ import os
 import shutil
 
 import torch
-
-from harness.runtimes.base import register
-from harness.runtimes.torch_eager import TorchEager
+from resnest_bench.harness.runtimes.base import register
+from resnest_bench.harness.runtimes.torch_eager import TorchEager
 
 
 def _cxx_compiler() -> str | None:

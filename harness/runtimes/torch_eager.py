@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from harness.export import load_torch_artifact
-from harness.runtimes.base import Runtime, register
+from resnest_bench.harness.export import load_torch_artifact
+from resnest_bench.harness.runtimes.base import Runtime, register
 
 
 @register
