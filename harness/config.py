@@ -1,0 +1,283 @@
+"""The suite configuration: one pydantic model per section, one name per knob, defaults here only.
+
+A suite file (TOML) is read once, `[quick]` merged over it when asked, command-line overrides
+merged over that, and the result validated once into an immutable `Suite`. Each stage receives
+only its own section (`suite.train`, `suite.deploy`, ...), under the same names the file uses.
+Validation errors name the key and the value: `gpu.toml: train.lr: must be > 0, got -1`.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from resnest_bench.harness.errors import BenchError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+# Bundled suites live in the repo's benchmarks/; an installed copy (the images) names its folder.
+SUITES_DIR = Path(
+    os.environ.get("RESNEST_BENCH_SUITES", Path(__file__).resolve().parent.parent / "benchmarks")
+)
+
+Step = Literal["train", "transfer", "export", "deploy"]
+DatasetName = Literal["cifar10", "cifar100", "synthetic", "folder"]
+Precision = Literal["fp32", "tf32", "bf16", "fp16"]
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+class Section(BaseModel):
+    """Immutable, strict about unknown keys (a typo is an error, not a silent default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class ModelSection(Section):
+    """Which networks to build; None keeps each named config's own value."""
+
+    names: tuple[str, ...] = Field(default=("resnest50d",), min_length=1)
+    stem: Literal["imagenet", "cifar"] | None = None
+    radix: int | None = Field(default=None, ge=0)
+    cardinality: int | None = Field(default=None, ge=1)
+
+    @field_validator("names")
+    @classmethod
+    def _known(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        from resnest_bench.models import list_models
+
+        known = list_models()
+        for name in names:
+            if name not in known:
+                raise ValueError(f"unknown model {name!r}; known: {', '.join(known)}")
+        return names
+
+
+class DataSection(Section):
+    """The data set; subsets cap the images used (None: all), small_subset is the seed's 50."""
+
+    dataset: DatasetName = "cifar10"
+    folder: Path | None = None
+    train_subset: int | None = Field(default=None, ge=1)
+    test_subset: int | None = Field(default=None, ge=1)
+    small_subset: int = Field(default=50, ge=1)
+
+
+class TrainSection(Section):
+    """What to learn (the recipe) and how to run it. Defaults: the seed's CIFAR-10 recipe.
+
+    The LR is multiplied by `gamma` at each milestone epoch, or every `step_size` epochs when
+    that is set (then milestones must be empty; giving only step_size clears them).
+    """
+
+    epochs: int = Field(default=250, ge=1)
+    batch_size: int = Field(default=128, ge=1)
+    lr: float = Field(default=0.1, gt=0, allow_inf_nan=False)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: float = Field(default=5e-4, ge=0, allow_inf_nan=False)
+    milestones: tuple[int, ...] = (80, 210)
+    step_size: int | None = Field(default=None, ge=1)
+    gamma: float = Field(default=0.1, gt=0, le=1)
+    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
+    precision: Precision = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    compile_mode: str = "default"
+    target_accuracy: float = Field(default=0.89, gt=0, le=1)
+    auto_batch: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _step_size_clears_milestones(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("step_size") and "milestones" not in data:
+            return {**data, "milestones": ()}
+        return data
+
+    @field_validator("milestones")
+    @classmethod
+    def _increasing(cls, milestones: tuple[int, ...]) -> tuple[int, ...]:
+        if any(m < 1 for m in milestones) or list(milestones) != sorted(set(milestones)):
+            raise ValueError("must be strictly increasing integers >= 1")
+        return milestones
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> TrainSection:
+        if self.step_size is not None and self.milestones:
+            raise ValueError("milestones and step_size exclude each other; set one")
+        return self
+
+    def lr_at(self, epoch: int) -> float:
+        """LR of 0-based `epoch`, with MultiStepLR/StepLR semantics (milestone 80 = 81st epoch)."""
+        if self.step_size is not None:
+            decays = epoch // self.step_size
+        else:
+            decays = sum(1 for m in self.milestones if m <= epoch)
+        return self.lr * self.gamma**decays
+
+
+class TransferSection(TrainSection):
+    """Fine-tuning the best trained block on another data set; the seed's transfer recipe."""
+
+    dataset: DatasetName = "cifar100"
+    epochs: int = Field(default=200, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    milestones: tuple[int, ...] = ()
+    step_size: int | None = Field(default=60, ge=1)
+
+
+class TimingSection(Section):
+    """How long to sample: warm-up calls, then at least min_iters AND min_seconds of calls;
+    max_seconds (None = no cap) stops a very slow call early, even below min_iters."""
+
+    warmup: int = Field(default=10, ge=0)
+    min_iters: int = Field(default=50, ge=1)
+    min_seconds: float = Field(default=2.0, ge=0, allow_inf_nan=False)
+    max_seconds: float | None = Field(default=120.0, gt=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _cap_above_floor(self) -> TimingSection:
+        if self.max_seconds is not None and self.max_seconds < self.min_seconds:
+            raise ValueError(
+                f"max_seconds ({self.max_seconds}) is below min_seconds ({self.min_seconds})"
+            )
+        return self
+
+
+class DeploySection(Section):
+    """What to build and measure. `runtimes` None: every registered runtime, those this machine
+    lacks reported as skipped; runtimes named explicitly must be available. `timed_images`
+    None times every test image one by one (as the seed did)."""
+
+    runtimes: tuple[str, ...] | None = None
+    threads: int | None = Field(default=None, ge=1)
+    timing: TimingSection = TimingSection()
+    throughput_batches: tuple[int, ...] = (8, 16, 32)
+    timed_images: int | None = Field(default=None, ge=1)
+    calibration_images: int = Field(default=512, ge=1)
+    int8_max_drop: float = Field(default=1.0, ge=0)
+    int8_strict: bool = False
+    parity_atol: float = Field(default=1e-3, gt=0)
+
+    @field_validator("throughput_batches")
+    @classmethod
+    def _positive(cls, batches: tuple[int, ...]) -> tuple[int, ...]:
+        if any(b < 1 for b in batches):
+            raise ValueError(f"every batch must be >= 1, got {list(batches)}")
+        return batches
+
+    @field_validator("runtimes")
+    @classmethod
+    def _registered(cls, names: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        from resnest_bench.harness.runtimes import RUNTIMES
+
+        for name in names or ():
+            if name not in RUNTIMES:
+                raise ValueError(f"unknown runtime {name!r}; known: {', '.join(sorted(RUNTIMES))}")
+        return names
+
+
+class Suite(Section):
+    """A whole suite: what to run (steps) and every section's settings."""
+
+    name: str
+    description: str | None = None
+    device: str = "auto"
+    seed: int = Field(default=0, ge=0)
+    steps: tuple[Step, ...] = Field(min_length=1)
+    model: ModelSection = ModelSection()
+    data: DataSection = DataSection()
+    train: TrainSection = TrainSection()
+    transfer: TransferSection = TransferSection()
+    deploy: DeploySection = DeploySection()
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        if not _DEVICE.match(device):
+            raise ValueError("must be auto, cpu, cuda or cuda:N")
+        return device
+
+
+def suite_path(name_or_path: str) -> Path:
+    """A bundled suite by name (`gpu`, `cpu-runtime`) or a path to the user's own TOML file."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml" or candidate.exists():
+        return candidate
+    bundled = SUITES_DIR / f"{name_or_path}.toml"
+    if bundled.is_file():
+        return bundled
+    known = ", ".join(sorted(p.stem for p in SUITES_DIR.glob("*.toml")))
+    raise BenchError(
+        f"unknown suite {name_or_path!r}; bundled suites: {known}, or give a .toml path"
+    )
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` merged into a copy of `base`, nested tables key by key."""
+    merged = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown key"
+    if error["type"] == "missing":
+        return f"{where}: missing required key"
+    return f"{where}: {message}, got {error['input']!r}"
+
+
+def validate_suite(raw: dict[str, Any], label: str) -> Suite:
+    """A Suite from a raw dict, or BenchError '<label>: <key>: <problem>, got <value>'."""
+    try:
+        return Suite.model_validate(raw)
+    except ValidationError as exc:
+        raise BenchError(f"{label}: {_first_error(exc)}") from None
+
+
+def load_suite(
+    name_or_path: str, *, quick: bool = False, overrides: dict[str, Any] | None = None
+) -> tuple[Suite, Path]:
+    """The suite named (bundled) or at a path, `[quick]` merged when asked, then `overrides`.
+
+    The quick form is validated even when not asked for, so a typo in `[quick]` is found at once.
+    """
+    path = suite_path(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BenchError(f"suite file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BenchError(f"cannot read suite file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise BenchError(f"{path} is not valid TOML: {exc}") from None
+    quick_part = raw.pop("quick", {})
+    if not isinstance(quick_part, dict):
+        raise BenchError(f"{path}: quick: must be a table, got {quick_part!r}")
+    quick_form = validate_suite(merge(raw, quick_part), f"{path} [quick]")
+    full = quick_form if quick else validate_suite(raw, str(path))
+    if not overrides:
+        return full, path
+    settings = merge(full.model_dump(exclude_unset=True), overrides)
+    return validate_suite(settings, str(path)), path
+
+
+def step_suite(step: Step, overrides: dict[str, Any]) -> Suite:
+    """A one-step suite for the step commands (`train`, `transfer`, `export`, `infer`)."""
+    base = {"name": step, "steps": [step]}
+    return validate_suite(merge(base, overrides), f"<{step} command>")
