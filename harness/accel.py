@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from resnest_bench.harness.errors import BenchError, GpuRequiredError
 from torch import nn
+
+from resnest_bench.harness.errors import BenchError, GpuRequiredError
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+
 from resnest_bench.harness.atomic import staged_dir
 from resnest_bench.harness.data import Dataset, ImageSet, normalize
 from resnest_bench.harness.envinfo import cgroup_limits, peak_rss_bytes, usable_cpus
@@ -41,7 +43,6 @@ from resnest_bench.harness.quantize import QuantSettings, quantize_int8, top1_pe
 from resnest_bench.harness.runtimes import RUNTIMES, Runtime, get_runtime, runtime_class
 from resnest_bench.harness.runtimes.ort import OrtRuntime
 from resnest_bench.harness.timing import SampleStats, TimingPolicy, measure
-from torch import nn
 
 ARTIFACT_FILES = {
     "state_dict": "model.pt",

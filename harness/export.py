@@ -22,9 +22,10 @@ from typing import Literal
 
 import numpy as np
 import torch
+from torch import nn
+
 from resnest_bench.harness.atomic import atomic_torch_save
 from resnest_bench.harness.errors import BenchError
-from torch import nn
 
 Exporter = Literal["auto", "dynamo", "torchscript"]
 EXPORTERS: tuple[str, ...] = ("auto", "dynamo", "torchscript")
@@ -289,6 +290,7 @@ def convert_to_ort(
     that travel); "all" adds layout changes specific to this CPU.
     """
     import onnxruntime as ort
+
     from resnest_bench.harness.runtimes.ort import session_options
 
     load_onnx(onnx_path)

@@ -32,6 +32,7 @@ from onnxruntime.quantization import (
     QuantType,
     quantize_static,
 )
+
 from resnest_bench.harness.data import ImageSet, normalize
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.export import load_onnx

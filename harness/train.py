@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from resnest_bench import models
 from resnest_bench.harness.accel import (
     Accel,
@@ -40,7 +42,6 @@ from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.timing import SampleStats, cuda_sync
 from resnest_bench.models.profile import count_macs, count_params
 from resnest_bench.models.weights import detect_source, load_file, load_pretrained, read_state_dict
-from torch import nn
 
 CHECKPOINT_NAME = "checkpoint.pt"
 EPOCH_LOG_NAME = "epochs.jsonl"

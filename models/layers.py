@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from resnest_bench.models.registry import ModelError
 from torch import nn
+
+from resnest_bench.models.registry import ModelError
 
 
 def conv_bn_act(

@@ -11,9 +11,10 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
+from torch import nn
+
 from resnest_bench.models.layers import SplitAttnConv2d, conv_bn_act
 from resnest_bench.models.registry import ModelError, register
-from torch import nn
 
 BlockKind = Literal["bottleneck", "basic"]
 StemKind = Literal["imagenet", "cifar"]

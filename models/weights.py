@@ -13,8 +13,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
-from resnest_bench.models.registry import ModelError
 from torch import nn
+
+from resnest_bench.models.registry import ModelError
 
 SOURCES = ("auto", "ours", "official", "timm")
 

@@ -8,6 +8,7 @@ import stat
 
 import pytest
 import torch
+
 from resnest_bench.harness import atomic
 from resnest_bench.harness.atomic import (
     atomic_torch_save,

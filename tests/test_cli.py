@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from resnest_bench.harness.cli import main
 
+from resnest_bench.harness.cli import main
 from tests.test_models import PUBLISHED_PARAMS
 
 

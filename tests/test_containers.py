@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from resnest_bench.harness import launcher
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
 from resnest_bench.harness.data import (
     ArchiveSource,
     DeviceLoader,

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from resnest_bench import models
 from resnest_bench.harness.data import load_dataset
 from resnest_bench.harness.deploy import (

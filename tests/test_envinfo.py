@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from resnest_bench.harness import envinfo
 from resnest_bench.harness.envinfo import (
     CgroupLimits,

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from resnest_bench.harness import launcher
 from resnest_bench.harness.errors import BenchError, GpuRequiredError
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+
 from resnest_bench import models
 from resnest_bench.models.layers import SplitAttnConv2d
 from resnest_bench.models.profile import count_macs, count_params

@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+
 from resnest_bench import models
 from resnest_bench.harness import quantize as quantize_module
 from resnest_bench.harness.data import load_dataset, normalize

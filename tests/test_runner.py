@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from resnest_bench.harness import runner
 from resnest_bench.harness.cli import main
 from resnest_bench.harness.compare import write_comparison

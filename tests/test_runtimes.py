@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from resnest_bench import models
 from resnest_bench.harness.envinfo import usable_cpus
 from resnest_bench.harness.errors import BenchError

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from resnest_bench.harness import schema
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.schema import (

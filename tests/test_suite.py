@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.suite import load_suite
 

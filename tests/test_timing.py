@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.timing import SampleStats, TimingPolicy, cuda_sync, measure
 

@@ -12,8 +12,9 @@ import math
 from pathlib import Path
 
 import pytest
-import resnest_bench.harness.train as train_mod
 import torch
+
+import resnest_bench.harness.train as train_mod
 from resnest_bench.harness.accel import Accel, PowerMeter, peak_flops, select_device
 from resnest_bench.harness.data import load_dataset
 from resnest_bench.harness.errors import BenchError, GpuRequiredError

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+
 from resnest_bench import models
 from resnest_bench.models.weights import load_pretrained
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from resnest_bench.harness.errors import BenchError
 
 from .download import ArchiveSource, Progress, ensure_extracted

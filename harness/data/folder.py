@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+
 from resnest_bench.harness.errors import BenchError
 
 from .split import stratified_split

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from resnest_bench.harness.errors import BenchError
 
 from .types import ImageSet, Triple, normalize

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
 from resnest_bench.harness.errors import BenchError
 
 Triple = tuple[float, float, float]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+
 from resnest_bench.harness.envinfo import usable_cpus
 from resnest_bench.harness.errors import BenchError
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.runtimes.base import Runtime, register
 

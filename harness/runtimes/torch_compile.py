@@ -10,6 +10,7 @@ import os
 import shutil
 
 import torch
+
 from resnest_bench.harness.runtimes.base import register
 from resnest_bench.harness.runtimes.torch_eager import TorchEager
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from resnest_bench.harness.export import load_torch_artifact
 from resnest_bench.harness.runtimes.base import Runtime, register
 
