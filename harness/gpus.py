@@ -1,0 +1,185 @@
+"""Known GPUs and the decisions the harness makes from them, without needing one (no torch).
+
+One table serves MFU (peak FLOP/s per precision), `plan` (what a suite would do on a named GPU),
+the launcher (which image a compute capability and driver can run) and the precision policy.
+Peaks are dense (no 2:4 sparsity) datasheet figures; a GPU not in the table gets None, never a
+guess. Names are matched on whole tokens, so "RTX A1000" is not an A100, "GB200" is not a B200
+and a "V100S" is not a V100.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+_T = 1e12
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    """One GPU model (one variant: SXM, PCIe, NVL where their peaks differ)."""
+
+    name: str  # how `plan --gpu` names it: "H100 SXM"
+    model: str  # the model token in the device name: "H100"
+    variant: str | None  # a token that must also appear ("PCIE", "NVL"), None: the default form
+    compute_capability: tuple[int, int]
+    memory_gib: int
+    peak_flops: dict[str, float] = field(repr=False)
+
+    @property
+    def sm(self) -> str:
+        return f"sm_{self.compute_capability[0]}{self.compute_capability[1]}"
+
+
+def _peaks(fp32: float, tf32: float | None, fp16: float, bf16: float | None) -> dict[str, float]:
+    """Per precision in TFLOP/s; pre-Ampere has no TF32 (the switch is a no-op: fp32 rate)."""
+    out = {"fp32": fp32 * _T, "tf32": (tf32 or fp32) * _T, "fp16": fp16 * _T}
+    if bf16 is not None:
+        out["bf16"] = bf16 * _T
+    return out
+
+
+# A K80 is two GK210 dies and each die is one CUDA device: its figures are per die.
+GPUS: tuple[GpuSpec, ...] = (
+    GpuSpec("K80", "K80", None, (3, 7), 12, _peaks(4.37, None, 4.37, None)),
+    GpuSpec("P100 PCIe", "P100", "PCIE", (6, 0), 16, _peaks(9.3, None, 18.7, None)),
+    GpuSpec("P100 SXM2", "P100", None, (6, 0), 16, _peaks(10.6, None, 21.2, None)),
+    GpuSpec("V100 PCIe", "V100", "PCIE", (7, 0), 16, _peaks(14.0, None, 112, None)),
+    GpuSpec("V100 SXM2", "V100", None, (7, 0), 16, _peaks(15.7, None, 125, None)),
+    GpuSpec("V100S", "V100S", None, (7, 0), 32, _peaks(16.4, None, 130, None)),
+    GpuSpec("T4", "T4", None, (7, 5), 16, _peaks(8.1, None, 65, None)),
+    GpuSpec("A10", "A10", None, (8, 6), 24, _peaks(31.2, 62.5, 125, 125)),
+    GpuSpec("A30", "A30", None, (8, 0), 24, _peaks(10.3, 82, 165, 165)),
+    GpuSpec("A40", "A40", None, (8, 6), 48, _peaks(37.4, 74.8, 149.7, 149.7)),
+    GpuSpec("A100", "A100", None, (8, 0), 80, _peaks(19.5, 156, 312, 312)),
+    GpuSpec("L4", "L4", None, (8, 9), 24, _peaks(30.3, 60, 121, 121)),
+    GpuSpec("L40", "L40", None, (8, 9), 48, _peaks(90.5, 90.5, 181, 181)),
+    GpuSpec("L40S", "L40S", None, (8, 9), 48, _peaks(91.6, 183, 362, 362)),
+    GpuSpec("H100 PCIe", "H100", "PCIE", (9, 0), 80, _peaks(51, 378, 756, 756)),
+    GpuSpec("H100 NVL", "H100", "NVL", (9, 0), 94, _peaks(60, 417.5, 835.5, 835.5)),
+    GpuSpec("H100 SXM", "H100", None, (9, 0), 80, _peaks(67, 495, 989, 989)),
+    GpuSpec("H200 NVL", "H200", "NVL", (9, 0), 141, _peaks(60, 417.5, 835.5, 835.5)),
+    GpuSpec("H200", "H200", None, (9, 0), 141, _peaks(67, 495, 989, 989)),
+    GpuSpec("B200", "B200", None, (10, 0), 180, _peaks(75, 1100, 2250, 2250)),
+)
+
+
+def _tokens(device_name: str) -> set[str]:
+    return {t for t in re.split(r"[\s\-_/]+", device_name.upper()) if t}
+
+
+def find_gpu(device_name: str) -> GpuSpec | None:
+    """The table entry for a device name as torch/nvidia-smi spell it ("Tesla V100-PCIE-16GB",
+    "NVIDIA H100 80GB HBM3") or as `plan --gpu` takes it ("V100", "h100 nvl"); None if unknown."""
+    tokens = _tokens(device_name)
+    for spec in GPUS:  # variants precede their default form in the table
+        if spec.model in tokens and (spec.variant is None or spec.variant in tokens):
+            return spec
+    return None
+
+
+def peak_flops(device_name: str, precision: str) -> float | None:
+    """Dense peak FLOP/s of a device at `precision`, or None (unknown GPU or no such unit)."""
+    spec = find_gpu(device_name)
+    return spec.peak_flops.get(precision) if spec else None
+
+
+@dataclass(frozen=True)
+class Image:
+    """One GPU image (compose service): the generations it serves and the driver it needs."""
+
+    generation: str
+    service: str
+    tag: str
+    profile: str | None  # compose profile that enables the service
+    min_cc: tuple[int, int]
+    min_driver: tuple[int, ...]  # the CUDA build's minimum Linux driver
+    torch: str
+    cuda: str
+    onnxruntime: str
+
+
+# Newest first; each serves everything from its min_cc up to the next newer one's. CUDA 13
+# starts at Turing and needs an R580 driver; Maxwell goes with Kepler (the cu118 build still
+# carries sm_50). Driver minimums: CUDA 13.0 580.65.06; CUDA 12.x 525.60.13 and CUDA 11.x
+# 450.80.02 (minor-version compatibility, which the pip CUDA wheels rely on).
+IMAGES: tuple[Image, ...] = (
+    Image(
+        "turing+",
+        "bench-gpu",
+        "resnest-bench-gpu:0.1.0-cu130",
+        None,
+        (7, 5),
+        (580, 65, 6),
+        "2.13.0",
+        "13.0",
+        "onnxruntime-gpu 1.31.1",
+    ),
+    Image(
+        "pascal-volta",
+        "bench-gpu-volta",
+        "resnest-bench-gpu:0.1.0-cu126",
+        "volta",
+        (6, 0),
+        (525, 60, 13),
+        "2.9.1",
+        "12.6",
+        "onnxruntime-gpu 1.26.0",
+    ),
+    Image(
+        "kepler-maxwell",
+        "bench-gpu-kepler",
+        "resnest-bench-gpu:0.1.0-cu118",
+        "kepler",
+        (3, 7),
+        (450, 80, 2),
+        "2.7.1",
+        "11.8",
+        "onnxruntime 1.32.0 (CPU: no CUDA build has sm_37)",
+    ),
+)
+
+
+def parse_driver(text: str) -> tuple[int, ...]:
+    """'535.104.05' -> (535, 104, 5); ValueError on anything else."""
+    parts = text.strip().split(".")
+    if not parts or not all(p.isdigit() for p in parts):
+        raise ValueError(f"not a driver version: {text!r}")
+    return tuple(int(p) for p in parts)
+
+
+def image_for(cc: tuple[int, int], driver: tuple[int, ...] | None = None) -> Image:
+    """The newest image that serves `cc` and runs on `driver` (None: assume new enough).
+
+    ValueError names the GPU generation and what is missing (a newer driver, or no image)."""
+    served = [image for image in IMAGES if cc >= image.min_cc]
+    if not served:
+        oldest = IMAGES[-1].min_cc
+        raise ValueError(
+            f"compute capability {cc[0]}.{cc[1]} is older than any image supports "
+            f"(oldest: {oldest[0]}.{oldest[1]}, Kepler K80)"
+        )
+    for image in served:
+        if driver is None or driver >= image.min_driver:
+            return image
+    need = ".".join(map(str, served[-1].min_driver))
+    have = ".".join(map(str, driver or ()))
+    raise ValueError(f"driver {have} is older than any image for sm_{cc[0]}{cc[1]} needs ({need})")
+
+
+def auto_precision(cc: tuple[int, int] | None) -> tuple[str, str]:
+    """Training precision for `precision = "auto"` and why: bf16 from sm_80, fp16 with a loss
+    scaler on sm_70-sm_7x (tensor cores, no bf16), fp32 below and on the CPU."""
+    if cc is None:
+        return "fp32", "auto: CPU, fp32"
+    sm = f"sm_{cc[0]}{cc[1]}"
+    if cc >= (8, 0):
+        return "bf16", f"auto: {sm} has bf16 tensor cores"
+    if cc >= (7, 0):
+        return "fp16", f"auto: {sm} has fp16 tensor cores but no bf16 (loss scaling on)"
+    return "fp32", f"auto: {sm} has no tensor cores"
+
+
+def cudnn_usable(cc: tuple[int, int]) -> bool:
+    """cuDNN 9 (the one every supported torch build brings) has no kernels below sm_50."""
+    return cc >= (5, 0)

@@ -1,0 +1,118 @@
+"""harness.gpus: the GPU table and each decision made from it, per generation, without a GPU."""
+
+import sys
+
+import pytest
+
+from resnest_bench.harness import gpus
+
+
+@pytest.mark.parametrize(
+    ("device_name", "expected"),
+    [
+        ("Tesla K80", "K80"),
+        ("Tesla P100-PCIE-16GB", "P100 PCIe"),
+        ("Tesla P100-SXM2-16GB", "P100 SXM2"),
+        ("Tesla V100-SXM2-16GB", "V100 SXM2"),
+        ("Tesla V100-PCIE-32GB", "V100 PCIe"),
+        ("Tesla V100S-PCIE-32GB", "V100S"),
+        ("Tesla T4", "T4"),
+        ("NVIDIA A10", "A10"),
+        ("NVIDIA A30", "A30"),
+        ("NVIDIA A40", "A40"),
+        ("NVIDIA A100-SXM4-80GB", "A100"),
+        ("NVIDIA A100-PCIE-40GB", "A100"),
+        ("NVIDIA L4", "L4"),
+        ("NVIDIA L40", "L40"),
+        ("NVIDIA L40S", "L40S"),
+        ("NVIDIA H100 80GB HBM3", "H100 SXM"),
+        ("NVIDIA H100 PCIe", "H100 PCIe"),
+        ("NVIDIA H100 NVL", "H100 NVL"),
+        ("NVIDIA H200", "H200"),
+        ("NVIDIA H200 NVL", "H200 NVL"),
+        ("NVIDIA B200", "B200"),
+        ("h100 nvl", "H100 NVL"),
+    ],
+)
+def test_device_names_match_their_own_entry(device_name, expected):
+    assert gpus.find_gpu(device_name).name == expected
+
+
+@pytest.mark.parametrize("device_name", ["NVIDIA RTX A1000", "NVIDIA GB200", "NVIDIA A10G", "cpu"])
+def test_lookalike_names_are_unknown_not_misread(device_name):
+    assert gpus.find_gpu(device_name) is None
+    assert gpus.peak_flops(device_name, "fp32") is None
+
+
+def test_peaks_differ_by_variant_and_precision():
+    assert gpus.peak_flops("NVIDIA H100 NVL", "bf16") < gpus.peak_flops(
+        "NVIDIA H100 80GB HBM3", "bf16"
+    )
+    assert gpus.peak_flops("Tesla V100S-PCIE-32GB", "fp32") > gpus.peak_flops(
+        "Tesla V100-SXM2-16GB", "fp32"
+    )
+    assert gpus.peak_flops("Tesla V100-SXM2-16GB", "bf16") is None  # no bf16 before Ampere
+    assert gpus.peak_flops("Tesla T4", "tf32") == gpus.peak_flops("Tesla T4", "fp32")
+
+
+@pytest.mark.parametrize(
+    ("name", "precision"),
+    [
+        ("K80", "fp32"),
+        ("P100", "fp32"),
+        ("V100", "fp16"),
+        ("T4", "fp16"),
+        ("A10", "bf16"),
+        ("A100", "bf16"),
+        ("L4", "bf16"),
+        ("H100", "bf16"),
+        ("B200", "bf16"),
+    ],
+)
+def test_auto_precision_fits_the_card(name, precision):
+    chosen, why = gpus.auto_precision(gpus.find_gpu(name).compute_capability)
+    assert chosen == precision
+    assert why.startswith("auto: ")
+
+
+def test_auto_precision_on_cpu_is_fp32():
+    assert gpus.auto_precision(None)[0] == "fp32"
+
+
+@pytest.mark.parametrize(
+    ("name", "driver", "service"),
+    [
+        ("H100", "580.95.05", "bench-gpu"),
+        ("T4", "590.1", "bench-gpu"),
+        ("T4", "535.104.05", "bench-gpu-volta"),  # Turing on an R535 driver: the cu126 image
+        ("V100", "580.95.05", "bench-gpu-volta"),
+        ("P100", "525.60.13", "bench-gpu-volta"),
+        ("K80", "470.256.02", "bench-gpu-kepler"),  # R470, the last K80 driver
+        ("K80", None, "bench-gpu-kepler"),
+    ],
+)
+def test_image_follows_capability_and_driver(name, driver, service):
+    cc = gpus.find_gpu(name).compute_capability
+    parsed = gpus.parse_driver(driver) if driver else None
+    assert gpus.image_for(cc, parsed).service == service
+
+
+def test_too_old_driver_or_gpu_is_refused_with_a_reason():
+    with pytest.raises(ValueError, match=r"driver 418\.67 is older"):
+        gpus.image_for((7, 0), gpus.parse_driver("418.67"))
+    with pytest.raises(ValueError, match="older than any image"):
+        gpus.image_for((3, 5))
+    with pytest.raises(ValueError, match="not a driver version"):
+        gpus.parse_driver("N/A")
+
+
+def test_cudnn_is_off_on_kepler_only():
+    assert not gpus.cudnn_usable(gpus.find_gpu("K80").compute_capability)
+    assert gpus.cudnn_usable(gpus.find_gpu("P100").compute_capability)
+
+
+def test_the_table_imports_without_torch():
+    import subprocess
+
+    code = "import resnest_bench.harness.gpus, sys; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
