@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from resnest_bench.harness.cli import main
+from resnest_bench.harness.cli import build_parser, main, overrides_from
 from tests.test_models import PUBLISHED_PARAMS
 
 
@@ -105,3 +105,25 @@ def test_compare_and_report_commands_import_neither(tmp_path) -> None:
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
     assert "Table 2" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["run", "gpu", "--target", "0.5", "--dataset", "synthetic", "--seed", "3"],
+            {"seed": 3, "data": {"dataset": "synthetic"}, "train": {"target_accuracy": 0.5}},
+        ),
+        (
+            ["transfer", "--target", "0.4", "--dataset", "cifar100", "--amp"],
+            {"transfer": {"target_accuracy": 0.4, "precision": "fp16", "dataset": "cifar100"}},
+        ),
+        (
+            ["infer", "--runtimes", "ort-cpu", "--test-subset", "8", "--device", "cpu"],
+            {"device": "cpu", "data": {"test_subset": 8}, "deploy": {"runtimes": ["ort-cpu"]}},
+        ),
+    ],
+)
+def test_flags_become_suite_overrides_under_the_suite_names(argv, expected) -> None:
+    """One name per knob: each flag lands on the suite key that the suite file uses."""
+    assert overrides_from(build_parser().parse_args(argv)) == expected
