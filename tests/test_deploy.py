@@ -21,6 +21,7 @@ from resnest_bench.harness.deploy import (
 from resnest_bench.harness.deploy_report import deployment_section
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.quantize import QuantSettings
+from resnest_bench.harness.results.deployment import Deployment
 from resnest_bench.harness.runtimes import torch_compile as torch_compile_module
 from resnest_bench.harness.timing import TimingPolicy
 
@@ -106,7 +107,7 @@ def test_demo_table_matches_reference(result, data, model):
         x = normalize(data.test.images[3:4], data.mean, data.std)
         want = torch.softmax(model(x), 1)[0].numpy()
     np.testing.assert_allclose(probs["torch-eager:fp32"], want, rtol=1e-5)
-    markdown = deployment_section(res.to_dict())
+    markdown = deployment_section(Deployment.model_validate(res.to_dict()))
     assert "| # | class | torch-eager:fp32 | ort-cpu:fp32 |" in markdown
     assert "| target | load s |" in markdown and "| artifact | file | MiB |" in markdown
 
