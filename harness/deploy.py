@@ -19,7 +19,6 @@ from resnest_bench.harness.data import Dataset
 from resnest_bench.harness.envinfo import cgroup_limits, usable_cpus
 from resnest_bench.harness.measure import demo, measure_artifacts, select_targets
 from resnest_bench.harness.results.deployment import DeployEnvironment, Deployment
-from resnest_bench.harness.results.environment import CgroupLimits
 
 
 def run_deploy(
@@ -53,8 +52,6 @@ def run_deploy(
 
 def environment(section: DeploySection) -> DeployEnvironment:
     """Threads and limits in force: the context every number above depends on."""
-    import dataclasses
-
     import onnxruntime
     import torch
 
@@ -62,7 +59,7 @@ def environment(section: DeploySection) -> DeployEnvironment:
     return DeployEnvironment(
         usable_cpus=usable_cpus(limits),
         threads=section.threads if section.threads is not None else usable_cpus(limits),
-        cgroup=CgroupLimits(**dataclasses.asdict(limits)),
+        cgroup=limits,
         torch=torch.__version__,
         onnxruntime=onnxruntime.__version__,
         providers=onnxruntime.get_available_providers(),
