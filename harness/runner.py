@@ -25,15 +25,14 @@ from resnest_bench import models
 from resnest_bench.harness import console
 from resnest_bench.harness.accel import select_device
 from resnest_bench.harness.atomic import staged_dir
+from resnest_bench.harness.config import DeploySection
 from resnest_bench.harness.data import Dataset, load_dataset
-from resnest_bench.harness.deploy import DeployConfig, run_deploy
+from resnest_bench.harness.deploy import run_deploy
 from resnest_bench.harness.envinfo import fingerprint
 from resnest_bench.harness.errors import BenchError
-from resnest_bench.harness.quantize import QuantSettings
 from resnest_bench.harness.report import write_report
 from resnest_bench.harness.schema import SCHEMA_VERSION, write_result
 from resnest_bench.harness.suite import Suite
-from resnest_bench.harness.timing import TimingPolicy
 from resnest_bench.harness.train import (
     CHECKPOINT_NAME,
     EPOCH_LOG_NAME,
@@ -184,22 +183,9 @@ def _build_model(request: RunRequest, name: str, num_classes: int) -> models.Res
     return create_seeded_model(name, seed=seed, **_model_overrides(request, num_classes))
 
 
-def _deploy_config(request: RunRequest, device: str) -> DeployConfig:
-    section = request.suite.section("deploy")
-    timing = section.get("timing", {})
-    quant = QuantSettings(calibration_images=section.get("calibration_images", 512))
-    return DeployConfig(
-        runtimes=tuple(section["runtimes"]) if "runtimes" in section else None,
-        threads=section.get("threads"),
-        policy=TimingPolicy(**timing),
-        throughput_batches=tuple(section.get("throughput_batches", (8, 16, 32))),
-        timed_images=section.get("timed_images"),
-        small_set=request.suite.section("data").get("small_subset", 50),
-        int8=quant,
-        max_int8_drop_pts=section.get("int8_max_drop", 1.0),
-        int8_strict=section.get("int8_strict", False),
-        parity_atol=section.get("parity_atol", 1e-3),
-    )
+def _deploy_section(request: RunRequest) -> DeploySection:
+    """Interim bridge from the dict suite to DeploySection (the pipeline passes suite.deploy)."""
+    return DeploySection.model_validate(request.suite.section("deploy"))
 
 
 def _envelope(request: RunRequest, run_id: str, device: str) -> dict[str, Any]:
@@ -305,13 +291,17 @@ def run_suite(request: RunRequest) -> Path:
             model = (
                 trained[best][0] if best else _load_checkpoint_model(request, dataset.num_classes)
             )
-            config = _deploy_config(request, device)
             measure = "deploy" in suite.steps
             console.log(f"deploy: exporting, quantizing{', timing every runtime' * measure}")
             deployed = run_deploy(
-                model.cpu().eval(), dataset, stage / "artifacts", config, measure=measure
+                model.cpu().eval(),
+                dataset,
+                stage / "artifacts",
+                _deploy_section(request),
+                small_subset=request.suite.section("data").get("small_subset", 50),
+                measure=measure,
             )
-            result["deployment"] = deployed.to_dict()
+            result["deployment"] = deployed.model_dump(mode="json")
         if training["runs"] or training["transfer"]:
             result["training"] = training
         write_result(stage / RESULT_NAME, result)
