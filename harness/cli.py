@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from resnest_bench.harness import console
+from resnest_bench.harness.config import Suite, load_suite, step_suite
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.models import ModelError
 
@@ -66,6 +68,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         auto_batch=getattr(args, "auto_batch", None) or None,
         target_accuracy=getattr(args, "target", None),
     )
+    transfer = args.command == "transfer"
     sections = {
         "model": _given(
             names=getattr(args, "model", None),
@@ -74,6 +77,8 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
             cardinality=getattr(args, "cardinality", None),
         ),
         "data": _given(
+            dataset=None if transfer else getattr(args, "dataset", None),
+            folder=getattr(args, "folder", None),
             train_subset=getattr(args, "train_subset", None),
             test_subset=getattr(args, "test_subset", None),
         ),
@@ -82,27 +87,34 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
             threads=getattr(args, "threads", None),
             timed_images=getattr(args, "timed_images", None),
         ),
-        ("transfer" if args.command == "transfer" else "train"): recipe,
+        ("transfer" if transfer else "train"): recipe,
     }
-    if args.command in ("train", "transfer", "export", "infer") and getattr(args, "dataset", None):
-        key = "transfer" if args.command == "transfer" else "data"
-        sections.setdefault(key, {})["dataset"] = args.dataset
+    if transfer and getattr(args, "dataset", None):
+        sections["transfer"]["dataset"] = args.dataset
     top = _given(seed=getattr(args, "seed", None), device=getattr(args, "device", None))
     return {**top, **{name: values for name, values in sections.items() if values}}
 
 
-def _run(args: argparse.Namespace, suite: Any) -> int:
-    from resnest_bench.harness.runner import RunRequest, data_root, reports_root, run_suite
+def reports_root(explicit: str | None) -> Path:
+    return Path(explicit or os.environ.get("RESNEST_BENCH_REPORTS", "reports"))
+
+
+def data_root(explicit: str | None) -> Path:
+    default = Path.home() / ".cache" / "resnest-bench" / "data"
+    return Path(explicit or os.environ.get("RESNEST_BENCH_DATA", default))
+
+
+def _run(args: argparse.Namespace, suite: Suite, suite_path: Path | None) -> int:
+    from resnest_bench.harness.pipeline import RunRequest, run_suite
 
     request = RunRequest(
         suite=suite,
+        suite_path=suite_path,
+        quick=getattr(args, "quick", False),
         reports_root=reports_root(args.reports),
         data_root=data_root(args.data_dir),
-        dataset=args.dataset if args.command == "run" else None,
-        folder=Path(args.folder) if getattr(args, "folder", None) else None,
         checkpoint=Path(args.checkpoint) if getattr(args, "checkpoint", None) else None,
         resume=getattr(args, "resume", None),
-        device=args.device,
         download=not args.no_download,
         argv=sys.argv,
     )
@@ -113,26 +125,19 @@ def _run(args: argparse.Namespace, suite: Any) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from resnest_bench.harness.suite import load_suite, with_overrides
-
-    suite = with_overrides(load_suite(args.suite, quick=args.quick), overrides_from(args))
-    return _run(args, suite)
+    suite, path = load_suite(args.suite, quick=args.quick, overrides=overrides_from(args))
+    return _run(args, suite, path)
 
 
 def cmd_step(args: argparse.Namespace) -> int:
-    from resnest_bench.harness.suite import step_suite
-
     step = {"infer": "deploy"}.get(args.command, args.command)
     if step in ("transfer", "deploy", "export") and not args.checkpoint:
         raise BenchError(f"{args.command} needs --checkpoint (a trained model to start from)")
-    settings = overrides_from(args)
-    settings.setdefault("model", {}).setdefault("names", ["resnest50d"])
-    return _run(args, step_suite(step, settings))
+    return _run(args, step_suite(step, overrides_from(args)), None)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from resnest_bench.harness.compare import write_comparison
-    from resnest_bench.harness.runner import reports_root
 
     final = write_comparison(
         [Path(p) for p in args.results], reports_root(args.reports), seed_reference=args.seed_ref
@@ -143,7 +148,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from resnest_bench.harness.report import write_report
-    from resnest_bench.harness.schema import read_result
+    from resnest_bench.harness.results import read_result
 
     path = Path(args.result)
     result = read_result(path)

@@ -7,65 +7,80 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import NamedTuple
 
 from resnest_bench.harness import markdown as md
 from resnest_bench.harness.atomic import atomic_write_json, atomic_write_text, staged_dir
 from resnest_bench.harness.deploy_report import TARGET_HEAD, target_rows
 from resnest_bench.harness.errors import BenchError
-from resnest_bench.harness.report import training_runs
-from resnest_bench.harness.schema import read_result
+from resnest_bench.harness.results import RunResult, read_result
 
 COMPARE_NAME = "compare.md"
 SEED_SOURCE = "seed study (Fu & Ge), published, not measured here"
-# Table 2 and 3 of the seed study: CIFAR-10 test accuracy and training s/epoch.
-SEED_TRAINING = [
-    {"machine": "K80", "block": "basic", "epoch_s": 302.0, "top1": 0.8862},
-    {"machine": "P100", "block": "basic", "epoch_s": 36.0, "top1": 0.8923},
-    {"machine": "V100", "block": "basic", "epoch_s": 25.5, "top1": 0.8907},
-    {"machine": "K80", "block": "bottleneck", "epoch_s": 149.0, "top1": 0.8705},
-    {"machine": "P100", "block": "bottleneck", "epoch_s": 31.0, "top1": 0.8742},
-    {"machine": "V100", "block": "bottleneck", "epoch_s": 22.0, "top1": 0.8765},
-]
-# Table 5 of the seed study: full CIFAR-10 test set, average seconds per image, size in MB.
-SEED_DEPLOY = [
-    {"runtime": "PyTorch (seed)", "ms": 52.42, "top1": 0.8923, "small": 0.90, "size_mb": 128},
-    {"runtime": "Caffe2 (seed)", "ms": 28.78, "top1": 0.8812, "small": 0.88, "size_mb": 115},
-]
 
 
-def machine_label(result: dict[str, Any]) -> str:
+class SeedTraining(NamedTuple):
+    """A row of the seed study's Tables 2 and 3: CIFAR-10 test top-1 and training s/epoch."""
+
+    machine: str
+    block: str
+    epoch_s: float
+    top1: float
+
+
+class SeedDeploy(NamedTuple):
+    """A row of the seed study's Table 5: full test set ms/image, 50-image top-1, size in MB."""
+
+    runtime: str
+    ms: float
+    top1: float
+    small: float
+    size_mb: int
+
+
+SEED_TRAINING = (
+    SeedTraining("K80", "basic", 302.0, 0.8862),
+    SeedTraining("P100", "basic", 36.0, 0.8923),
+    SeedTraining("V100", "basic", 25.5, 0.8907),
+    SeedTraining("K80", "bottleneck", 149.0, 0.8705),
+    SeedTraining("P100", "bottleneck", 31.0, 0.8742),
+    SeedTraining("V100", "bottleneck", 22.0, 0.8765),
+)
+SEED_DEPLOY = (
+    SeedDeploy("PyTorch (seed)", 52.42, 0.8923, 0.90, 128),
+    SeedDeploy("Caffe2 (seed)", 28.78, 0.8812, 0.88, 115),
+)
+
+
+def machine_label(result: RunResult) -> str:
     """GPU name when the run used one, else the CPU and its usable cores."""
-    env = result["environment"]
-    gpu = env.get("gpu") or {}
-    if gpu.get("name"):
-        return gpu["name"]
-    cpu = env.get("cpu", {})
-    return f"{cpu.get('model', 'CPU')} ({cpu.get('usable_cpus', '?')} CPUs)"
+    env = result.environment
+    if env.gpu and env.gpu.name:
+        return env.gpu.name
+    return f"{env.cpu.model or 'CPU'} ({env.cpu.usable_cpus or '?'} CPUs)"
 
 
 def _resolve(path: Path) -> Path:
     return path / "result.json" if path.is_dir() else path
 
 
-def _training_rows(results: list[dict[str, Any]]) -> list[list[str]]:
+def _training_rows(results: list[RunResult]) -> list[list[str]]:
     rows = []
     for result in results:
-        for run in training_runs(result):
-            summary, model = run["summary"], run["model"]
-            data = run["dataset"]
+        for run in result.training_runs():
+            summary, model, data = run.summary, run.model, run.dataset
             rows.append(
                 [
                     machine_label(result),
-                    model["block"],
-                    f"{model['name']}, {model['stem']} stem",
-                    f"{data['name']}{' (synthetic)' if data['synthetic'] else ''}",
-                    run["accel"]["precision"],
-                    md.stats(summary["steady_epoch_s"], unit=" s"),
-                    md.num(summary["steady_images_per_s"]),
-                    md.pct(summary["steady_mfu"], 1),
-                    md.pct(summary["final_test_top1"]),
-                    result["run_id"],
+                    model.block,
+                    f"{model.name}, {model.stem} stem",
+                    f"{data.name}{' (synthetic)' if data.synthetic else ''}",
+                    run.accel.precision,
+                    md.stats(summary.steady_epoch_s, unit=" s"),
+                    md.num(summary.steady_images_per_s),
+                    md.pct(summary.steady_mfu, 1),
+                    md.pct(summary.final_test_top1),
+                    result.run_id,
                 ]
             )
     return rows
@@ -74,49 +89,48 @@ def _training_rows(results: list[dict[str, Any]]) -> list[list[str]]:
 def _seed_training_rows() -> list[list[str]]:
     return [
         [
-            f"{row['machine']} [reference]",
-            row["block"],
+            f"{row.machine} [reference]",
+            row.block,
             "ResNeSt-50 (seed), stem not stated",
             "cifar10",
             "fp32",
-            f"{row['epoch_s']} s (n not published)",
-            md.num(50_000 / row["epoch_s"]),
+            f"{row.epoch_s} s (n not published)",
+            md.num(50_000 / row.epoch_s),
             md.MISSING,
-            md.pct(row["top1"]),
+            md.pct(row.top1),
             SEED_SOURCE,
         ]
         for row in SEED_TRAINING
     ]
 
 
-def _deploy_rows(results: list[dict[str, Any]]) -> list[list[str]]:
+def _deploy_rows(results: list[RunResult]) -> list[list[str]]:
     rows = []
     for result in results:
-        deployment = result.get("deployment")
-        if deployment:
-            rows += [[machine_label(result), *row] for row in target_rows(deployment)]
+        if result.deployment:
+            rows += [[machine_label(result), *row] for row in target_rows(result.deployment)]
     return rows
 
 
-def _seed_deploy_row(row: dict[str, Any]) -> list[str]:
+def _seed_deploy_row(row: SeedDeploy) -> list[str]:
     """A seed Table 5 row in TARGET_HEAD order: only what the seed published is filled in."""
     cells = {
-        "target": row["runtime"],
-        "avg ms/image (test set)": f"{row['ms']:.2f} (n=10,000)",
-        "top-1 full": md.pct(row["top1"]),
-        "top-1 small": f"{md.pct(row['small'])} (n=50)",
-        "artifact MiB": f"{row['size_mb']} MB",
+        "target": row.runtime,
+        "avg ms/image (test set)": f"{row.ms:.2f} (n=10,000)",
+        "top-1 full": md.pct(row.top1),
+        "top-1 small": f"{md.pct(row.small)} (n=50)",
+        "artifact MiB": f"{row.size_mb} MB",
     }
     return ["seed machine [reference]"] + [cells.get(head, md.MISSING) for head in TARGET_HEAD]
 
 
-def render_comparison(results: list[dict[str, Any]], seed_reference: bool) -> str:
+def render_comparison(results: list[RunResult], seed_reference: bool) -> str:
     training = _training_rows(results) + (_seed_training_rows() if seed_reference else [])
     parts = [
         "# resnest-bench comparison",
         "",
         *[
-            f"- `{r['run_id']}`: {machine_label(r)}, {r['kind']}, `{' '.join(r['command'])}`"
+            f"- `{r.run_id}`: {machine_label(r)}, {r.kind}, `{' '.join(r.command)}`"
             for r in results
         ],
     ]

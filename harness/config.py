@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.errors import BenchError, validation_message
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -231,23 +231,12 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _first_error(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    message = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        return f"{where}: unknown key"
-    if error["type"] == "missing":
-        return f"{where}: missing required key"
-    return f"{where}: {message}, got {error['input']!r}"
-
-
 def validate_suite(raw: dict[str, Any], label: str) -> Suite:
     """A Suite from a raw dict, or BenchError '<label>: <key>: <problem>, got <value>'."""
     try:
         return Suite.model_validate(raw)
     except ValidationError as exc:
-        raise BenchError(f"{label}: {_first_error(exc)}") from None
+        raise BenchError(f"{label}: {validation_message(exc)}") from None
 
 
 def load_suite(

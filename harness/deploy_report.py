@@ -1,12 +1,11 @@
-"""Markdown for a deployment result dict (DeployResult.to_dict()): the seed's Tables 4 and 5,
-extended with latency percentiles, throughput, memory, sizes and the int8 story.
+"""Markdown for a Deployment: the seed's Tables 4 and 5, extended with latency percentiles,
+throughput, memory, sizes and the int8 story.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from resnest_bench.harness import markdown as md
+from resnest_bench.harness.results.deployment import Deployment, Int8Record, Target
 
 TARGET_HEAD = [
     "target",
@@ -24,98 +23,94 @@ TARGET_HEAD = [
 ]
 
 
-def _ok(deployment: dict[str, Any]) -> list[dict[str, Any]]:
-    return [t for t in deployment["targets"] if t["status"] == "ok"]
-
-
-def _reference_latency(deployment: dict[str, Any]) -> float | None:
-    first = deployment["targets"][0] if deployment["targets"] else None
-    if first and first["status"] == "ok" and first["latency_ms"]:
-        return first["latency_ms"]["median"]
+def _reference_latency(deployment: Deployment) -> float | None:
+    first = deployment.targets[0] if deployment.targets else None
+    if first and first.ok and first.latency_ms:
+        return first.latency_ms.median
     return None
 
 
-def _best_throughput(target: dict[str, Any]) -> str:
-    if not target.get("throughput"):
+def _best_throughput(target: Target) -> str:
+    if not target.throughput:
         return md.MISSING
-    batch, best = max(target["throughput"].items(), key=lambda kv: kv[1]["images_per_s"])
-    return f"{best['images_per_s']:.1f} (b{batch})"
+    batch, best = max(target.throughput.items(), key=lambda kv: kv[1].images_per_s)
+    return f"{best.images_per_s:.1f} (b{batch})"
 
 
-def target_rows(deployment: dict[str, Any]) -> list[list[str]]:
+def target_rows(deployment: Deployment) -> list[list[str]]:
     """One row per target in TARGET_HEAD order; skipped targets say why."""
-    sizes = deployment["artifacts"]["sizes_bytes"]
+    sizes = deployment.artifacts.sizes_bytes
     reference = _reference_latency(deployment)
     rows = []
-    for t in deployment["targets"]:
-        if t["status"] != "ok":
-            rows.append([t["target"], f"skipped: {t['reason']}"] + [md.MISSING] * 10)
+    for t in deployment.targets:
+        if not t.ok:
+            rows.append([t.target, f"skipped: {t.reason}"] + [md.MISSING] * 10)
             continue
-        latency = t["latency_ms"]
-        first_ms = t["first_inference_s"] * 1e3 if t["first_inference_s"] is not None else None
+        latency = t.latency_ms
+        first_ms = t.first_inference_s * 1e3 if t.first_inference_s is not None else None
         rows.append(
             [
-                t["target"],
-                md.num(t["load_s"]),
+                t.target,
+                md.num(t.load_s),
                 md.num(first_ms),
-                f"{md.num(t['avg_ms_per_image'])} (n={t['images_timed']})",
+                f"{md.num(t.avg_ms_per_image)} (n={t.images_timed})",
                 md.stats(latency),
-                f"{reference / latency['median']:.2f}x" if reference and latency else md.MISSING,
+                f"{reference / latency.median:.2f}x" if reference and latency else md.MISSING,
                 _best_throughput(t),
-                f"{md.num(t['top1_full'], 4)}% (n={t['images_full']})",
-                f"{md.num(t['top1_small'], 4)}% (n={t['images_small']})",
-                f"{md.num(t['agreement_top1_pct'], 4)}%, max dp {md.num(t['max_prob_diff'], 2)}",
-                md.mib(t["peak_rss_bytes"]),
-                md.mib(sizes.get(t["artifact"])),  # targets name their artifact kind
+                f"{md.num(t.top1_full, 4)}% (n={t.images_full})",
+                f"{md.num(t.top1_small, 4)}% (n={t.images_small})",
+                f"{md.num(t.agreement_top1_pct, 4)}%, max dp {md.num(t.max_prob_diff, 2)}",
+                md.mib(t.peak_rss_bytes),
+                md.mib(sizes.get(t.artifact)),  # targets name their artifact kind
             ]
         )
     return rows
 
 
-def throughput_table(deployment: dict[str, Any]) -> str:
-    targets = [t for t in _ok(deployment) if t.get("throughput")]
-    batches = sorted({int(b) for t in targets for b in t["throughput"]})
-    rows = [
-        [t["target"]]
-        + [
-            f"{t['throughput'][str(b)]['images_per_s']:.1f} "
-            f"(cv {100 * t['throughput'][str(b)]['batch_ms']['cv']:.1f}%, "
-            f"n={t['throughput'][str(b)]['batch_ms']['n']})"
-            if str(b) in t["throughput"]
-            else md.MISSING
-            for b in batches
-        ]
-        for t in targets
-    ]
+def throughput_table(deployment: Deployment) -> str:
+    targets = [t for t in deployment.ok_targets() if t.throughput]
+    batches = sorted({int(b) for t in targets for b in t.throughput})
+    rows = []
+    for t in targets:
+        cells = [t.target]
+        for b in batches:
+            point = t.throughput.get(str(b))
+            cells.append(
+                f"{point.images_per_s:.1f} (cv {100 * point.batch_ms.cv:.1f}%, "
+                f"n={point.batch_ms.n})"
+                if point
+                else md.MISSING
+            )
+        rows.append(cells)
     return md.table(["target", *[f"batch {b} img/s" for b in batches]], rows)
 
 
-def demo_table(deployment: dict[str, Any]) -> str:
+def demo_table(deployment: Deployment) -> str:
     """The seed's Table 4: per-class scores of one test image, every runtime side by side."""
-    demo = deployment["demo"]
-    names = list(demo["probs"])
+    demo = deployment.demo
+    names = list(demo.probs)
     if not names:
         return ""
-    reference = demo["probs"][names[0]]
-    order = sorted(range(len(demo["classes"])), key=lambda i: -reference[i])[:10]
+    reference = demo.probs[names[0]]
+    order = sorted(range(len(demo.classes)), key=lambda i: -reference[i])[:10]
     rows = [
-        [str(rank + 1), demo["classes"][i], *[f"{demo['probs'][n][i]:.6g}" for n in names]]
+        [str(rank + 1), demo.classes[i], *[f"{demo.probs[n][i]:.6g}" for n in names]]
         for rank, i in enumerate(order)
     ]
     return (
-        f"Table 4: softmax scores of test image #{demo['index']} (true class: {demo['label']}), "
+        f"Table 4: softmax scores of test image #{demo.index} (true class: {demo.label}), "
         "top classes by the first runtime's score\n\n" + md.table(["#", "class", *names], rows)
     )
 
 
-def artifacts_table(deployment: dict[str, Any]) -> str:
-    artifacts = deployment["artifacts"]
-    sizes = artifacts["sizes_bytes"]
+def artifacts_table(deployment: Deployment) -> str:
+    artifacts = deployment.artifacts
+    sizes = artifacts.sizes_bytes
     base = sizes.get("state_dict")
     rows = [
         [
             kind,
-            artifacts["files"].get(kind, md.MISSING),
+            artifacts.files.get(kind, md.MISSING),
             md.mib(size),
             f"{100 * size / base:.1f}%" if size and base else md.MISSING,
         ]
@@ -124,47 +119,44 @@ def artifacts_table(deployment: dict[str, Any]) -> str:
     return md.table(["artifact", "file", "MiB", "of state_dict"], rows)
 
 
-def _int8_line(deployment: dict[str, Any]) -> str:
-    int8 = deployment["artifacts"].get("int8") or {}
-    if not int8:
+def _int8_line(int8: Int8Record | None) -> str:
+    if int8 is None:
         return "int8: not built"
     tried = "; ".join(
-        f"{a['variant']}: top-1 {md.num(a['top1'], 4)}% (drop {md.num(a['drop_pts'], 3)} pts, "
-        f"{a['excluded_nodes']} nodes kept fp32{', accepted' if a['accepted'] else ''})"
-        for a in int8["attempts"]
+        f"{a.variant}: top-1 {md.num(a.top1, 4)}% (drop {md.num(a.drop_pts, 3)} pts, "
+        f"{a.excluded_nodes} nodes kept fp32{', accepted' if a.accepted else ''})"
+        for a in int8.attempts
     )
     return (
-        f"int8 (ONNX Runtime static quantization, {int8['settings']['quant_format']}, "
-        f"per-channel {int8['settings']['per_channel']}, calibrated on "
-        f"{int8['calibration_images']} training images): shipped variant `{int8['variant']}`, "
-        f"fp32 top-1 {md.num(int8['fp32_top1'], 4)}% vs int8 {md.num(int8['int8_top1'], 4)}% on "
-        f"{int8['heldout_images']} held-out images (limit {int8['max_drop_pts']} pts"
-        f"{'' if int8.get('within_limit', True) else '; EXCEEDED: no variant kept accuracy'}). "
+        f"int8 (ONNX Runtime static quantization, {int8.settings.quant_format}, "
+        f"per-channel {int8.settings.per_channel}, calibrated on "
+        f"{int8.calibration_images} training images): shipped variant `{int8.variant}`, "
+        f"fp32 top-1 {md.num(int8.fp32_top1, 4)}% vs int8 {md.num(int8.int8_top1, 4)}% on "
+        f"{int8.heldout_images} held-out images (limit {int8.max_drop_pts} pts"
+        f"{'' if int8.within_limit else '; EXCEEDED: no variant kept accuracy'}). "
         f"Tried: {tried}"
     )
 
 
-def latency_series(deployment: dict[str, Any]) -> tuple[list[str], list[float], list, list]:
+def latency_series(deployment: Deployment) -> tuple[list[str], list[float], list, list]:
     """Labels, medians and (0, p99 - median) whiskers of batch-1 latency, for a plot."""
-    measured = [t for t in _ok(deployment) if t["latency_ms"]]
-    labels = [t["target"] for t in measured]
-    medians = [t["latency_ms"]["median"] for t in measured]
+    measured = [t for t in deployment.ok_targets() if t.latency_ms]
+    labels = [t.target for t in measured]
+    medians = [t.latency_ms.median for t in measured]
     lows = [0.0 for _ in measured]
-    highs = [t["latency_ms"]["p99"] - t["latency_ms"]["median"] for t in measured]
+    highs = [t.latency_ms.p99 - t.latency_ms.median for t in measured]
     return labels, medians, lows, highs
 
 
-def deployment_section(deployment: dict[str, Any]) -> str:
-    env = deployment["environment"]
-    cgroup = env.get("cgroup") or {}
-    quota = cgroup.get("cpu_quota_cores")
-    memory = cgroup.get("memory_bytes")
-    pt2e = deployment["artifacts"].get("pt2e") or {}
+def deployment_section(deployment: Deployment) -> str:
+    env = deployment.environment
+    quota, memory = env.cgroup.cpu_quota_cores, env.cgroup.memory_bytes
+    pt2e = deployment.artifacts.pt2e
     return "\n".join(
         [
             "## Deployment",
             "",
-            f"Threads per runtime: {env.get('threads')} (usable CPUs {env.get('usable_cpus')}; "
+            f"Threads per runtime: {env.threads} (usable CPUs {env.usable_cpus}; "
             f"cgroup CPU quota {quota if quota is not None else 'none'}, memory limit "
             f"{md.mib(memory) + ' MiB' if memory else 'none'}); each target measured in its own "
             "process after an untimed warm-up; latency = batch 1, median (p90, p99, cv, n).",
@@ -183,8 +175,8 @@ def deployment_section(deployment: dict[str, Any]) -> str:
             "",
             artifacts_table(deployment),
             "",
-            f"- {_int8_line(deployment)}",
-            f"- PyTorch int8 (torchao pt2e): {pt2e.get('status', '-')}"
-            f"{' - ' + pt2e['reason'] if pt2e.get('reason') else ''}",
+            f"- {_int8_line(deployment.artifacts.int8)}",
+            f"- PyTorch int8 (torchao pt2e): {pt2e.status if pt2e else '-'}"
+            f"{' - ' + pt2e.reason if pt2e and pt2e.reason else ''}",
         ]
     )

@@ -94,15 +94,27 @@ def query_compute_caps(
     return caps
 
 
-def docker_client() -> Any:
-    """A connected Docker SDK client, or a BenchError saying what is missing."""
+def docker_sdk() -> Any:
+    """The Docker SDK module, or a BenchError saying it is missing.
+
+    From a checkout, the repo root is often on sys.path (`python -m pytest`, `python -m
+    resnest_bench...`), and without the SDK installed `import docker` then finds the repo's
+    docker/ folder (Dockerfile, no __init__.py) as an empty namespace package: that is the SDK
+    missing too, reported here rather than as an AttributeError at `docker.types` later.
+    """
     missing = "the Docker SDK for Python is missing: pip install 'resnest-bench[host]'"
     try:
         import docker
     except ImportError:
         raise BenchError(missing) from None
-    if not hasattr(docker, "from_env"):  # run from a checkout: our docker/ folder, not the SDK
+    if getattr(docker, "__file__", None) is None:  # a namespace package: our docker/ folder
         raise BenchError(missing)
+    return docker
+
+
+def docker_client() -> Any:
+    """A connected Docker SDK client, or a BenchError saying what is missing."""
+    docker = docker_sdk()
     try:
         client = docker.from_env()
         client.ping()
@@ -151,7 +163,7 @@ def plan(
 
 def run(p: LaunchPlan, client: Any, out: Callable[[bytes], object] | None = None) -> int:
     """Run the plan's container, stream its output to `out`, return its exit code."""
-    import docker
+    docker = docker_sdk()
 
     gen = p.generation
     try:

@@ -5,8 +5,9 @@ Every figure that comes from repeated measurement is shown with its n and spread
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+
+from resnest_bench.harness.results.stats import Stats
 
 MISSING = "-"
 
@@ -49,11 +50,12 @@ def mib(size_bytes: int | None) -> str:
     return MISSING if size_bytes is None else f"{size_bytes / 2**20:.1f}"
 
 
-def stats(sample: Mapping[str, Any] | None, scale: float = 1.0, unit: str = "") -> str:
-    """A SampleStats dict as 'median (p90 x, p99 y, cv z%, n=k)'; scale converts units."""
-    if not sample:
+def stats(sample: Stats | None, scale: float = 1.0, unit: str = "") -> str:
+    """Stats as 'median (p90 x, p99 y, cv z%, n=k)'; scale converts units."""
+    if sample is None:
         return MISSING
-    median, p90, p99 = (sample[k] * scale for k in ("median", "p90", "p99"))
-    cv = sample.get("cv")
-    spread = f"cv {100 * cv:.1f}%" if cv is not None else "cv -"
-    return f"{median:.4g}{unit} (p90 {p90:.4g}, p99 {p99:.4g}, {spread}, n={sample['n']})"
+    median, p90, p99 = (v * scale for v in (sample.median, sample.p90, sample.p99))
+    return (
+        f"{median:.4g}{unit} (p90 {p90:.4g}, p99 {p99:.4g}, cv {100 * sample.cv:.1f}%, "
+        f"n={sample.n})"
+    )

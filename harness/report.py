@@ -1,4 +1,4 @@
-"""report.md and plots, rendered from a validated result dict (never from live objects).
+"""report.md and plots, rendered from a RunResult (never from live objects).
 
 Rendering only reads the result, so `resnest-bench report result.json` can rebuild a report
 years later, and compare uses the same building blocks. Sections follow the seed study:
@@ -15,7 +15,10 @@ from typing import Any
 from resnest_bench.harness import markdown as md
 from resnest_bench.harness.atomic import atomic_write_bytes, atomic_write_text
 from resnest_bench.harness.deploy_report import deployment_section, latency_series
+from resnest_bench.harness.results import RunResult
+from resnest_bench.harness.results.deployment import Deployment
 from resnest_bench.harness.results.environment import Environment
+from resnest_bench.harness.results.training import TrainingRun
 
 REPORT_NAME = "report.md"
 ACCURACY_PLOT = "accuracy.png"
@@ -46,52 +49,52 @@ def environment_lines(env: Environment) -> list[str]:
     return lines
 
 
-def _dataset_note(run: dict[str, Any]) -> str:
-    data = run["dataset"]
-    label = f"{data['name']} ({data['train_images']:,} train / {data['test_images']:,} test)"
-    if data["synthetic"]:
+def _dataset_note(run: TrainingRun) -> str:
+    data = run.dataset
+    label = f"{data.name} ({data.train_images:,} train / {data.test_images:,} test)"
+    if data.synthetic:
         return label + " - SYNTHETIC data: accuracies are smoke-test numbers, not real ones"
     return label
 
 
-def _block_label(run: dict[str, Any]) -> str:
-    model = run["model"]
-    return f"{model['block']} ({model['name']}, {model['stem']} stem)"
+def _block_label(run: TrainingRun) -> str:
+    model = run.model
+    return f"{model.block} ({model.name}, {model.stem} stem)"
 
 
-def training_tables(runs: list[dict[str, Any]]) -> str:
+def training_tables(runs: list[TrainingRun]) -> str:
     """The seed's Table 2 (accuracy per block) and Table 3 (s/epoch), with spread and more."""
     accuracy_rows, time_rows = [], []
     for run in runs:
-        summary, accel = run["summary"], run["accel"]
+        summary, accel = run.summary, run.accel
         label = _block_label(run)
-        target = summary["target_top1"]
-        reached = summary["time_to_target_s"]
+        target = summary.target_top1
+        reached = summary.time_to_target_s
         accuracy_rows.append(
             [
                 label,
-                md.pct(summary["final_test_top1"]),
-                f"{md.pct(summary['best_test_top1'])} (epoch {summary['best_epoch']})",
-                f"{summary['epochs_completed']}/{summary['epochs_planned']}",
-                f"{md.num(reached)} s (epoch {summary['epochs_to_target']})"
+                md.pct(summary.final_test_top1),
+                f"{md.pct(summary.best_test_top1)} (epoch {summary.best_epoch})",
+                f"{summary.epochs_completed}/{summary.epochs_planned}",
+                f"{md.num(reached)} s (epoch {summary.epochs_to_target})"
                 if reached is not None
                 else f"not reached ({md.pct(target, 0)})",
             ]
         )
-        epochs = run["epochs"]
-        peak = max((e["peak_memory_bytes"] or 0 for e in epochs), default=0) or None
-        energy = [e["energy_j"] for e in epochs if not e["warmup"] and e["energy_j"] is not None]
+        epochs = run.epochs
+        peak = max((e.peak_memory_bytes or 0 for e in epochs), default=0) or None
+        energy = [e.energy_j for e in epochs if not e.warmup and e.energy_j is not None]
         time_rows.append(
             [
                 label,
-                accel["device_name"],
-                f"{accel['precision']}{', channels-last' if accel['channels_last'] else ''}"
-                f"{', compiled' if accel['compile'] else ''}",
-                str(run["batch_size"]),
-                md.num(summary["first_epoch_s"]),
-                md.stats(summary["steady_epoch_s"], unit=" s"),
-                md.num(summary["steady_images_per_s"]),
-                md.pct(summary["steady_mfu"], 1),
+                accel.device_name,
+                f"{accel.precision}{', channels-last' if accel.channels_last else ''}"
+                f"{', compiled' if accel.compile else ''}",
+                str(run.batch_size),
+                md.num(summary.first_epoch_s),
+                md.stats(summary.steady_epoch_s, unit=" s"),
+                md.num(summary.steady_images_per_s),
+                md.pct(summary.steady_mfu, 1),
                 md.mib(peak),
                 md.num(sum(energy) / len(energy)) if energy else md.MISSING,
             ]
@@ -122,45 +125,38 @@ def training_tables(runs: list[dict[str, Any]]) -> str:
     )
 
 
-def render(result: dict[str, Any], plots: list[str]) -> str:
-    config = result["config"]
+def render(result: RunResult, plots: list[str]) -> str:
+    config = result.config
     parts = [
-        f"# resnest-bench {result['kind']}: {config.get('suite', result['kind'])}",
+        f"# resnest-bench {result.kind}: {config.suite}",
         "",
-        f"- Run: `{result['run_id']}`, created {result['created']}, seed {result['seed']}",
-        f"- Command: `{' '.join(result['command'])}`",
-        f"- Suite: {config.get('suite', '-')}{' (--quick)' if config.get('quick') else ''}",
-        *environment_lines(Environment.model_validate(result["environment"])),
+        f"- Run: `{result.run_id}`, created {result.created}, seed {result.seed}",
+        f"- Command: `{' '.join(result.command)}`",
+        f"- Suite: {config.suite}{' (--quick)' if config.quick else ''}",
+        *environment_lines(result.environment),
     ]
-    training = result.get("training") or {}
-    runs = training.get("runs", [])
-    if runs:
-        parts += ["", "## Training", "", f"Data: {_dataset_note(runs[0])}", ""]
-        parts.append(training_tables(runs))
-    transfer = training.get("transfer")
+    training = result.training
+    if training and training.runs:
+        parts += ["", "## Training", "", f"Data: {_dataset_note(training.runs[0])}", ""]
+        parts.append(training_tables(training.runs))
+    transfer = training.transfer if training else None
     if transfer:
-        init = transfer.get("init") or {}
+        init = transfer.init
         parts += [
             "",
             "## Transfer learning",
             "",
             f"Data: {_dataset_note(transfer)}; initialised from "
-            f"`{Path(init.get('path', '?')).name}` ({init.get('source', '?')} weights, "
+            f"`{Path(init.path).name if init else '?'}` ({init.source if init else '?'} weights, "
             "head replaced)",
             "",
             training_tables([transfer]),
         ]
-    if result.get("deployment"):
-        parts += ["", deployment_section(result["deployment"])]
+    if result.deployment:
+        parts += ["", deployment_section(result.deployment)]
     if plots:
         parts += ["", "## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots]
     return "\n".join(parts) + "\n"
-
-
-def training_runs(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every training record of a result: the CIFAR-10 runs, then the transfer run if any."""
-    training = result.get("training") or {}
-    return training.get("runs", []) + ([training["transfer"]] if training.get("transfer") else [])
 
 
 def _save_figure(figure: Any, path: Path) -> None:
@@ -169,19 +165,19 @@ def _save_figure(figure: Any, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def plot_accuracy(runs: list[dict[str, Any]], path: Path) -> None:
+def plot_accuracy(runs: list[TrainingRun], path: Path) -> None:
     """Test top-1 per epoch for each training run (the seed's Figures 7 and 8)."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(6, 3.6))
     axes = figure.subplots()
     for run in runs:
-        epochs = run["epochs"]
+        epochs = run.epochs
         axes.plot(
-            [e["epoch"] for e in epochs],
-            [100 * e["test_top1"] for e in epochs],
+            [e.epoch for e in epochs],
+            [100 * e.test_top1 for e in epochs],
             marker="o" if len(epochs) < 20 else None,
-            label=f"{_block_label(run)} on {run['dataset']['name']}",
+            label=f"{_block_label(run)} on {run.dataset.name}",
         )
     axes.set_xlabel("epoch")
     axes.set_ylabel("test top-1 (%)")
@@ -190,7 +186,7 @@ def plot_accuracy(runs: list[dict[str, Any]], path: Path) -> None:
     _save_figure(figure, path)
 
 
-def plot_latency(deployment: dict[str, Any], path: Path) -> None:
+def plot_latency(deployment: Deployment, path: Path) -> None:
     """Batch-1 latency per runtime: a median bar with a whisker up to p99."""
     from matplotlib.figure import Figure
 
@@ -204,15 +200,15 @@ def plot_latency(deployment: dict[str, Any], path: Path) -> None:
     _save_figure(figure, path)
 
 
-def write_report(run_dir: Path, result: dict[str, Any]) -> list[str]:
+def write_report(run_dir: Path, result: RunResult) -> list[str]:
     """Write plots and report.md into run_dir (each atomically); return the file names."""
     plots = []
-    runs = training_runs(result)
+    runs = result.training_runs()
     if runs:
         plot_accuracy(runs, run_dir / ACCURACY_PLOT)
         plots.append(ACCURACY_PLOT)
-    if result.get("deployment") and latency_series(result["deployment"])[0]:
-        plot_latency(result["deployment"], run_dir / LATENCY_PLOT)
+    if result.deployment and latency_series(result.deployment)[0]:
+        plot_latency(result.deployment, run_dir / LATENCY_PLOT)
         plots.append(LATENCY_PLOT)
     atomic_write_text(run_dir / REPORT_NAME, render(result, plots))
     return [REPORT_NAME, *plots]

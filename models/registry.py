@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from resnest_bench.models.resnest import ModelConfig
+    from resnest_bench.models.configs import ModelConfig
 
 _CONFIGS: dict[str, ModelConfig] = {}
 

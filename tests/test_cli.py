@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from resnest_bench.harness.cli import main
+from resnest_bench.harness.cli import build_parser, main, overrides_from
 from tests.test_models import PUBLISHED_PARAMS
 
 
@@ -35,7 +38,10 @@ def test_bad_value_is_one_line_error_exit_2(capsys) -> None:
             "unknown runtime 'tflite'",
         ),
         (["transfer", "--model", "resnest-tiny"], "transfer needs --checkpoint"),
-        (["train", "--model", "resnest-tiny", "--epochs", "0"], "train.epochs must be >= 1"),
+        (
+            ["train", "--model", "resnest-tiny", "--epochs", "0"],
+            "train.epochs: Input should be greater than or equal to 1",
+        ),
         (["train", "--model", "resnest51"], "unknown model 'resnest51'"),
         (["train", "--model", "resnest-tiny", "--device", "cuda"], "needs a CUDA GPU"),
         (["run", "nope"], "unknown suite 'nope'"),
@@ -53,3 +59,71 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, argv,
     errors = [line for line in err.splitlines() if line.startswith("resnest-bench: error: ")]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in err, err
     assert not reports.exists() or not any(reports.iterdir())
+
+
+HEAVY = "bad = {'torch', 'onnxruntime'} & set(sys.modules); assert not bad, bad"
+
+
+def test_reading_commands_import_neither_torch_nor_onnxruntime() -> None:
+    """--help, compare and report only read results: they must start fast on any machine."""
+    code = (
+        "import sys, resnest_bench.harness.compare, resnest_bench.harness.cli, "
+        "resnest_bench.harness.report, resnest_bench.harness.config, resnest_bench.models; " + HEAVY
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_help_imports_neither_torch_nor_onnxruntime() -> None:
+    code = (
+        "import sys, contextlib, io\n"
+        "from resnest_bench.harness.cli import main\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "    main(['--help'])\n"
+        "assert 'resnest-bench' in out.getvalue()\n" + HEAVY
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "resnest_bench.harness.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "compare" in done.stdout and "report" in done.stdout
+
+
+def test_compare_and_report_commands_import_neither(tmp_path) -> None:
+    """The commands themselves, run on a result file, stay torch-free too."""
+    from tests.test_results import RUN, make_result
+
+    result = tmp_path / "result.json"
+    result.write_text(json.dumps(make_result(training={"runs": [RUN], "transfer": None})))
+    code = (
+        "import sys\n"
+        "from resnest_bench.harness.cli import main\n"
+        f"assert main(['report', {str(result)!r}]) == 0\n"
+        f"assert main(['compare', {str(result)!r}, '--reports', {str(tmp_path)!r}]) == 0\n" + HEAVY
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+    assert "Table 2" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["run", "gpu", "--target", "0.5", "--dataset", "synthetic", "--seed", "3"],
+            {"seed": 3, "data": {"dataset": "synthetic"}, "train": {"target_accuracy": 0.5}},
+        ),
+        (
+            ["transfer", "--target", "0.4", "--dataset", "cifar100", "--amp"],
+            {"transfer": {"target_accuracy": 0.4, "precision": "fp16", "dataset": "cifar100"}},
+        ),
+        (
+            ["infer", "--runtimes", "ort-cpu", "--test-subset", "8", "--device", "cpu"],
+            {"device": "cpu", "data": {"test_subset": 8}, "deploy": {"runtimes": ["ort-cpu"]}},
+        ),
+    ],
+)
+def test_flags_become_suite_overrides_under_the_suite_names(argv, expected) -> None:
+    """One name per knob: each flag lands on the suite key that the suite file uses."""
+    assert overrides_from(build_parser().parse_args(argv)) == expected

@@ -106,7 +106,7 @@ def test_demo_table_matches_reference(result, data, model):
         x = normalize(data.test.images[DEMO_INDEX : DEMO_INDEX + 1], data.mean, data.std)
         want = torch.softmax(model(x), 1)[0].numpy()
     np.testing.assert_allclose(probs["torch-eager:fp32"], want, rtol=1e-5)
-    markdown = deployment_section(res.model_dump(mode="json"))
+    markdown = deployment_section(res)
     assert "| # | class | torch-eager:fp32 | ort-cpu:fp32 |" in markdown
     assert "| target | load s |" in markdown and "| artifact | file | MiB |" in markdown
 

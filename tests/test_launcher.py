@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,12 @@ import pytest
 from resnest_bench.harness import launcher
 from resnest_bench.harness.errors import BenchError, GpuRequiredError
 
-docker = pytest.importorskip("docker")
+try:
+    docker = launcher.docker_sdk()
+except BenchError:
+    pytest.skip(
+        "the Docker SDK is not installed: pip install -e '.[host]'", allow_module_level=True
+    )
 
 
 @pytest.mark.parametrize(
@@ -155,9 +161,23 @@ def test_unreachable_engine_is_a_bench_error(monkeypatch, tmp_path):
 
 
 def test_missing_sdk_is_a_bench_error(monkeypatch):
-    monkeypatch.setitem(__import__("sys").modules, "docker", None)
+    monkeypatch.setitem(sys.modules, "docker", None)
     with pytest.raises(BenchError, match=r"resnest-bench\[host\]"):
         launcher.docker_client()
+
+
+def test_checkout_docker_folder_is_not_taken_for_the_sdk(monkeypatch, tmp_path):
+    """Without the SDK, a repo root on sys.path makes `import docker` find our docker/ folder
+    (no __init__.py) as a namespace package; that is 'SDK missing', for the client and run."""
+    (tmp_path / "docker").mkdir()
+    (tmp_path / "docker" / "Dockerfile").write_text("FROM scratch\n")
+    monkeypatch.setattr(sys, "path", [str(tmp_path)])
+    for name in [m for m in sys.modules if m == "docker" or m.startswith("docker.")]:
+        monkeypatch.delitem(sys.modules, name)
+    with pytest.raises(BenchError, match=r"resnest-bench\[host\]"):
+        launcher.docker_client()
+    with pytest.raises(BenchError, match=r"resnest-bench\[host\]"):
+        launcher.run(launcher.plan([(8, 0)], reports=tmp_path / "r"), FakeClient())
 
 
 def test_main_dry_run_prints_the_choice(monkeypatch, capsys):

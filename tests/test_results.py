@@ -280,3 +280,20 @@ def test_results_import_neither_torch_nor_numpy():
         "bad = {'torch', 'numpy', 'onnxruntime'} & set(sys.modules); assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_report_states_gpu_driver_cuda_and_cudnn():
+    """The report once read keys the fingerprint never wrote (driver, cuda, cudnn) and printed
+    None; it now reads the typed fields."""
+    from resnest_bench.harness.report import environment_lines
+
+    gpu = {
+        "name": "NVIDIA H100",
+        "compute_capability": "9.0",
+        "driver_version": "550.54",
+        "cuda_version": "12.4",
+        "cudnn_version": 90100,
+    }
+    lines = environment_lines(Environment.model_validate({**ENVIRONMENT, "gpu": gpu}))
+    (line,) = [line for line in lines if line.startswith("- GPU:")]
+    assert "driver 550.54, CUDA 12.4, cuDNN 90100" in line and "None" not in line

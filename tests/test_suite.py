@@ -4,28 +4,38 @@ from __future__ import annotations
 
 import pytest
 
+from resnest_bench.harness.config import load_suite, step_suite
 from resnest_bench.harness.errors import BenchError
-from resnest_bench.harness.suite import load_suite
 
 
 @pytest.mark.parametrize("name", ["cpu-runtime", "gpu"])
 def test_bundled_suites_load_full_and_quick(name: str) -> None:
-    full = load_suite(name)
-    quick = load_suite(name, quick=True)
-    assert full.name == quick.name == name and quick.quick
+    full, path = load_suite(name)
+    quick, quick_path = load_suite(name, quick=True)
+    assert full.name == quick.name == name and path == quick_path and quick != full
     assert "deploy" in full.steps
-    assert "quick" not in quick.settings
-    assert quick.section("data").get("test_subset", 0) < 10_000
+    assert "quick" not in quick.model_dump()
+    assert (quick.data.test_subset or 0) < 10_000
 
 
 def test_quick_merges_nested_tables_over_the_base() -> None:
-    full, quick = load_suite("cpu-runtime"), load_suite("cpu-runtime", quick=True)
-    assert (
-        quick.section("deploy")["timing"]["min_iters"]
-        < full.section("deploy")["timing"]["min_iters"]
-    )
-    assert quick.section("model")["names"] == full.section("model")["names"]  # untouched keys stay
-    assert quick.section("train")["lr"] == full.section("train")["lr"]
+    (full, _), (quick, _) = load_suite("cpu-runtime"), load_suite("cpu-runtime", quick=True)
+    assert quick.deploy.timing.min_iters < full.deploy.timing.min_iters
+    assert quick.model.names == full.model.names  # untouched keys stay
+    assert quick.train.lr == full.train.lr
+
+
+def test_overrides_merge_over_the_file_and_are_validated() -> None:
+    suite, _ = load_suite("cpu-runtime", overrides={"train": {"target_accuracy": 0.5}})
+    assert suite.train.target_accuracy == 0.5 and suite.train.lr == 0.05
+    with pytest.raises(BenchError, match=r"train.target_accuracy: .*got 2"):
+        load_suite("cpu-runtime", overrides={"train": {"target_accuracy": 2}})
+
+
+def test_step_suite_uses_the_section_defaults() -> None:
+    suite = step_suite("train", {"model": {"names": ["resnest-tiny"]}})
+    assert suite.steps == ("train",) and suite.train.epochs == 250
+    assert suite.transfer.step_size == 60 and suite.data.small_subset == 50
 
 
 def _write(tmp_path, text: str):
@@ -37,11 +47,16 @@ def _write(tmp_path, text: str):
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("[train]\nepochs = 'ten'\n", r"train.epochs: expected int, got str"),
-        ("[train]\nepocs = 3\n", r"train: unexpected key 'epocs'"),
-        ("[data]\ndataset = 'imagenet'\n", r"data.dataset: expected one of .*got 'imagenet'"),
-        ("[train]\nepochs = 0\n", r"train.epochs must be >= 1, got 0"),
-        ("[train]\nlr = -0.1\n", r"train.lr must be > 0, got -0.1"),
+        ("[train]\nepochs = 'ten'\n", r"train.epochs: Input should be a valid integer.*got 'ten'"),
+        ("[train]\nepocs = 3\n", r"train.epocs: unknown key"),
+        ("[data]\ndataset = 'imagenet'\n", r"data.dataset: Input should be .*got 'imagenet'"),
+        (
+            "[train]\nepochs = 0\n",
+            r"train.epochs: Input should be greater than or equal to 1, got 0",
+        ),
+        ("[train]\nlr = -0.1\n", r"train.lr: Input should be greater than 0, got -0.1"),
+        ("[deploy]\nthroughput_batches = [8, 'x']\n", r"deploy.throughput_batches\[1\]: .*got 'x'"),
+        ("[model]\nnames = ['resnest51']\n", r"model.names: unknown model 'resnest51'"),
         ("[deploy\n", r"is not valid TOML"),
     ],
 )

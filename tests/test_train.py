@@ -18,7 +18,7 @@ import resnest_bench.harness.train as train_mod
 from resnest_bench.harness.accel import Accel, PowerMeter, peak_flops, select_device
 from resnest_bench.harness.data import load_dataset
 from resnest_bench.harness.errors import BenchError, GpuRequiredError
-from resnest_bench.harness.schema import TRAINING_SPEC, validate
+from resnest_bench.harness.results.training import TrainingRun
 from resnest_bench.harness.train import (
     CHECKPOINT_NAME,
     EPOCH_LOG_NAME,
@@ -282,7 +282,7 @@ def test_summary_time_to_target():
 def test_result_validates_and_round_trips_json(trained):
     result, _, _, _, _ = trained
     out = result.to_dict()
-    validate(out, TRAINING_SPEC, name="training")
+    TrainingRun.model_validate(out)
     assert json.loads(json.dumps(out, allow_nan=False)) == out
     assert out["config"] == {"suite": "test", "nan": None}  # NaN would be refused by the writer
     assert out["recipe"]["milestones"] == [3] and out["options"]["precision"] == "fp32"
@@ -395,7 +395,7 @@ def test_divergence_stops_the_run(tmp_path):
     recipe = Recipe(epochs=4, batch_size=16, lr=1e30, milestones=())
     result = train(_model(), _data(64, 16), tmp_path / "r", recipe=recipe, options=CPU)
     assert result.summary["diverged_at_epoch"] == 1 and len(result.records) == 1
-    validate(result.to_dict(), TRAINING_SPEC, name="training")
+    TrainingRun.model_validate(result.to_dict())
 
 
 # --- transfer ---------------------------------------------------------------------------------

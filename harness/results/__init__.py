@@ -6,8 +6,8 @@ write_result; report and compare read it back with read_result and render from a
 Files from older versions load (migrated on read); foreign files and files from a newer
 resnest-bench are refused with a message that says so. No torch or runtime import here.
 
-Version history: 1 - the hand-validated dicts of harness/schema.py; 2 - these models (the
-envelope's config gains nothing and loses `dataset_override`, folded into settings.data).
+Version history: 1 - dicts checked by the former harness/schema.py; 2 - these models, with
+config.dataset_override (the old `run --dataset`) folded into config.settings.data.dataset.
 """
 
 from __future__ import annotations

@@ -1,19 +1,21 @@
 """End to end: a tiny suite trains, deploys, and writes result.json + report.md + plots;
-reports round-trip through their schema, compare merges machines, crashes leave nothing."""
+results round-trip through their models, compare merges machines, crashes leave nothing."""
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
 import pytest
+import torch
 
-from resnest_bench.harness import runner
+from resnest_bench.harness import pipeline
 from resnest_bench.harness.cli import main
 from resnest_bench.harness.compare import write_comparison
 from resnest_bench.harness.errors import BenchError
-from resnest_bench.harness.schema import read_result, write_result
+from resnest_bench.harness.results import RunResult, read_result, write_result
+from resnest_bench.harness.results.environment import GpuInfo
+from resnest_bench.models.weights import read_state_dict
 
 TINY_SUITE = """
 name = "tiny"
@@ -70,31 +72,35 @@ def test_run_writes_complete_report(tiny_run: Path) -> None:
     assert {"result.json", "report.md", "accuracy.png", "latency.png", "artifacts"} <= files
     assert {"epochs-resnest-tiny.jsonl", "epochs-resnest-tiny-basic.jsonl"} <= files
     result = read_result(tiny_run / "result.json")
-    assert result["kind"] == "suite" and result["config"]["suite"] == "tiny"
-    blocks = {run["model"]["block"] for run in result["training"]["runs"]}
+    assert result.kind == "suite" and result.config.suite == "tiny"
+    blocks = {run.model.block for run in result.training.runs}
     assert blocks == {"bottleneck", "basic"}
-    assert all(run["dataset"]["synthetic"] for run in result["training"]["runs"])
+    assert all(run.dataset.synthetic for run in result.training.runs)
     report = (tiny_run / "report.md").read_text()
     for heading in ("Table 2", "Table 3", "Table 4", "Table 5", "SYNTHETIC", "ort-cpu:int8"):
         assert heading in report
     assert (tiny_run / "accuracy.png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_result_round_trips_through_schema(tiny_run: Path, tmp_path: Path) -> None:
+def test_result_round_trips_through_the_models(tiny_run: Path, tmp_path: Path) -> None:
     result = read_result(tiny_run / "result.json")
+    assert result.config.settings["data"]["small_subset"] == 16
     write_result(tmp_path / "copy.json", result)
     assert read_result(tmp_path / "copy.json") == result
-    broken = copy.deepcopy(result)
+    broken = json.loads((tiny_run / "result.json").read_text())
     broken["training"]["runs"][0]["epochs"][0]["train_s"] = "fast"
+    (tmp_path / "broken.json").write_text(json.dumps(broken))
     with pytest.raises(BenchError, match=r"training.runs\[0\].epochs\[0\].train_s"):
-        write_result(tmp_path / "broken.json", broken)
+        read_result(tmp_path / "broken.json")
 
 
-def _as_machine(result: dict, gpu: str) -> dict:
-    other = copy.deepcopy(result)
-    other["run_id"] += f"-{gpu}"
-    other["environment"]["gpu"] = {"name": gpu, "compute_capability": "7.0"}
-    return other
+def _as_machine(result: RunResult, gpu: str) -> RunResult:
+    environment = result.environment.model_copy(
+        update={"gpu": GpuInfo(name=gpu, compute_capability="7.0")}
+    )
+    return result.model_copy(
+        update={"run_id": f"{result.run_id}-{gpu}", "environment": environment}
+    )
 
 
 def test_compare_merges_two_machines_with_seed_reference(tiny_run: Path, tmp_path: Path) -> None:
@@ -133,7 +139,7 @@ def test_crash_while_reporting_leaves_no_half_written_run(tmp_path: Path, monkey
     def crash(*_args, **_kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(runner, "write_report", crash)
+    monkeypatch.setattr(pipeline, "write_report", crash)
     with pytest.raises(OSError, match="disk full"):
         main(
             [
@@ -160,11 +166,11 @@ def test_bad_suite_file_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(TINY_SUITE.replace("epochs = 2", "epochs = 'two'"))
     assert main(["run", str(bad), "--reports", str(tmp_path / "r")]) == 2
-    assert "train.epochs: expected int, got str" in capsys.readouterr().err
+    assert "train.epochs: Input should be a valid integer" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
 
-def _step(tmp_path: Path, *args: str) -> tuple[Path, dict]:
+def _step(tmp_path: Path, *args: str) -> tuple[Path, RunResult]:
     """Run a step command on synthetic data into tmp_path; its run dir and validated result."""
     common = [
         "--dataset",
@@ -197,46 +203,84 @@ def test_transfer_from_our_checkpoint(tiny_run: Path, tmp_path: Path) -> None:
         "--train-subset",
         "128",
     )
-    transfer = result["training"]["transfer"]
-    assert result["kind"] == "transfer" and transfer["init"]["source"] == "ours"
-    assert transfer["init"]["skipped"] == ["fc."]
+    transfer = result.training.transfer
+    assert result.kind == "transfer" and transfer.init.source == "ours"
+    assert transfer.init.skipped == ["fc."]
     assert "## Transfer learning" in (run_dir / "report.md").read_text()
 
 
-def test_resume_after_a_crash_finishes_the_same_run(tmp_path: Path, monkeypatch) -> None:
-    argv = [
-        "--quiet",
-        "train",
-        "--model",
-        "resnest-tiny",
-        "--dataset",
-        "synthetic",
-        "--epochs",
-        "2",
-        "-b",
-        "32",
-        "--train-subset",
-        "64",
-        "--test-subset",
-        "32",
-        "--reports",
-        str(tmp_path / "r"),
-        "--data-dir",
-        str(tmp_path / "d"),
+class Killed(Exception):
+    """Stands in for a kill between two epochs (after the first epoch's checkpoint)."""
+
+
+def _kill_after_epoch(monkeypatch, epoch: int) -> None:
+    real = pipeline._callbacks
+
+    def callbacks(bar, label, epochs):
+        inner = real(bar, label, epochs)
+
+        def on_epoch_end(record) -> None:
+            inner.on_epoch_end(record)
+            if record.epoch == epoch:
+                raise Killed
+
+        return type(inner)(on_epoch_end=on_epoch_end, on_batch=inner.on_batch)
+
+    monkeypatch.setattr(pipeline, "_callbacks", callbacks)
+
+
+def _learning(run) -> list[tuple]:
+    return [
+        (e.epoch, e.lr, e.train_loss, e.train_acc, e.test_loss, e.test_top1) for e in run.epochs
     ]
 
-    def crash(*_args, **_kwargs):
-        raise OSError("killed")
 
+def test_resume_after_a_kill_finishes_the_same_run(tmp_path: Path, monkeypatch) -> None:
+    """Killed after epoch 1 of 2 and resumed, a run ends with the weights and records of one
+    that never stopped (bit-exact on CPU)."""
+
+    def argv(reports: Path) -> list[str]:
+        return [
+            "--quiet",
+            "train",
+            "--model",
+            "resnest-tiny",
+            "--dataset",
+            "synthetic",
+            "--epochs",
+            "2",
+            "-b",
+            "32",
+            "--train-subset",
+            "64",
+            "--test-subset",
+            "32",
+            "--reports",
+            str(reports),
+            "--data-dir",
+            str(tmp_path / "d"),
+        ]
+
+    assert main(argv(tmp_path / "straight")) == 0
+    (straight_id,) = [p.name for p in (tmp_path / "straight" / "work").iterdir()]
     with monkeypatch.context() as patch:
-        patch.setattr(runner, "write_report", crash)
-        with pytest.raises(OSError):
-            main(argv)
+        _kill_after_epoch(patch, 1)
+        with pytest.raises(Killed):
+            main(argv(tmp_path / "r"))
     (run_id,) = [p.name for p in (tmp_path / "r" / "work").iterdir()]
-    assert main([*argv, "--resume", run_id]) == 0
-    result = read_result(tmp_path / "r" / run_id / "result.json")
-    (run,) = result["training"]["runs"]
-    assert run["resumed_from_epoch"] == 2 and len(run["epochs"]) == 2
+    assert not (tmp_path / "r" / run_id).exists()  # no half-written run
+    assert main([*argv(tmp_path / "r"), "--resume", run_id]) == 0
+
+    (resumed,) = read_result(tmp_path / "r" / run_id / "result.json").training.runs
+    (straight,) = read_result(tmp_path / "straight" / straight_id / "result.json").training.runs
+    assert resumed.resumed_from_epoch == 1 and straight.resumed_from_epoch is None
+    assert len(resumed.epochs) == 2 and _learning(resumed) == _learning(straight)
+    weights = [
+        read_state_dict(reports / "work" / rid / "train-resnest-tiny" / "checkpoint.pt")
+        for reports, rid in ((tmp_path / "r", run_id), (tmp_path / "straight", straight_id))
+    ]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
 def test_export_builds_checked_artifacts_without_timing(tiny_run: Path, tmp_path: Path) -> None:
@@ -244,7 +288,7 @@ def test_export_builds_checked_artifacts_without_timing(tiny_run: Path, tmp_path
     run_dir, result = _step(
         tmp_path, "export", "--checkpoint", str(model_file), "--train-subset", "64"
     )
-    deployment = result["deployment"]
-    assert deployment["targets"] == [] and result["kind"] == "deploy"
-    assert deployment["artifacts"]["export"]["parity"]["top1_agreement"] >= 0.99
+    deployment = result.deployment
+    assert deployment.targets == [] and result.kind == "deploy"
+    assert deployment.artifacts.export.parity.top1_agreement >= 0.99
     assert {p.name for p in (run_dir / "artifacts").iterdir()} >= {"model.onnx", "model.int8.onnx"}

@@ -1,0 +1,337 @@
+"""Run a suite end to end: data -> train -> transfer -> build/measure -> result.json + report.md.
+
+Every step command of the CLI is a one-step suite, so there is one path through the harness.
+Each stage gets only its own section of the typed Suite (suite.train, suite.transfer,
+suite.deploy, suite.data, suite.model) and returns a typed result; nothing is restated here.
+Layout under the reports folder:
+
+    <reports>/<run_id>/        result.json, report.md, plots, per-epoch logs, artifacts/
+                               (staged: it appears whole when the run succeeds, or not at all)
+    <reports>/work/<run_id>/   training checkpoints, written every epoch; `--resume RUN_ID`
+                               continues from them after a crash or a kill
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from resnest_bench import models
+from resnest_bench.harness import console
+from resnest_bench.harness.accel import select_device
+from resnest_bench.harness.atomic import staged_dir
+from resnest_bench.harness.config import Suite
+from resnest_bench.harness.data import Dataset, load_dataset
+from resnest_bench.harness.deploy import run_deploy
+from resnest_bench.harness.envinfo import fingerprint
+from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.report import write_report
+from resnest_bench.harness.results import RunConfig, RunResult, write_result
+from resnest_bench.harness.results.deployment import Deployment
+from resnest_bench.harness.results.training import EpochRecord, Training, TrainingRun
+from resnest_bench.harness.train import Callbacks, create_seeded_model, load_transfer_weights
+from resnest_bench.models.weights import load_file, load_pretrained
+
+RESULT_NAME = "result.json"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A validated suite (flags already merged in) and where to read and write."""
+
+    suite: Suite
+    suite_path: Path | None  # None for the step commands (their suite has no file)
+    quick: bool
+    reports_root: Path
+    data_root: Path
+    checkpoint: Path | None = None  # deploy/transfer from this instead of training
+    resume: str | None = None  # a run id whose work dir holds checkpoints to continue
+    download: bool = True
+    argv: list[str] = field(default_factory=lambda: list(sys.argv))
+
+
+def new_run_id(label: str, reports_root: Path) -> str:
+    """Sortable, unique, readable: 20261123-051900-cpu-runtime (-2, -3 ... if taken)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    run_id, n = f"{stamp}-{label}", 1
+    while (reports_root / run_id).exists() or (reports_root / "work" / run_id).exists():
+        n += 1
+        run_id = f"{stamp}-{label}-{n}"
+    return run_id
+
+
+def _load_data(request: RunRequest, name: str) -> Dataset:
+    """The named data set with the suite's subsets; a synthetic suite stays synthetic in every
+    step (transfer to cifar100 then gets 100 synthetic classes)."""
+    data = request.suite.data
+    dataset = "synthetic" if data.dataset == "synthetic" else name
+    with console.progress() as bar:
+        task = bar.add_task(f"data: {dataset}", total=None)
+        loaded = load_dataset(
+            dataset,
+            root=request.data_root,
+            download=request.download,
+            folder=data.folder,
+            train_subset=data.train_subset,
+            test_subset=data.test_subset,
+            seed=request.suite.seed,
+            num_classes=100 if name == "cifar100" and dataset == "synthetic" else None,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+        bar.remove_task(task)
+    return loaded
+
+
+def _callbacks(bar: Any, label: str, epochs: int) -> Callbacks:
+    epoch_task = bar.add_task(f"{label}: epochs", total=epochs)
+    batch_task = bar.add_task(f"{label}: batches", total=None)
+
+    def on_batch(i: int, n: int) -> None:
+        bar.update(batch_task, completed=i, total=n)
+
+    def on_epoch_end(record: EpochRecord) -> None:
+        bar.update(epoch_task, completed=record.epoch)
+        loss = record.train_loss
+        console.log(
+            f"{label} epoch {record.epoch}: {record.train_s:.1f} s, "
+            f"loss {'nan' if loss is None else f'{loss:.4f}'}, "
+            f"test top-1 {100 * record.test_top1:.2f}%"
+        )
+
+    return Callbacks(on_epoch_end=on_epoch_end, on_batch=on_batch)
+
+
+def _build_model(suite: Suite, name: str, num_classes: int) -> models.ResNeSt:
+    section = suite.model
+    return create_seeded_model(
+        name,
+        seed=suite.seed,
+        num_classes=num_classes,
+        stem=section.stem,
+        radix=section.radix,
+        cardinality=section.cardinality,
+    )
+
+
+def _train_one(
+    request: RunRequest,
+    model: models.ResNeSt,
+    dataset: Dataset,
+    work_dir: Path,
+    stage_log: Path,
+    *,
+    transfer: bool,
+    device: str,
+    init: Any = None,
+) -> TrainingRun:
+    """Train (or fine-tune) one model; its per-epoch log is copied into the run directory."""
+    suite = request.suite
+    section = suite.transfer if transfer else suite.train
+    with console.progress() as bar:
+        run = train(
+            model,
+            dataset,
+            work_dir,
+            section,
+            device=device,
+            seed=suite.seed,
+            resume=request.resume is not None,
+            callbacks=_callbacks(bar, work_dir.name, section.epochs),
+            init=init,
+            suite=suite.name,
+        )
+    shutil.copyfile(work_dir / run.files.epoch_log, stage_log)
+    return run
+
+
+def _embedded_config(path: Path) -> dict[str, Any] | None:
+    """The model config a file of ours carries: a deployment artifact's, or a training
+    checkpoint's identity; None for plain state dicts and official/timm weights."""
+    try:
+        payload = load_file(path)
+    except models.ModelError as exc:
+        raise BenchError(str(exc)) from None
+    if not isinstance(payload, dict):
+        return None
+    if isinstance(payload.get("config"), dict) and "block" in payload["config"]:
+        return payload["config"]
+    if isinstance(payload.get("identity"), str):
+        return json.loads(payload["identity"]).get("model")
+    return None
+
+
+def _load_checkpoint_model(request: RunRequest, num_classes: int) -> models.ResNeSt:
+    """A model from --checkpoint: its own config when it carries one (ours), else the suite's
+    first model (official/timm ImageNet weights, plain state dicts)."""
+    path = request.checkpoint
+    embedded = _embedded_config(path)
+    if embedded:
+        model = models.ResNeSt(
+            models.ModelConfig(**{**embedded, "layers": tuple(embedded["layers"])})
+        )
+    else:
+        model = _build_model(request.suite, request.suite.model.names[0], num_classes)
+    if model.config.num_classes != num_classes:
+        raise BenchError(
+            f"{path} has {model.config.num_classes} classes but the data set has {num_classes}"
+        )
+    try:
+        load_pretrained(model, path)
+    except models.ModelError as exc:
+        raise BenchError(str(exc)) from None
+    return model
+
+
+def _transfer(
+    request: RunRequest, best: tuple[str, TrainingRun] | None, work: Path, stage: Path, device: str
+) -> TrainingRun:
+    """Fine-tune the best CIFAR-10 block (or --checkpoint) on the transfer data set."""
+    suite = request.suite
+    dataset = _load_data(request, suite.transfer.dataset)
+    name = best[0] if best else suite.model.names[0]
+    if best:
+        source = work / f"train-{name}" / best[1].files.checkpoint
+    elif request.checkpoint is not None:
+        source = request.checkpoint
+    else:
+        raise BenchError("transfer needs a trained model: run the train step or give --checkpoint")
+    model = _build_model(suite, name, dataset.num_classes)
+    init = load_transfer_weights(model, source, num_classes=dataset.num_classes, seed=suite.seed)
+    return _train_one(
+        request,
+        model,
+        dataset,
+        work / f"transfer-{name}",
+        stage / f"epochs-transfer-{name}.jsonl",
+        transfer=True,
+        device=device,
+        init=init,
+    )
+
+
+def _kind(suite: Suite) -> str:
+    return "suite" if len(suite.steps) > 1 else suite.steps[0].replace("export", "deploy")
+
+
+def run_suite(request: RunRequest) -> Path:
+    """Run every step of the suite; return the published report directory."""
+    suite, reports = request.suite, request.reports_root
+    # "cuda" with no GPU -> GpuRequiredError, before any work
+    device = str(select_device(suite.device))
+    run_id = request.resume or new_run_id(suite.name, reports)
+    work = reports / "work" / run_id
+    if request.checkpoint is not None and not request.checkpoint.is_file():
+        raise BenchError(f"weights file not found: {request.checkpoint}")
+    if request.resume and not work.is_dir():
+        raise BenchError(f"nothing to resume: {work} does not exist")
+    final = reports / run_id
+    if final.exists():
+        raise BenchError(f"{final} already holds a finished run; start a new one")
+    environment = fingerprint(device=device)
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    steps = set(suite.steps)
+    # transfer loads its own data set
+    dataset = _load_data(request, suite.data.dataset) if steps - {"transfer"} else None
+    trained: dict[str, tuple[models.ResNeSt, TrainingRun]] = {}
+    transfer: TrainingRun | None = None
+    deployment: Deployment | None = None
+    with staged_dir(final) as stage:
+        if "train" in steps and request.checkpoint is None:
+            for name in suite.model.names:
+                model = _build_model(suite, name, dataset.num_classes)
+                run = _train_one(
+                    request,
+                    model,
+                    dataset,
+                    work / f"train-{name}",
+                    stage / f"epochs-{name}.jsonl",
+                    transfer=False,
+                    device=device,
+                )
+                trained[name] = (model, run)
+        best = max(trained, key=lambda n: trained[n][1].summary.best_test_top1 or 0.0, default=None)
+        if "transfer" in steps:
+            transfer = _transfer(
+                request, (best, trained[best][1]) if best else None, work, stage, device
+            )
+        if steps & {"deploy", "export"}:
+            model = (
+                trained[best][0] if best else _load_checkpoint_model(request, dataset.num_classes)
+            )
+            measure = "deploy" in steps
+            console.log(f"deploy: exporting, quantizing{', timing every runtime' * measure}")
+            deployment = run_deploy(
+                model.cpu().eval(),
+                dataset,
+                stage / "artifacts",
+                suite.deploy,
+                small_subset=suite.data.small_subset,
+                measure=measure,
+            )
+        runs = [run for _, run in trained.values()]
+        result = RunResult(
+            kind=_kind(suite),
+            run_id=run_id,
+            created=created,
+            command=["resnest-bench", *request.argv[1:]],
+            seed=suite.seed,
+            environment=environment,
+            config=RunConfig(
+                suite=suite.name,
+                suite_file=str(request.suite_path) if request.suite_path else None,
+                quick=request.quick,
+                settings=suite.model_dump(mode="json"),
+                checkpoint=str(request.checkpoint) if request.checkpoint else None,
+                device=device,
+            ),
+            training=Training(runs=runs, transfer=transfer) if runs or transfer else None,
+            deployment=deployment,
+        )
+        write_result(stage / RESULT_NAME, result)
+        write_report(stage, result)
+    return final
+
+
+# TEMP adapter until the train branch merges: the agreed stage signature over the old one.
+# The integrator deletes everything below and imports `train` from harness.train.
+def train(
+    model: models.ResNeSt,
+    dataset: Dataset,
+    work_dir: Path,
+    section: Any,
+    *,
+    device: str,
+    seed: int,
+    resume: bool = False,
+    callbacks: Callbacks | None = None,
+    init: Any = None,
+    suite: str = "",
+) -> TrainingRun:
+    from resnest_bench.harness import train as old
+    from resnest_bench.harness.results.training import Recipe, RunOptions
+
+    recipe = Recipe.of(section).model_dump()
+    options = RunOptions.of(section, device=device, seed=seed).model_dump()
+    on_epoch_end = callbacks.on_epoch_end if callbacks else None
+    result = old.train(
+        model,
+        dataset,
+        work_dir,
+        recipe=old.Recipe(**{**recipe, "milestones": tuple(recipe["milestones"])}),
+        options=old.TrainOptions(**options),
+        resume=resume,
+        callbacks=Callbacks(
+            on_epoch_end=(lambda r: on_epoch_end(EpochRecord.model_validate(r)))
+            if on_epoch_end
+            else None,
+            on_batch=callbacks.on_batch if callbacks else None,
+        ),
+        config={"suite": suite},
+        init=init,
+    )
+    return TrainingRun.model_validate(result.to_dict())
