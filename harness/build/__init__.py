@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from resnest_bench.harness.build.int8 import quantize_int8
@@ -65,6 +66,4 @@ def build_artifacts(
 
 
 def _head(images: ImageSet, n: int) -> ImageSet:
-    import torch
-
     return images if n >= len(images) else images.subset(torch.arange(n))
