@@ -27,6 +27,7 @@ from resnest_bench.harness.accel import select_device
 from resnest_bench.harness.atomic import staged_dir
 from resnest_bench.harness.config import Suite
 from resnest_bench.harness.data import Dataset, load_dataset
+from resnest_bench.harness.deploy import run_deploy
 from resnest_bench.harness.envinfo import fingerprint
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.report import write_report
@@ -296,9 +297,8 @@ def run_suite(request: RunRequest) -> Path:
     return final
 
 
-# TEMP adapter until train/deploy branches merge: the agreed stage signatures over the old
-# ones. The integrator deletes everything below and imports `train` from harness.train and
-# `run_deploy` from harness.deploy.
+# TEMP adapter until the train branch merges: the agreed stage signature over the old one.
+# The integrator deletes everything below and imports `train` from harness.train.
 def train(
     model: models.ResNeSt,
     dataset: Dataset,
@@ -335,26 +335,3 @@ def train(
         init=init,
     )
     return TrainingRun.model_validate(result.to_dict())
-
-
-def run_deploy(
-    model: Any, dataset: Dataset, out_dir: Path, section: Any, *, small_subset: int, measure: bool
-) -> Deployment:
-    from resnest_bench.harness import deploy as old
-    from resnest_bench.harness.quantize import QuantSettings
-    from resnest_bench.harness.timing import TimingPolicy
-
-    config = old.DeployConfig(
-        runtimes=section.runtimes,
-        threads=section.threads,
-        policy=TimingPolicy(**section.timing.model_dump()),
-        throughput_batches=section.throughput_batches,
-        timed_images=section.timed_images,
-        small_set=small_subset,
-        int8=QuantSettings(calibration_images=section.calibration_images),
-        max_int8_drop_pts=section.int8_max_drop,
-        int8_strict=section.int8_strict,
-        parity_atol=section.parity_atol,
-    )
-    result = old.run_deploy(model, dataset, out_dir, config, measure=measure)
-    return Deployment.model_validate(result.to_dict())

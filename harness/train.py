@@ -39,7 +39,8 @@ from resnest_bench.harness.accel import (
 from resnest_bench.harness.atomic import atomic_torch_save, atomic_write_text
 from resnest_bench.harness.data import Dataset, DeviceLoader
 from resnest_bench.harness.errors import BenchError
-from resnest_bench.harness.timing import SampleStats, cuda_sync
+from resnest_bench.harness.measure.timing import cuda_sync
+from resnest_bench.harness.results.stats import Stats
 from resnest_bench.models.profile import count_macs, count_params
 from resnest_bench.models.weights import detect_source, load_file, load_pretrained, read_state_dict
 
@@ -294,7 +295,7 @@ def summarize(records: list[dict[str, Any]], *, epochs_planned: int, target: flo
         "epochs_completed": len(records),
         "first_epoch_s": records[0]["train_s"] if records else None,
         "steady_epoch_s": (
-            SampleStats.from_samples([r["train_s"] for r in steady]).to_dict() if steady else None
+            Stats.from_samples([r["train_s"] for r in steady]).model_dump() if steady else None
         ),
         "steady_images_per_s": (
             statistics.median(r["images_per_s"] for r in steady) if steady else None

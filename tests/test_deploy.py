@@ -9,41 +9,41 @@ import pytest
 import torch
 
 from resnest_bench import models
+from resnest_bench.harness.build import ARTIFACT_FILES, build_artifacts
+from resnest_bench.harness.build import int8 as build_int8
+from resnest_bench.harness.build import onnx as build_onnx
+from resnest_bench.harness.config import DeploySection, TimingSection
 from resnest_bench.harness.data import load_dataset
-from resnest_bench.harness.deploy import (
-    ARTIFACT_FILES,
-    Artifacts,
-    DeployConfig,
-    build_artifacts,
-    measure_artifacts,
-    run_deploy,
-)
+from resnest_bench.harness.deploy import run_deploy
 from resnest_bench.harness.deploy_report import deployment_section
 from resnest_bench.harness.errors import BenchError
-from resnest_bench.harness.quantize import QuantSettings
-from resnest_bench.harness.results.deployment import Deployment
+from resnest_bench.harness.measure import DEMO_INDEX, measure_artifacts
+from resnest_bench.harness.results.deployment import ArtifactsRecord
 from resnest_bench.harness.runtimes import torch_compile as torch_compile_module
-from resnest_bench.harness.timing import TimingPolicy
 
-TINY = TimingPolicy(warmup=1, min_iters=3, min_seconds=0.0)
+TINY = TimingSection(warmup=1, min_iters=3, min_seconds=0.0)
+SMALL = 6
 
 
-def _config(**overrides) -> DeployConfig:
+def _section(**overrides) -> DeploySection:
     base = dict(
         runtimes=("torch-eager", "ort-cpu"),
-        policy=TINY,
+        timing=TINY,
         throughput_batches=(2, 4),
         timed_images=12,
-        small_set=6,
-        parity_images=16,
-        exporter="torchscript",
-        int8=QuantSettings(calibration_images=32),
-        int8_heldout_images=32,
-        max_int8_drop_pts=100.0,  # untrained model: accuracy is noise; the gate is tested elsewhere
-        demo_index=3,
+        calibration_images=32,
+        int8_max_drop=100.0,  # untrained model: accuracy is noise; the gate is tested elsewhere
         threads=1,
     )
-    return DeployConfig(**{**base, **overrides})
+    return DeploySection(**{**base, **overrides})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def torchscript_only():
+    """The TorchScript exporter alone: as good for these checks, and much faster than dynamo."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(build_onnx, "AUTO_ORDER", ("torchscript",))
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -61,13 +61,13 @@ def model():
 @pytest.fixture(scope="module")
 def result(model, data, tmp_path_factory):
     out = tmp_path_factory.mktemp("deploy") / "run"
-    return run_deploy(model, data, out, _config()), out
+    return run_deploy(model, data, out, _section(), small_subset=SMALL), out
 
 
 def test_all_fields_filled(result, data):
     res, out = result
     assert sorted(p.name for p in out.iterdir()) == sorted(ARTIFACT_FILES.values())
-    doc = res.to_dict()
+    doc = res.model_dump(mode="json")
     json.dumps(doc, allow_nan=False)
     assert list(doc) == ["config", "environment", "artifacts", "targets", "demo"]
     assert [t["target"] for t in doc["targets"]] == [
@@ -83,7 +83,7 @@ def test_all_fields_filled(result, data):
         assert target["threads"] == 1
         assert target["latency_ms"]["n"] >= 3 and target["latency_ms"]["median"] > 0
         assert set(target["throughput"]) == {"2", "4"}
-        assert target["images_timed"] == 12 and target["images_small"] == 6
+        assert target["images_timed"] == 12 and target["images_small"] == SMALL
         assert target["images_full"] == len(data.test)
         assert target["peak_rss_bytes"] >= target["rss_before_load_bytes"] > 0
     eager, ort_fp32 = doc["targets"][0], doc["targets"][1]
@@ -93,21 +93,20 @@ def test_all_fields_filled(result, data):
     assert all(sizes[k] == (out / name).stat().st_size for k, name in ARTIFACT_FILES.items())
     assert doc["artifacts"]["export"]["exporter"] == "torchscript"
     assert doc["artifacts"]["int8"]["variant"] == "full"
-    assert doc["artifacts"]["pt2e"]["status"] in ("ok", "skipped")
     assert doc["environment"]["threads"] == 1 and "cgroup" in doc["environment"]
 
 
 def test_demo_table_matches_reference(result, data, model):
     res, _ = result
-    probs = res.demo_probs()
+    probs = res.demo.probs
     assert list(probs) == [t.target for t in res.targets]
     with torch.inference_mode():
         from resnest_bench.harness.data import normalize
 
-        x = normalize(data.test.images[3:4], data.mean, data.std)
+        x = normalize(data.test.images[DEMO_INDEX : DEMO_INDEX + 1], data.mean, data.std)
         want = torch.softmax(model(x), 1)[0].numpy()
     np.testing.assert_allclose(probs["torch-eager:fp32"], want, rtol=1e-5)
-    markdown = deployment_section(Deployment.model_validate(res.to_dict()))
+    markdown = deployment_section(res)
     assert "| # | class | torch-eager:fp32 | ort-cpu:fp32 |" in markdown
     assert "| target | load s |" in markdown and "| artifact | file | MiB |" in markdown
 
@@ -118,49 +117,61 @@ def test_unavailable_runtime_is_skipped_with_reason(model, data, tmp_path, monke
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
     monkeypatch.delenv("CXX", raising=False)
     monkeypatch.setattr(torch_compile_module.shutil, "which", lambda _: None)  # and no compiler
-    artifacts = build_artifacts(model, data, tmp_path, _config())
-    rows = measure_artifacts(artifacts, data, _config(runtimes=None, isolate=False))
+    artifacts = build_artifacts(model, data, tmp_path, _section())
+    rows, _ = measure_artifacts(
+        tmp_path, artifacts, data, _section(runtimes=None), small_subset=SMALL, spawn=False
+    )
     skipped = {r.target: r.reason for r in rows if r.status == "skipped"}
     assert "CUDAExecutionProvider" in skipped["ort-cuda:fp32"]
     assert "TensorrtExecutionProvider" in skipped["ort-tensorrt:fp32"]
     assert "C++ compiler" in skipped["torch-compile:fp32"]
     assert {r.target for r in rows if r.status == "ok"} >= {"torch-eager:fp32", "ort-cpu:int8"}
     with pytest.raises(BenchError, match="'ort-cuda' is not available"):
-        run_deploy(model, data, tmp_path / "cuda", _config(runtimes=("ort-cuda",)))
+        run_deploy(
+            model, data, tmp_path / "cuda", _section(runtimes=("ort-cuda",)), small_subset=SMALL
+        )
     assert not (tmp_path / "cuda").exists()
 
 
 def test_unknown_runtime(model, data, tmp_path):
-    with pytest.raises(BenchError, match="unknown runtime 'caffe2'"):
-        _config(runtimes=("caffe2",))
+    with pytest.raises(ValueError, match="unknown runtime 'caffe2'"):
+        _section(runtimes=("caffe2",))
 
 
-def test_failed_run_leaves_nothing(model, data, tmp_path):
+def test_failed_run_leaves_nothing(model, data, tmp_path, monkeypatch):
+    scores = iter([90.0, 10.0, 10.0])  # held-out top-1 of fp32, then of each int8 variant
+    monkeypatch.setattr(build_int8, "top1_percent", lambda *_: next(scores))
     out = tmp_path / "run"
     with pytest.raises(BenchError, match="int8 model loses more than"):
-        run_deploy(model, data, out, _config(max_int8_drop_pts=-100.0, int8_strict=True))
+        run_deploy(model, data, out, _section(int8_max_drop=1.0, int8_strict=True), small_subset=6)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_onnx_that_does_not_fit_the_data(model, data, tmp_path):
-    artifacts = build_artifacts(model, data, tmp_path / "a", _config())
+    artifacts = build_artifacts(model, data, tmp_path / "a", _section())
     bigger = load_dataset("synthetic", root=tmp_path, train_subset=16, test_subset=8, image_size=24)
     with pytest.raises(BenchError, match=r"expects input \[N, 3, 16, 16\] but the data is 3x24x24"):
-        measure_artifacts(artifacts, bigger, _config(isolate=False))
+        measure_artifacts(
+            tmp_path / "a", artifacts, bigger, _section(), small_subset=SMALL, spawn=False
+        )
 
 
 def test_missing_or_corrupt_artifact(model, data, tmp_path):
-    artifacts = build_artifacts(model, data, tmp_path, _config())
-    artifacts.onnx_int8.write_bytes(b"\x00corrupt")
+    artifacts = build_artifacts(model, data, tmp_path, _section())
+    int8_file = tmp_path / ARTIFACT_FILES["onnx_int8"]
+    int8_file.write_bytes(b"\x00corrupt")
     with pytest.raises(BenchError, match="corrupt"):
-        measure_artifacts(artifacts, data, _config(isolate=False))
-    artifacts.onnx_int8.unlink()
+        measure_artifacts(tmp_path, artifacts, data, _section(), small_subset=SMALL, spawn=False)
+    int8_file.unlink()
     with pytest.raises(BenchError, match="not found"):
-        measure_artifacts(artifacts, data, _config(isolate=False))
-    artifacts.state_dict.write_bytes(b"garbage")
+        measure_artifacts(tmp_path, artifacts, data, _section(), small_subset=SMALL, spawn=False)
+    (tmp_path / ARTIFACT_FILES["state_dict"]).write_bytes(b"garbage")
     with pytest.raises(BenchError, match="corrupt"):
         measure_artifacts(
-            Artifacts(state_dict=artifacts.state_dict),
+            tmp_path,
+            ArtifactsRecord(files={"state_dict": ARTIFACT_FILES["state_dict"]}, sizes_bytes={}),
             data,
-            _config(isolate=False, runtimes=("torch-eager",)),
+            _section(runtimes=("torch-eager",)),
+            small_subset=SMALL,
+            spawn=False,
         )

@@ -7,15 +7,16 @@ import pytest
 import torch
 
 from resnest_bench import models
-from resnest_bench.harness.errors import BenchError
-from resnest_bench.harness.export import (
+from resnest_bench.harness.build.onnx import (
     check_input_fits,
-    convert_to_ort,
     export_onnx,
     load_onnx,
-    load_torch_artifact,
-    save_torch_artifact,
+    parity_problem,
 )
+from resnest_bench.harness.build.ort_format import convert_to_ort
+from resnest_bench.harness.build.torch_artifact import load_torch_artifact, save_torch_artifact
+from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.results.deployment import Parity
 from resnest_bench.harness.runtimes import get_runtime
 
 IMAGE = 16  # the CIFAR-stem tiny model is size-agnostic; 16x16 keeps the tests fast
@@ -34,17 +35,21 @@ def images() -> torch.Tensor:
 
 @pytest.fixture(scope="module", params=["dynamo", "torchscript"])
 def exported(request, model, images, tmp_path_factory):
+    """(path of the ONNX file, its export record)."""
     path = tmp_path_factory.mktemp(request.param) / "model.onnx"
-    return export_onnx(model, path, images, exporter=request.param, atol=1e-4, rtol=0.0)
+    record = export_onnx(model, path, images, exporter=request.param, atol=1e-4, rtol=0.0)
+    return path, record
 
 
 def test_export_matches_pytorch(exported, images):
-    assert exported.parity.images == len(images)
-    assert exported.parity.max_abs_diff < 1e-4
-    assert exported.parity.top1_agreement == 1.0
-    assert exported.opset >= 17 and exported.size_bytes > 0
-    assert exported.fallback_reason is None
-    assert list(exported.to_dict()) == [
+    path, record = exported
+    assert record.path == path.name  # records name files within the artifacts folder
+    assert record.parity.images == len(images)
+    assert record.parity.max_abs_diff < 1e-4
+    assert record.parity.top1_agreement == 1.0
+    assert record.opset >= 17 and record.size_bytes > 0
+    assert record.fallback_reason is None
+    assert list(record.model_dump()) == [
         "path",
         "exporter",
         "opset",
@@ -56,7 +61,7 @@ def test_export_matches_pytorch(exported, images):
 
 def test_export_has_dynamic_batch(exported, model, images):
     runtime = get_runtime("ort-cpu")
-    runtime.load(exported.path)
+    runtime.load(exported[0])
     for batch in (1, 7):
         got = runtime.run(images[:batch].numpy())
         with torch.inference_mode():
@@ -73,7 +78,7 @@ def test_mismatch_raises_and_leaves_no_file(model, images, tmp_path):
 
 def test_unknown_exporter(model, images, tmp_path):
     with pytest.raises(BenchError, match="unknown ONNX exporter"):
-        export_onnx(model, tmp_path / "m.onnx", images, exporter="caffe2")  # type: ignore[arg-type]
+        export_onnx(model, tmp_path / "m.onnx", images, atol=1e-3, exporter="caffe2")  # type: ignore
 
 
 def test_torch_artifact_round_trip(model, images, tmp_path):
@@ -123,23 +128,22 @@ def test_bad_onnx(tmp_path):
 
 
 def test_input_shape_must_fit_the_data(exported):
-    check_input_fits(exported.path, (3, IMAGE, IMAGE))
+    check_input_fits(exported[0], (3, IMAGE, IMAGE))
     with pytest.raises(BenchError, match=r"expects input \[N, 3, 16, 16\].*3x32x32"):
-        check_input_fits(exported.path, (3, 32, 32))
+        check_input_fits(exported[0], (3, 32, 32))
 
 
 def test_ort_format_runs_like_onnx(exported, images, tmp_path):
-    ort_file = convert_to_ort(exported.path, tmp_path / "model.ort")
+    ort_file = convert_to_ort(exported[0], tmp_path / "model.ort")
     assert ort_file.size_bytes == (tmp_path / "model.ort").stat().st_size
+    assert (ort_file.path, ort_file.source) == ("model.ort", "model.onnx")
     a, b = get_runtime("ort-cpu"), get_runtime("ort-cpu")
-    a.load(exported.path)
-    b.load(ort_file.path)
+    a.load(exported[0])
+    b.load(tmp_path / ort_file.path)
     np.testing.assert_allclose(a.run(images.numpy()), b.run(images.numpy()), atol=1e-5)
 
 
 def test_tolerance_scales_with_the_logits():
-    from resnest_bench.harness.export import Parity, parity_problem
-
     big = Parity(images=8, max_abs_diff=2e-3, reference_absmax=5000.0, top1_agreement=1.0)
     assert parity_problem(big, atol=1e-3, rtol=1e-5) is None
     assert "max |logit diff|" in parity_problem(big, atol=1e-3, rtol=0.0)

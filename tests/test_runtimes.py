@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
 from resnest_bench import models
+from resnest_bench.harness.build import ARTIFACT_FILES
+from resnest_bench.harness.build.onnx import export_onnx
+from resnest_bench.harness.build.torch_artifact import save_torch_artifact
 from resnest_bench.harness.envinfo import usable_cpus
 from resnest_bench.harness.errors import BenchError
-from resnest_bench.harness.export import export_onnx, save_torch_artifact
+from resnest_bench.harness.measure import REFERENCE, select_targets
 from resnest_bench.harness.runtimes import RUNTIMES, Runtime, get_runtime, runtime_class
 from resnest_bench.harness.runtimes import torch_compile as torch_compile_module
 
@@ -21,7 +27,7 @@ def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("rt")
     images = torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(2))
     save_torch_artifact(model, folder / "model.pt")
-    export_onnx(model, folder / "model.onnx", images, exporter="torchscript")
+    export_onnx(model, folder / "model.onnx", images, atol=1e-3, exporter="torchscript")
     return folder, images.numpy()
 
 
@@ -29,7 +35,29 @@ def test_registry_lists_every_runtime():
     assert set(RUNTIMES) >= {"torch-eager", "torch-compile", "ort-cpu", "ort-cuda", "ort-tensorrt"}
     for name, cls in RUNTIMES.items():
         assert issubclass(cls, Runtime) and cls.name == name
-        assert cls.artifact in ("torch", "onnx")
+        assert cls.artifacts and set(cls.artifacts) <= set(ARTIFACT_FILES)
+
+
+def test_targets_come_from_the_artifacts_each_runtime_runs():
+    assert [(t.name, t.kind) for t in select_targets(("torch-eager", "ort-cpu"))] == [
+        ("torch-eager:fp32", "state_dict"),
+        ("ort-cpu:fp32", "onnx_fp32"),
+        ("ort-cpu:int8", "onnx_int8"),
+        ("ort-cpu:int8-ort-format", "ort"),
+    ]
+    every = select_targets(None)
+    assert every[0].name == REFERENCE
+    assert len(every) == sum(len(cls.artifacts) for cls in RUNTIMES.values())
+
+
+def test_registry_imports_neither_torch_nor_onnxruntime():
+    """Config validation imports the registry to check runtime names; that must stay cheap."""
+    code = (
+        "import sys; import resnest_bench.harness.runtimes; "
+        "print(sorted({'torch', 'onnxruntime'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_unknown_runtime_names_the_known_ones():

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from resnest_bench.harness.config import TimingSection, validate_suite
 from resnest_bench.harness.errors import BenchError
-from resnest_bench.harness.timing import SampleStats, TimingPolicy, cuda_sync, measure
+from resnest_bench.harness.measure.timing import cuda_sync, measure
+from resnest_bench.harness.results.stats import Stats
 
 
 class FakeClock:
@@ -38,7 +40,7 @@ def test_percentiles_match_numpy_linear():
     rng = np.random.default_rng(0)
     for n in (1, 2, 7, 100, 257):
         samples = rng.exponential(1.0, n).tolist()
-        s = SampleStats.from_samples(samples)
+        s = Stats.from_samples(samples)
         assert s.n == n
         assert s.median == pytest.approx(np.percentile(samples, 50))
         assert s.p90 == pytest.approx(np.percentile(samples, 90))
@@ -49,7 +51,7 @@ def test_percentiles_match_numpy_linear():
 
 
 def test_exact_small_sample_values():
-    s = SampleStats.from_samples([4.0, 1.0, 3.0, 2.0])
+    s = Stats.from_samples([4.0, 1.0, 3.0, 2.0])
     assert (s.median, s.p90, s.p99) == pytest.approx((2.5, 3.7, 3.97))
     assert s.std == pytest.approx(np.std([1, 2, 3, 4], ddof=1))
     assert s.cv == pytest.approx(s.std / 2.5)
@@ -57,28 +59,23 @@ def test_exact_small_sample_values():
 
 def test_empty_or_nonfinite_samples_rejected():
     with pytest.raises(BenchError):
-        SampleStats.from_samples([])
+        Stats.from_samples([])
     with pytest.raises(BenchError):
-        SampleStats.from_samples([1.0, float("nan")])
+        Stats.from_samples([1.0, float("nan")])
 
 
-def test_scaled_to_dict_and_summary():
-    s = SampleStats.from_samples([0.010, 0.012, 0.014])
+def test_scaled_and_dumped():
+    s = Stats.from_samples([0.010, 0.012, 0.014])
     ms = s.scaled(1e3)
     assert ms.median == pytest.approx(12.0) and ms.n == 3 and ms.cv == s.cv
-    d = s.to_dict()
+    d = s.model_dump()
     assert set(d) == {"n", "mean", "median", "p90", "p99", "min", "max", "std", "cv"}
-    assert s.summary() == "12.0 ms (p90 13.6, p99 14.0, cv 16.7%, n=3)"
-    assert s.scaled(100).summary("s") == "1.20 s (p90 1.36, p99 1.40, cv 16.7%, n=3)"
-    assert SampleStats.from_samples([123.4]).summary("s").startswith("123 s (")
-    with pytest.raises(ValueError):
-        s.summary(unit="fortnights")
 
 
 def test_min_iters_dominates_when_calls_are_slow_enough():
     clock = FakeClock()
     fn, calls = make_fn(clock, [1.0])
-    stats = measure(fn, TimingPolicy(warmup=0, min_iters=5, min_seconds=2.0), clock=clock)
+    stats = measure(fn, TimingSection(warmup=0, min_iters=5, min_seconds=2.0), clock=clock)
     # 2 s is reached after 2 calls, but 5 are required.
     assert stats.n == 5 and calls["n"] == 5
     assert stats.median == 1.0
@@ -87,7 +84,7 @@ def test_min_iters_dominates_when_calls_are_slow_enough():
 def test_min_seconds_dominates_when_calls_are_fast():
     clock = FakeClock()
     fn, _ = make_fn(clock, [0.25])
-    stats = measure(fn, TimingPolicy(warmup=0, min_iters=3, min_seconds=2.0), clock=clock)
+    stats = measure(fn, TimingSection(warmup=0, min_iters=3, min_seconds=2.0), clock=clock)
     assert stats.n == 8  # 8 * 0.25 s reaches 2 s; 3 iterations alone would stop at 0.75 s
 
 
@@ -98,7 +95,7 @@ def test_warmup_not_counted_and_on_iter_called():
     seen = []
     stats = measure(
         fn,
-        TimingPolicy(warmup=3, min_iters=4, min_seconds=0.0, max_seconds=None),
+        TimingSection(warmup=3, min_iters=4, min_seconds=0.0, max_seconds=None),
         clock=clock,
         on_iter=seen.append,
     )
@@ -111,7 +108,7 @@ def test_max_seconds_stops_early():
     clock = FakeClock()
     fn, _ = make_fn(clock, [3.0])
     stats = measure(
-        fn, TimingPolicy(warmup=0, min_iters=100, min_seconds=1.0, max_seconds=10.0), clock=clock
+        fn, TimingSection(warmup=0, min_iters=100, min_seconds=1.0, max_seconds=10.0), clock=clock
     )
     assert stats.n == 4  # 4 calls pass 10 s
 
@@ -121,7 +118,7 @@ def test_sync_brackets_every_timed_call():
     fn, _ = make_fn(clock, [1.0])
     measure(
         fn,
-        TimingPolicy(warmup=1, min_iters=2, min_seconds=0.0),
+        TimingSection(warmup=1, min_iters=2, min_seconds=0.0),
         sync=lambda: clock.log.append("sync"),
         clock=clock,
     )
@@ -137,16 +134,16 @@ def test_sync_brackets_every_timed_call():
         {"warmup": -1},
         {"min_iters": 0},
         {"min_iters": 2.5},
-        {"min_iters": True},
         {"min_seconds": -0.1},
         {"min_seconds": float("inf")},
         {"max_seconds": 0},
         {"min_seconds": 5.0, "max_seconds": 1.0},
     ],
 )
-def test_policy_validation(kwargs):
-    with pytest.raises(BenchError, match="timing"):
-        TimingPolicy(**kwargs)
+def test_timing_validation(kwargs):
+    suite = {"name": "t", "steps": ["deploy"], "deploy": {"timing": kwargs}}
+    with pytest.raises(BenchError, match=r"deploy\.timing"):
+        validate_suite(suite, "t.toml")
 
 
 def test_cuda_sync_only_for_cuda():
@@ -157,5 +154,5 @@ def test_cuda_sync_only_for_cuda():
 
 
 def test_real_clock_smoke():
-    stats = measure(lambda: sum(range(100)), TimingPolicy(warmup=2, min_iters=5, min_seconds=0.01))
+    stats = measure(lambda: sum(range(100)), TimingSection(warmup=2, min_iters=5, min_seconds=0.01))
     assert stats.n >= 5 and stats.min >= 0

@@ -1,6 +1,13 @@
-"""Inference runtimes behind one interface; importing the package registers them all."""
+"""Inference runtimes behind one interface; importing the package registers them all.
 
-from resnest_bench.harness.runtimes import ort, torch_compile, torch_eager
+Registration order is target order: PyTorch eager first (the reference every other target is
+compared with), then torch.compile, then ONNX Runtime. Importing this package imports neither
+torch nor onnxruntime.
+"""
+
+from resnest_bench.harness.runtimes import torch_eager  # noqa: I001 - order is target order
+from resnest_bench.harness.runtimes import torch_compile
+from resnest_bench.harness.runtimes import ort
 from resnest_bench.harness.runtimes.base import (
     RUNTIMES,
     Runtime,

@@ -23,13 +23,15 @@ RUNTIMES: dict[str, type[Runtime]] = {}
 class Runtime(ABC):
     """Load an artifact once, then run batches. `threads` is the CPU threads it may use.
 
-    Subclasses set `name` (registry key), `artifact` ("torch" for a save_torch_artifact file,
-    "onnx" for an .onnx or .ort graph) and override `unavailable_reason` when they depend on
-    something that may be missing (a provider, a compiler, a package).
+    Subclasses set `name` (registry key) and `artifacts`, the artifact kinds they run
+    (harness.build.ARTIFACT_FILES keys; each one is a measured target, in that order), and
+    override `unavailable_reason` when they depend on something that may be missing (a
+    provider, a compiler, a package). Heavy imports (torch, onnxruntime) stay inside methods:
+    config validation imports this registry to check runtime names.
     """
 
     name: ClassVar[str]
-    artifact: ClassVar[str]
+    artifacts: ClassVar[tuple[str, ...]]
 
     def __init__(self, threads: int | None = None) -> None:
         if threads is not None and (not isinstance(threads, int) or threads < 1):

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
-
-import torch
+from typing import TYPE_CHECKING
 
 from resnest_bench.harness.runtimes.base import register
 from resnest_bench.harness.runtimes.torch_eager import TorchEager
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def _cxx_compiler() -> str | None:
@@ -25,7 +27,6 @@ class TorchCompile(TorchEager):
     """Inductor with freezing (constant-folds weights, fuses conv+bn) and static shapes."""
 
     name = "torch-compile"
-    artifact = "torch"
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -33,6 +34,8 @@ class TorchCompile(TorchEager):
             return "torch.compile on CPU needs a C++ compiler: install g++ or set $CXX"
         return None
 
-    def _prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+    def _prepare(self, model: nn.Module) -> nn.Module:
+        import torch
+
         # options= scopes torch._inductor.config.freezing=True to this compile only.
         return torch.compile(model, backend="inductor", dynamic=False, options={"freezing": True})

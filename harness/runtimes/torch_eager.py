@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from resnest_bench.harness.export import load_torch_artifact
 from resnest_bench.harness.runtimes.base import Runtime, register
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @register
@@ -16,15 +18,21 @@ class TorchEager(Runtime):
     """model(x) under inference_mode, torch.set_num_threads(threads)."""
 
     name = "torch-eager"
-    artifact = "torch"
+    artifacts = ("state_dict",)
 
     def _load(self, path: Path) -> None:
+        import torch
+
+        from resnest_bench.harness.build.torch_artifact import load_torch_artifact
+
         torch.set_num_threads(self.threads)
         self.model = self._prepare(load_torch_artifact(path))
 
-    def _prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+    def _prepare(self, model: nn.Module) -> nn.Module:
         return model
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
         with torch.inference_mode():
             return self.model(torch.from_numpy(batch)).numpy()

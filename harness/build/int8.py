@@ -14,13 +14,12 @@ model is quantized again; the result says which variant shipped, or BenchError i
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import logging
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -33,9 +32,11 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
+from resnest_bench.harness.build.onnx import load_onnx
 from resnest_bench.harness.data import ImageSet, normalize
 from resnest_bench.harness.errors import BenchError
-from resnest_bench.harness.export import load_onnx
+from resnest_bench.harness.results.deployment import Int8Attempt, Int8Record, Int8Settings
+from resnest_bench.harness.runtimes.ort import OrtCpu
 
 Triple = tuple[float, float, float]
 VARIANTS: tuple[str, ...] = ("full", "attention-fp32")
@@ -52,8 +53,8 @@ _CALIBRATORS = {
 
 
 @dataclass(frozen=True)
-class QuantSettings:
-    """Knobs of ORT static quantization (weights are always symmetric per-tensor/channel int8).
+class Int8Scheme:
+    """How ORT static quantization is asked to work (weights: always symmetric int8).
 
     activations "uint8" with int8 weights is ORT's U8S8 path, the fast one on x86 (VNNI);
     reduce_range (7-bit weights) only helps CPUs without VNNI, where U8S8 can saturate.
@@ -65,73 +66,10 @@ class QuantSettings:
     activation_symmetric: bool = False
     quant_format: Literal["qdq", "qoperator"] = "qdq"
     calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
-    calibration_images: int = 512
     calibration_batch: int = 32
 
-    def __post_init__(self) -> None:
-        choices = {
-            "activations": ("uint8", "int8"),
-            "quant_format": ("qdq", "qoperator"),
-            "calibration": ("minmax", "entropy", "percentile"),
-        }
-        for field, allowed in choices.items():
-            if getattr(self, field) not in allowed:
-                raise BenchError(
-                    f"int8 {field} must be one of {', '.join(allowed)}, "
-                    f"got {getattr(self, field)!r}"
-                )
-        if self.calibration_images < 1 or self.calibration_batch < 1:
-            raise BenchError("int8 calibration_images and calibration_batch must be >= 1")
 
-    def to_dict(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
-class Int8Attempt:
-    """One quantization try: which variant, how many nodes stayed fp32, its held-out top-1 (%)."""
-
-    variant: str
-    excluded_nodes: int
-    top1: float
-    drop_pts: float
-    accepted: bool
-
-    def to_dict(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
-class Int8Result:
-    """The shipped int8 model and the evidence for it.
-
-    to_dict() keys: path, size_bytes, variant ("full" | "attention-fp32"), settings{...},
-    fp32_top1 and int8_top1 (percent on the held-out images), drop_pts, max_drop_pts,
-    within_limit (False: no variant kept accuracy and the least bad one shipped),
-    heldout_images, calibration_images, excluded_nodes [names], attempts [{variant,
-    excluded_nodes, top1, drop_pts, accepted}].
-    """
-
-    path: str
-    size_bytes: int
-    variant: str
-    settings: QuantSettings
-    fp32_top1: float
-    int8_top1: float
-    drop_pts: float
-    max_drop_pts: float
-    within_limit: bool
-    heldout_images: int
-    calibration_images: int
-    excluded_nodes: tuple[str, ...]
-    attempts: tuple[Int8Attempt, ...]
-
-    def to_dict(self) -> dict[str, object]:
-        out = dataclasses.asdict(self)
-        out["settings"] = self.settings.to_dict()
-        out["excluded_nodes"] = list(self.excluded_nodes)
-        out["attempts"] = [a.to_dict() for a in self.attempts]
-        return out
+SCHEME = Int8Scheme()
 
 
 def quantize_int8(
@@ -139,27 +77,28 @@ def quantize_int8(
     out_path: str | os.PathLike[str],
     *,
     calibration: ImageSet,
+    calibration_images: int,
     heldout: ImageSet,
     mean: Triple,
     std: Triple,
-    max_drop_pts: float = 1.0,
-    settings: QuantSettings | None = None,
+    max_drop_pts: float,
+    strict: bool = False,
+    scheme: Int8Scheme = SCHEME,
     variants: Sequence[str] = VARIANTS,
     threads: int | None = None,
     seed: int = 0,
-    strict: bool = False,
-) -> Int8Result:
-    """Quantize `onnx_fp32` to `out_path`, trying `variants` in order until one keeps accuracy.
+) -> Int8Record:
+    """Quantize `onnx_fp32` to `out_path`, trying `variants` in order until one keeps accuracy;
+    the record names the file (path is its name).
 
     `calibration` should be training images (a class-balanced subset of
-    settings.calibration_images is drawn with `seed`); `heldout` must not overlap them.
+    `calibration_images` is drawn with `seed`); `heldout` must not overlap them.
     When no variant stays within `max_drop_pts`, the one that lost least ships with
     within_limit=False, so the report shows the loss instead of the run ending without one;
     strict=True makes that a BenchError with nothing written instead.
     """
     from resnest_bench.harness.data.split import stratified_subset
 
-    settings = settings or QuantSettings()
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
         raise BenchError(f"unknown int8 variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
@@ -168,7 +107,7 @@ def quantize_int8(
     load_onnx(onnx_fp32)  # fail early, with a clear message, on a missing or corrupt model
     target = Path(out_path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    calib = stratified_subset(calibration, settings.calibration_images, seed)
+    calib = stratified_subset(calibration, calibration_images, seed)
     heldout_x = normalize(heldout.images, mean, std).numpy()
     heldout_y = heldout.labels.numpy()
     fp32_top1 = top1_percent(_ort_logits(onnx_fp32, heldout_x, threads), heldout_y)
@@ -183,12 +122,20 @@ def quantize_int8(
             excluded_by_variant[variant] = excluded
             candidate = Path(work) / f"{variant}.onnx"
             reader_images = normalize(calib.images, mean, std).numpy()
-            _quantize(prepared, candidate, reader_images, settings, excluded)
+            _quantize(prepared, candidate, reader_images, scheme, excluded)
             _compact(candidate)
             top1 = top1_percent(_ort_logits(candidate, heldout_x, threads), heldout_y)
             drop = fp32_top1 - top1
             accepted = drop <= max_drop_pts
-            attempts.append(Int8Attempt(variant, len(excluded), top1, drop, accepted))
+            attempts.append(
+                Int8Attempt(
+                    variant=variant,
+                    excluded_nodes=len(excluded),
+                    top1=top1,
+                    drop_pts=drop,
+                    accepted=accepted,
+                )
+            )
             if accepted:
                 break
         best = next((a for a in attempts if a.accepted), None)
@@ -203,11 +150,11 @@ def quantize_int8(
                 )
             best = min(attempts, key=lambda a: a.drop_pts)
         os.replace(Path(work) / f"{best.variant}.onnx", target)
-    return Int8Result(
-        path=str(target),
+    return Int8Record(
+        path=target.name,
         size_bytes=target.stat().st_size,
         variant=best.variant,
-        settings=settings,
+        settings=Int8Settings(**asdict(scheme), calibration_images=len(calib)),
         fp32_top1=fp32_top1,
         int8_top1=best.top1,
         drop_pts=best.drop_pts,
@@ -215,8 +162,8 @@ def quantize_int8(
         within_limit=best.accepted,
         heldout_images=len(heldout),
         calibration_images=len(calib),
-        excluded_nodes=excluded_by_variant[best.variant],
-        attempts=tuple(attempts),
+        excluded_nodes=list(excluded_by_variant[best.variant]),
+        attempts=attempts,
     )
 
 
@@ -266,8 +213,6 @@ def top1_percent(logits: np.ndarray, labels: np.ndarray) -> float:
 def _ort_logits(
     path: str | os.PathLike[str], images: np.ndarray, threads: int | None
 ) -> np.ndarray:
-    from resnest_bench.harness.runtimes.ort import OrtCpu
-
     runtime = OrtCpu(threads=threads)
     runtime.load(path)
     return np.concatenate([runtime.run(images[i : i + 64]) for i in range(0, len(images), 64)])
@@ -323,7 +268,7 @@ def _quantize(
     source: Path,
     out: Path,
     images: np.ndarray,
-    settings: QuantSettings,
+    scheme: Int8Scheme,
     excluded: Sequence[str],
 ) -> None:
     import onnx
@@ -333,15 +278,15 @@ def _quantize(
         quantize_static(
             str(source),
             str(out),
-            _Reader(input_name, images, settings.calibration_batch),
-            quant_format=_FORMATS[settings.quant_format],
-            per_channel=settings.per_channel,
-            reduce_range=settings.reduce_range,
-            activation_type=_ACTIVATION_TYPES[settings.activations],
+            _Reader(input_name, images, scheme.calibration_batch),
+            quant_format=_FORMATS[scheme.quant_format],
+            per_channel=scheme.per_channel,
+            reduce_range=scheme.reduce_range,
+            activation_type=_ACTIVATION_TYPES[scheme.activations],
             weight_type=QuantType.QInt8,
             nodes_to_exclude=list(excluded),
-            calibrate_method=_CALIBRATORS[settings.calibration],
-            extra_options={"ActivationSymmetric": settings.activation_symmetric},
+            calibrate_method=_CALIBRATORS[scheme.calibration],
+            extra_options={"ActivationSymmetric": scheme.activation_symmetric},
         )
 
 

@@ -1,0 +1,69 @@
+"""Build stage: every deployable file of a trained model, each checked before it is kept.
+
+state_dict (PyTorch), ONNX fp32 (parity-checked against PyTorch on real test images), ONNX
+int8 (accuracy-gated against fp32 on held-out images) and the int8 graph as an .ort file.
+The record names files within the output folder, so it stays true when the folder moves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from resnest_bench.harness.build.int8 import quantize_int8
+from resnest_bench.harness.build.onnx import export_onnx
+from resnest_bench.harness.build.ort_format import convert_to_ort
+from resnest_bench.harness.build.torch_artifact import save_torch_artifact
+from resnest_bench.harness.config import DeploySection
+from resnest_bench.harness.data import Dataset, ImageSet, normalize
+from resnest_bench.harness.results.deployment import ArtifactsRecord
+
+ARTIFACT_FILES = {
+    "state_dict": "model.pt",
+    "onnx_fp32": "model.onnx",
+    "onnx_int8": "model.int8.onnx",
+    "ort": "model.int8.ort",
+}
+PARITY_IMAGES = 256  # test images the ONNX graph must reproduce PyTorch on
+HELDOUT_IMAGES = 1000  # test images the int8 accuracy gate compares fp32 and int8 on
+
+
+def build_artifacts(
+    model: nn.Module, dataset: Dataset, out_dir: Path, section: DeploySection
+) -> ArtifactsRecord:
+    """Write every artifact into `out_dir`; BenchError (and no record) when a check fails."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {kind: out_dir / name for kind, name in ARTIFACT_FILES.items()}
+    save_torch_artifact(model, paths["state_dict"])
+    parity_x = normalize(dataset.test.images[:PARITY_IMAGES], dataset.mean, dataset.std)
+    exported = export_onnx(
+        model, paths["onnx_fp32"], parity_x, atol=section.parity_atol, threads=section.threads
+    )
+    int8 = quantize_int8(
+        paths["onnx_fp32"],
+        paths["onnx_int8"],
+        calibration=dataset.train,
+        calibration_images=section.calibration_images,
+        heldout=_head(dataset.test, HELDOUT_IMAGES),
+        mean=dataset.mean,
+        std=dataset.std,
+        max_drop_pts=section.int8_max_drop,
+        strict=section.int8_strict,
+        threads=section.threads,
+    )
+    ort_file = convert_to_ort(paths["onnx_int8"], paths["ort"])
+    sizes = {kind: path.stat().st_size for kind, path in paths.items()}
+    return ArtifactsRecord(
+        files=dict(ARTIFACT_FILES),
+        sizes_bytes=sizes,
+        int8_vs_state_dict=sizes["onnx_int8"] / sizes["state_dict"],
+        export=exported,
+        int8=int8,
+        ort=ort_file,
+    )
+
+
+def _head(images: ImageSet, n: int) -> ImageSet:
+    return images if n >= len(images) else images.subset(torch.arange(n))

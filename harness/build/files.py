@@ -1,0 +1,28 @@
+"""Writing artifact files: a temp file beside the target, renamed into place only when complete."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def temp_file(target: Path) -> Iterator[Path]:
+    """A temp path beside `target` (same filesystem, so os.replace is atomic); always cleaned."""
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def first_line(exc: BaseException) -> str:
+    """'TypeName: first line of the message', for one-line BenchErrors about library failures."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
