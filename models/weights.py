@@ -82,7 +82,8 @@ def load_file(path: str | Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower():
+        # A whole pickled object (torch.save(model)) names a class the safe unpickler refuses.
+        if "Unsupported global" in str(exc):
             raise ModelError(
                 f"cannot read weights file {path}: it holds Python objects besides tensors "
                 "(a whole model saved with torch.save(model)?); only tensor files are read, "
