@@ -449,7 +449,7 @@ def environment(config: DeployConfig) -> dict[str, object]:
     return {
         "usable_cpus": usable_cpus(limits),
         "threads": config.threads if config.threads is not None else usable_cpus(limits),
-        "cgroup": dataclasses.asdict(limits),
+        "cgroup": limits.model_dump(),
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
         "providers": onnxruntime.get_available_providers(),

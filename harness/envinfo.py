@@ -15,9 +15,20 @@ import os
 import platform
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from resnest_bench.harness.results.environment import (
+    CgroupLimits,
+    ContainerInfo,
+    CpuInfo,
+    Environment,
+    GpuInfo,
+    MemoryInfo,
+    PlatformInfo,
+    PythonInfo,
+    Versions,
+)
 
 # Kernels report "no memory limit" as a huge page-aligned number near 2**63.
 _UNLIMITED_BYTES = 2**62
@@ -25,15 +36,6 @@ _UNLIMITED_BYTES = 2**62
 _ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "neon")
 _PROBE_TIMEOUT_S = 5.0
 _REPO_DIR = Path(__file__).resolve().parent.parent
-
-
-@dataclass(frozen=True)
-class CgroupLimits:
-    """Limits imposed by the control group; None means unlimited or unknown."""
-
-    cpu_quota_cores: float | None
-    memory_bytes: int | None
-    version: int | None
 
 
 def _read(path: Path) -> str | None:
@@ -204,17 +206,17 @@ def _module_version(name: str) -> tuple[Any, str | None]:
     return module, getattr(module, "__version__", None)
 
 
-def _versions() -> dict[str, Any]:
-    versions: dict[str, Any] = {}
-    for name in ("torch", "numpy", "onnx"):
-        versions[name] = _module_version(name)[1]
-    ort, versions["onnxruntime"] = _module_version("onnxruntime")
+def _versions() -> Versions:
+    ort, ort_version = _module_version("onnxruntime")
     providers = None
     if ort is not None:
         with contextlib.suppress(Exception):
             providers = list(ort.get_available_providers())
-    versions["onnxruntime_providers"] = providers
-    return versions
+    return Versions(
+        **{name: _module_version(name)[1] for name in ("torch", "numpy", "onnx")},
+        onnxruntime=ort_version,
+        onnxruntime_providers=providers,
+    )
 
 
 def _run(cmd: list[str], cwd: Path | None = None) -> str | None:
@@ -247,7 +249,7 @@ def _driver_version(index: int) -> str | None:
     return out.splitlines()[0].strip() if out else None
 
 
-def _gpu_info(device: str) -> dict[str, Any] | None:
+def _gpu_info(device: str) -> GpuInfo | None:
     if not device.startswith("cuda"):
         return None
     try:
@@ -258,18 +260,18 @@ def _gpu_info(device: str) -> dict[str, Any] | None:
         dev = torch.device(device)
         index = dev.index if dev.index is not None else torch.cuda.current_device()
         props = torch.cuda.get_device_properties(index)
-        return {
-            "index": index,
-            "name": props.name,
-            "compute_capability": f"{props.major}.{props.minor}",
-            "total_memory_bytes": int(props.total_memory),
-            "count": torch.cuda.device_count(),
-            "driver_version": _driver_version(index),
-            "cuda_version": torch.version.cuda,
-            "cudnn_version": torch.backends.cudnn.version(),
-        }
+        return GpuInfo(
+            index=index,
+            name=props.name,
+            compute_capability=f"{props.major}.{props.minor}",
+            total_memory_bytes=int(props.total_memory),
+            count=torch.cuda.device_count(),
+            driver_version=_driver_version(index),
+            cuda_version=torch.version.cuda,
+            cudnn_version=torch.backends.cudnn.version(),
+        )
     except Exception as exc:  # report what went wrong rather than fail the run
-        return {"error": f"{type(exc).__name__}: {exc}"}
+        return GpuInfo(error=f"{type(exc).__name__}: {exc}")
 
 
 def _in_container() -> bool:
@@ -295,37 +297,37 @@ def _host_memory_bytes() -> int | None:
         return None
 
 
-def fingerprint(*, device: str = "cpu") -> dict[str, Any]:
-    """A JSON-able description of the machine, limits and software this run used."""
+def fingerprint(*, device: str = "cpu") -> Environment:
+    """The machine, limits and software this run used."""
     limits = cgroup_limits()
-    return {
-        "python": {
-            "version": platform.python_version(),
-            "implementation": platform.python_implementation(),
-            "executable": sys.executable,
-        },
-        "platform": {
-            "system": platform.system(),
-            "release": platform.release(),
-            "machine": platform.machine(),
-            "platform": platform.platform(),
-        },
-        "cpu": {
+    return Environment(
+        python=PythonInfo(
+            version=platform.python_version(),
+            implementation=platform.python_implementation(),
+            executable=sys.executable,
+        ),
+        platform=PlatformInfo(
+            system=platform.system(),
+            release=platform.release(),
+            machine=platform.machine(),
+            platform=platform.platform(),
+        ),
+        cpu=CpuInfo(
             **_cpu_info(),
-            "logical_cores": os.cpu_count(),
-            "affinity_cores": _affinity_count(),
-            "usable_cpus": usable_cpus(limits),
-        },
-        "memory": {"host_total_bytes": _host_memory_bytes()},
-        "cgroup": asdict(limits),
-        "versions": _versions(),
-        "device": device,
-        "gpu": _gpu_info(device),
-        "container": {
-            "image": os.environ.get("RESNEST_BENCH_IMAGE"),
-            "tag": os.environ.get("RESNEST_BENCH_IMAGE_TAG"),
-            "in_container": _in_container(),
-        },
-        "git_commit": _git_commit(),
-        "argv": list(sys.argv),
-    }
+            logical_cores=os.cpu_count(),
+            affinity_cores=_affinity_count(),
+            usable_cpus=usable_cpus(limits),
+        ),
+        memory=MemoryInfo(host_total_bytes=_host_memory_bytes()),
+        cgroup=limits,
+        versions=_versions(),
+        device=device,
+        gpu=_gpu_info(device),
+        container=ContainerInfo(
+            image=os.environ.get("RESNEST_BENCH_IMAGE"),
+            tag=os.environ.get("RESNEST_BENCH_IMAGE_TAG"),
+            in_container=_in_container(),
+        ),
+        git_commit=_git_commit(),
+        argv=list(sys.argv),
+    )

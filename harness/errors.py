@@ -1,5 +1,12 @@
 """Errors the CLI reports as one line and exit code 2 (bad input, not bugs)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class BenchError(Exception):
     """A user-facing failure: bad input, missing data or hardware; message is one line."""
@@ -7,3 +14,19 @@ class BenchError(Exception):
 
 class GpuRequiredError(BenchError):
     """A GPU was asked for and none is present."""
+
+
+def validation_message(exc: ValidationError) -> str:
+    """The first problem of a pydantic ValidationError as '<json.path[i]>: <problem>'."""
+    error = exc.errors()[0]
+    where = ""
+    for part in error["loc"]:
+        where += f"[{part}]" if isinstance(part, int) else f".{part}" if where else str(part)
+    where = where or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown key"
+    if error["type"] == "missing":
+        return f"{where}: missing required key"
+    shown = repr(error["input"])
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return f"{where}: {error['msg'].removeprefix('Value error, ')}, got {shown}"

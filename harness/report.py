@@ -15,35 +15,34 @@ from typing import Any
 from resnest_bench.harness import markdown as md
 from resnest_bench.harness.atomic import atomic_write_bytes, atomic_write_text
 from resnest_bench.harness.deploy_report import deployment_section, latency_series
+from resnest_bench.harness.results.environment import Environment
 
 REPORT_NAME = "report.md"
 ACCURACY_PLOT = "accuracy.png"
 LATENCY_PLOT = "latency.png"
 
 
-def environment_lines(env: dict[str, Any]) -> list[str]:
+def environment_lines(env: Environment) -> list[str]:
     """One line per fact a reader needs to trust or reproduce the numbers."""
-    cpu, cgroup, versions = env.get("cpu", {}), env.get("cgroup", {}), env.get("versions", {})
-    gpu, container = env.get("gpu") or {}, env.get("container") or {}
-    quota = cgroup.get("cpu_quota_cores")
-    limit = cgroup.get("memory_bytes")
+    cpu, cgroup, versions = env.cpu, env.cgroup, env.versions
+    quota, limit = cgroup.cpu_quota_cores, cgroup.memory_bytes
     lines = [
-        f"- CPU: {cpu.get('model', '?')}, {cpu.get('logical_cores', '?')} logical cores, "
-        f"{cpu.get('usable_cpus', '?')} usable (cgroup CPU quota: "
+        f"- CPU: {cpu.model or '?'}, {cpu.logical_cores or '?'} logical cores, "
+        f"{cpu.usable_cpus or '?'} usable (cgroup CPU quota: "
         f"{quota if quota is not None else 'none'}; memory limit: "
         f"{md.mib(limit) + ' MiB' if limit else 'none'})",
-        f"- Versions: torch {versions.get('torch')}, onnxruntime {versions.get('onnxruntime')}, "
-        f"onnx {versions.get('onnx')}, numpy {versions.get('numpy')}, "
-        f"python {env.get('python', {}).get('version', '?')}",
+        f"- Versions: torch {versions.torch}, onnxruntime {versions.onnxruntime}, "
+        f"onnx {versions.onnx}, numpy {versions.numpy}, python {env.python.version}",
     ]
-    if gpu and "name" in gpu:
+    gpu = env.gpu
+    if gpu and gpu.name:
         lines.append(
-            f"- GPU: {gpu['name']} (compute capability {gpu.get('compute_capability')}, "
-            f"driver {gpu.get('driver')}, CUDA {gpu.get('cuda')}, cuDNN {gpu.get('cudnn')})"
+            f"- GPU: {gpu.name} (compute capability {gpu.compute_capability}, "
+            f"driver {gpu.driver_version}, CUDA {gpu.cuda_version}, cuDNN {gpu.cudnn_version})"
         )
-    if container.get("image"):
-        lines.append(f"- Container image: {container['image']}:{container.get('tag')}")
-    lines.append(f"- Git commit: {env.get('git_commit') or 'unknown'}")
+    if env.container.image:
+        lines.append(f"- Container image: {env.container.image}:{env.container.tag}")
+    lines.append(f"- Git commit: {env.git_commit or 'unknown'}")
     return lines
 
 
@@ -131,7 +130,7 @@ def render(result: dict[str, Any], plots: list[str]) -> str:
         f"- Run: `{result['run_id']}`, created {result['created']}, seed {result['seed']}",
         f"- Command: `{' '.join(result['command'])}`",
         f"- Suite: {config.get('suite', '-')}{' (--quick)' if config.get('quick') else ''}",
-        *environment_lines(result["environment"]),
+        *environment_lines(Environment.model_validate(result["environment"])),
     ]
     training = result.get("training") or {}
     runs = training.get("runs", [])

@@ -211,7 +211,7 @@ def _envelope(request: RunRequest, run_id: str, device: str) -> dict[str, Any]:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": ["resnest-bench", *request.argv[1:]],
         "seed": suite.settings["seed"],
-        "environment": fingerprint(device=device),
+        "environment": fingerprint(device=device).model_dump(mode="json"),
         "config": {
             "suite": suite.name,
             "suite_file": str(suite.path),

@@ -14,6 +14,7 @@ from resnest_bench.harness.envinfo import (
     peak_rss_bytes,
     usable_cpus,
 )
+from resnest_bench.harness.results.environment import Environment
 
 UNLIMITED_V1 = "9223372036854771712"
 
@@ -43,7 +44,9 @@ def test_v1_unlimited(tmp_path, no_proc):
     write(root / "cpu" / "cpu.cfs_quota_us", "-1")
     write(root / "cpu" / "cpu.cfs_period_us", "100000")
     write(root / "memory" / "memory.limit_in_bytes", UNLIMITED_V1)
-    assert cgroup_limits(root, proc_cgroup=no_proc) == CgroupLimits(None, None, 1)
+    assert cgroup_limits(root, proc_cgroup=no_proc) == CgroupLimits(
+        cpu_quota_cores=None, memory_bytes=None, version=1
+    )
 
 
 def test_v1_nested_cgroup_takes_tightest_limit(tmp_path):
@@ -62,10 +65,14 @@ def test_v2_limits_and_max(tmp_path, no_proc):
     write(root / "cgroup.controllers", "cpu memory")
     write(root / "cpu.max", "250000 100000")
     write(root / "memory.max", "1073741824")
-    assert cgroup_limits(root, proc_cgroup=no_proc) == CgroupLimits(2.5, 2**30, 2)
+    assert cgroup_limits(root, proc_cgroup=no_proc) == CgroupLimits(
+        cpu_quota_cores=2.5, memory_bytes=2**30, version=2
+    )
     write(root / "cpu.max", "max 100000")
     write(root / "memory.max", "max")
-    assert cgroup_limits(root, proc_cgroup=no_proc) == CgroupLimits(None, None, 2)
+    assert cgroup_limits(root, proc_cgroup=no_proc) == CgroupLimits(
+        cpu_quota_cores=None, memory_bytes=None, version=2
+    )
 
 
 def test_v2_follows_own_path(tmp_path):
@@ -78,7 +85,9 @@ def test_v2_follows_own_path(tmp_path):
 
 
 def test_no_cgroup_tree(tmp_path, no_proc):
-    assert cgroup_limits(tmp_path / "empty", proc_cgroup=no_proc) == CgroupLimits(None, None, None)
+    assert cgroup_limits(tmp_path / "empty", proc_cgroup=no_proc) == CgroupLimits(
+        cpu_quota_cores=None, memory_bytes=None, version=None
+    )
 
 
 def test_garbage_files_degrade_to_none(tmp_path, no_proc):
@@ -86,15 +95,17 @@ def test_garbage_files_degrade_to_none(tmp_path, no_proc):
     write(root / "cgroup.controllers", "")
     write(root / "cpu.max", "lots")
     write(root / "memory.max", "-")
-    assert cgroup_limits(root, proc_cgroup=no_proc) == CgroupLimits(None, None, 2)
+    assert cgroup_limits(root, proc_cgroup=no_proc) == CgroupLimits(
+        cpu_quota_cores=None, memory_bytes=None, version=2
+    )
 
 
 def test_usable_cpus_caps_affinity_by_quota(monkeypatch):
     monkeypatch.setattr(envinfo, "_affinity_count", lambda: 8)
-    assert usable_cpus(CgroupLimits(1.5, None, 1)) == 2
-    assert usable_cpus(CgroupLimits(0.2, None, 2)) == 1
-    assert usable_cpus(CgroupLimits(None, None, None)) == 8
-    assert usable_cpus(CgroupLimits(32.0, None, 2)) == 8
+    assert usable_cpus(CgroupLimits(cpu_quota_cores=1.5, memory_bytes=None, version=1)) == 2
+    assert usable_cpus(CgroupLimits(cpu_quota_cores=0.2, memory_bytes=None, version=2)) == 1
+    assert usable_cpus(CgroupLimits(cpu_quota_cores=None, memory_bytes=None, version=None)) == 8
+    assert usable_cpus(CgroupLimits(cpu_quota_cores=32.0, memory_bytes=None, version=2)) == 8
     assert usable_cpus() >= 1
 
 
@@ -114,21 +125,21 @@ def test_fingerprint_is_json_and_uses_env(monkeypatch):
     monkeypatch.setenv("RESNEST_BENCH_IMAGE", "resnest-bench-cpu")
     monkeypatch.setenv("RESNEST_BENCH_IMAGE_TAG", "0.1.0")
     fp = fingerprint(device="cpu")
-    assert json.loads(json.dumps(fp)) == fp
-    assert fp["git_commit"] == "abc123"
-    assert fp["container"]["image"] == "resnest-bench-cpu"
-    assert fp["container"]["tag"] == "0.1.0"
-    assert fp["gpu"] is None
-    assert fp["versions"]["torch"] and fp["versions"]["numpy"]
-    assert fp["cpu"]["usable_cpus"] >= 1
-    assert {"python", "cpu", "versions"} <= set(fp)
+    assert Environment.model_validate(json.loads(fp.model_dump_json())) == fp
+    assert fp.git_commit == "abc123"
+    assert fp.container.image == "resnest-bench-cpu"
+    assert fp.container.tag == "0.1.0"
+    assert fp.gpu is None
+    assert fp.versions.torch and fp.versions.numpy
+    assert fp.cpu.usable_cpus >= 1
+    assert fp.python.version
 
 
 def test_fingerprint_cuda_without_gpu_never_fails(monkeypatch):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert fingerprint(device="cuda:0")["gpu"] is None
+    assert fingerprint(device="cuda:0").gpu is None
 
 
 def test_cpuinfo_parsing(tmp_path):
