@@ -11,8 +11,6 @@ Layout under the reports folder:
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import shutil
 import sys
@@ -25,12 +23,15 @@ from resnest_bench import models
 from resnest_bench.harness import console
 from resnest_bench.harness.accel import select_device
 from resnest_bench.harness.atomic import staged_dir
+from resnest_bench.harness.checkpoints import model_from_file
+from resnest_bench.harness.config import TrainSection, TransferSection
 from resnest_bench.harness.data import Dataset, load_dataset
 from resnest_bench.harness.deploy import DeployConfig, run_deploy
 from resnest_bench.harness.envinfo import fingerprint
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.quantize import QuantSettings
 from resnest_bench.harness.report import write_report
+from resnest_bench.harness.results.training import EpochRecord
 from resnest_bench.harness.schema import SCHEMA_VERSION, write_result
 from resnest_bench.harness.suite import Suite
 from resnest_bench.harness.timing import TimingPolicy
@@ -38,16 +39,12 @@ from resnest_bench.harness.train import (
     CHECKPOINT_NAME,
     EPOCH_LOG_NAME,
     Callbacks,
-    Recipe,
-    TrainOptions,
     create_seeded_model,
     load_transfer_weights,
     train,
 )
-from resnest_bench.models.weights import load_file, load_pretrained
 
 RESULT_NAME = "result.json"
-_RECIPE_KEYS = tuple(f.name for f in dataclasses.fields(Recipe))
 
 
 @dataclass(frozen=True)
@@ -104,23 +101,8 @@ def _load_data(request: RunRequest, name: str | None = None) -> Dataset:
     return loaded
 
 
-def _recipe(section: dict[str, Any], base: Recipe) -> Recipe:
-    values = {k: section[k] for k in _RECIPE_KEYS if k in section}
-    if "step_size" in values:
-        values.setdefault("milestones", ())
-    return Recipe(**{**base.to_dict(), **values})
-
-
-def _options(section: dict[str, Any], device: str, seed: int) -> TrainOptions:
-    return TrainOptions(
-        device=device,
-        precision=section.get("precision", "fp32"),
-        channels_last=section.get("channels_last", False),
-        compile=section.get("compile", False),
-        seed=seed,
-        target_top1=section.get("target_accuracy", 0.89),
-        auto_batch=section.get("auto_batch", False),
-    )
+def _section(section: dict[str, Any], kind: type[TrainSection]) -> TrainSection:
+    return kind(**{k: v for k, v in section.items() if k in kind.model_fields})
 
 
 def _callbacks(bar: Any, label: str, epochs: int) -> Callbacks:
@@ -130,13 +112,13 @@ def _callbacks(bar: Any, label: str, epochs: int) -> Callbacks:
     def on_batch(i: int, n: int) -> None:
         bar.update(batch_task, completed=i, total=n)
 
-    def on_epoch_end(record: dict[str, Any]) -> None:
-        bar.update(epoch_task, completed=record["epoch"])
-        loss = record["train_loss"]
+    def on_epoch_end(record: EpochRecord) -> None:
+        bar.update(epoch_task, completed=record.epoch)
+        loss = record.train_loss
         console.log(
-            f"{label} epoch {record['epoch']}: {record['train_s']:.1f} s, "
+            f"{label} epoch {record.epoch}: {record.train_s:.1f} s, "
             f"loss {'nan' if loss is None else f'{loss:.4f}'}, "
-            f"test top-1 {100 * record['test_top1']:.2f}%"
+            f"test top-1 {100 * record.test_top1:.2f}%"
         )
 
     return Callbacks(on_epoch_end=on_epoch_end, on_batch=on_batch)
@@ -147,26 +129,24 @@ def _train_one(
     model: models.ResNeSt,
     dataset: Dataset,
     work_dir: Path,
-    section: dict[str, Any],
-    base: Recipe,
+    section: TrainSection,
     device: str,
     init: Any = None,
 ) -> dict[str, Any]:
-    recipe = _recipe(section, base)
-    options = _options(section, device, request.suite.settings["seed"])
     with console.progress() as bar:
         result = train(
             model,
             dataset,
             work_dir,
-            recipe=recipe,
-            options=options,
+            section,
+            device=device,
+            seed=request.suite.settings["seed"],
             resume=request.resume is not None,
-            callbacks=_callbacks(bar, work_dir.name, recipe.epochs),
-            config={"suite": request.suite.name, "section": section},
+            callbacks=_callbacks(bar, work_dir.name, section.epochs),
             init=init,
+            suite=request.suite.name,
         )
-    return result.to_dict()
+    return result.model_dump(mode="json")
 
 
 def _model_overrides(request: RunRequest, num_classes: int) -> dict[str, Any]:
@@ -224,42 +204,15 @@ def _envelope(request: RunRequest, run_id: str, device: str) -> dict[str, Any]:
     }
 
 
-def _embedded_config(path: Path) -> dict[str, Any] | None:
-    """The model config a file of ours carries: a deployment artifact's, or a training
-    checkpoint's identity; None for plain state dicts and official/timm weights."""
-    try:
-        payload = load_file(path)
-    except models.ModelError as exc:
-        raise BenchError(str(exc)) from None
-    if not isinstance(payload, dict):
-        return None
-    if isinstance(payload.get("config"), dict) and "block" in payload["config"]:
-        return payload["config"]
-    if isinstance(payload.get("identity"), str):
-        return json.loads(payload["identity"]).get("model")
-    return None
-
-
 def _load_checkpoint_model(request: RunRequest, num_classes: int) -> models.ResNeSt:
     """A model from --checkpoint: its own config when it carries one (ours), else the suite's
     model settings (official/timm ImageNet weights, plain state dicts)."""
-    path = request.checkpoint
-    embedded = _embedded_config(path)
-    if embedded:
-        cfg = models.ModelConfig(**{**embedded, "layers": tuple(embedded["layers"])})
-        model = models.ResNeSt(cfg)
-    else:
-        name = request.suite.section("model").get("names", ["resnest50d"])[0]
-        model = _build_model(request, name, num_classes)
-    if model.config.num_classes != num_classes:
-        raise BenchError(
-            f"{path} has {model.config.num_classes} classes but the data set has {num_classes}"
-        )
-    try:
-        load_pretrained(model, path)
-    except models.ModelError as exc:
-        raise BenchError(str(exc)) from None
-    return model
+    name = request.suite.section("model").get("names", ["resnest50d"])[0]
+    return model_from_file(
+        request.checkpoint,
+        fallback=lambda: _build_model(request, name, num_classes),
+        num_classes=num_classes,
+    )
 
 
 def run_suite(request: RunRequest) -> Path:
@@ -289,8 +242,7 @@ def run_suite(request: RunRequest) -> Path:
                     model,
                     dataset,
                     work_dir,
-                    suite.section("train"),
-                    Recipe.cifar10_default(),
+                    _section(suite.section("train"), TrainSection),
                     device,
                 )
                 shutil.copyfile(work_dir / EPOCH_LOG_NAME, stage / f"epochs-{name}.jsonl")
@@ -336,7 +288,7 @@ def _transfer(
     )
     work_dir = work / f"transfer-{name}"
     run = _train_one(
-        request, model, dataset, work_dir, section, Recipe.transfer_default(), device, init=init
+        request, model, dataset, work_dir, _section(section, TransferSection), device, init=init
     )
     shutil.copyfile(work_dir / EPOCH_LOG_NAME, stage / f"epochs-transfer-{name}.jsonl")
     return run
