@@ -180,7 +180,7 @@ def test_precision_settings():
     Accel(cpu, precision="tf32").configure_backends()
     assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
     Accel(cpu).configure_backends()
-    assert Accel(cpu).describe()["peak_flops"] is None
+    assert Accel(cpu).describe().peak_flops is None
     with pytest.raises(BenchError, match="compile mode"):
         Accel(cpu, compile=True, compile_mode="fastest")
 

@@ -21,7 +21,6 @@ from resnest_bench.harness.config import TrainSection
 from resnest_bench.harness.data import Dataset
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.results.training import (
-    AccelInfo,
     DatasetInfo,
     ModelInfo,
     Recipe,
@@ -194,7 +193,7 @@ def train(
         config={"suite": suite} if suite else {},
         recipe=Recipe.of(section),
         options=RunOptions.of(section, device=str(accel.device), seed=seed),
-        accel=AccelInfo(**accel.describe()),
+        accel=accel.describe(),
         dataset=dataset_info,
         model=model_info,
         batch_size=batch_size,
