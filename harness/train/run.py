@@ -40,8 +40,9 @@ from resnest_bench.harness.train.summary import summarize
 from resnest_bench.models.profile import count_macs, count_params
 
 # How a run goes, not what it learns: these may change between a checkpoint and its resume.
-_SPEED_SETTINGS = frozenset({"channels_last", "compile", "compile_mode", "auto_batch"})
-_NOT_LEARNT = _SPEED_SETTINGS | {"target_accuracy"}
+_NOT_LEARNT = frozenset(
+    {"channels_last", "compile", "compile_mode", "auto_batch", "target_accuracy"}
+)
 
 
 def _dataset_info(dataset: Dataset) -> DatasetInfo:
