@@ -13,14 +13,16 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import torch
 from torch import nn
 
+from resnest_bench.harness.config import Precision
 from resnest_bench.harness.errors import BenchError, GpuRequiredError
+from resnest_bench.harness.results.training import AccelInfo
 
-PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -92,7 +94,11 @@ def device_name(device: torch.device) -> str:
 
 @dataclass(frozen=True)
 class Accel:
-    """The speed settings of one run, validated for its device; `describe()` goes in results."""
+    """The speed settings of one run, validated for its device; `describe()` goes in results.
+
+    A suite's values are validated when it loads; these checks are for what only the device
+    can tell (bf16 and compile need newer GPUs) and for callers that build an Accel directly.
+    """
 
     device: torch.device
     precision: str = "fp32"
@@ -162,17 +168,17 @@ class Accel:
     def peak_flops(self) -> float | None:
         return peak_flops(self.name, self.precision) if self.device.type == "cuda" else None
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "device": str(self.device),
-            "device_name": self.name,
-            "precision": self.precision,
-            "channels_last": self.channels_last,
-            "compile": self.compile,
-            "compile_mode": self.compile_mode if self.compile else None,
-            "cudnn_benchmark": self.device.type == "cuda",
-            "peak_flops": self.peak_flops(),
-        }
+    def describe(self) -> AccelInfo:
+        return AccelInfo(
+            device=str(self.device),
+            device_name=self.name,
+            precision=self.precision,
+            channels_last=self.channels_last,
+            compile=self.compile,
+            compile_mode=self.compile_mode if self.compile else None,
+            cudnn_benchmark=self.device.type == "cuda",
+            peak_flops=self.peak_flops(),
+        )
 
 
 def reset_peak_memory(device: torch.device) -> None:

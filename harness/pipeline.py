@@ -13,7 +13,6 @@ Layout under the reports folder:
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from resnest_bench import models
 from resnest_bench.harness import console
 from resnest_bench.harness.accel import select_device
 from resnest_bench.harness.atomic import staged_dir
+from resnest_bench.harness.checkpoints import model_from_file
 from resnest_bench.harness.config import Suite
 from resnest_bench.harness.data import Dataset, load_dataset
 from resnest_bench.harness.deploy import run_deploy
@@ -34,8 +34,12 @@ from resnest_bench.harness.report import write_report
 from resnest_bench.harness.results import RunConfig, RunResult, write_result
 from resnest_bench.harness.results.deployment import Deployment
 from resnest_bench.harness.results.training import EpochRecord, Training, TrainingRun
-from resnest_bench.harness.train import Callbacks, create_seeded_model, load_transfer_weights
-from resnest_bench.models.weights import load_file, load_pretrained
+from resnest_bench.harness.train import (
+    Callbacks,
+    create_seeded_model,
+    load_transfer_weights,
+    train,
+)
 
 RESULT_NAME = "result.json"
 
@@ -149,42 +153,14 @@ def _train_one(
     return run
 
 
-def _embedded_config(path: Path) -> dict[str, Any] | None:
-    """The model config a file of ours carries: a deployment artifact's, or a training
-    checkpoint's identity; None for plain state dicts and official/timm weights."""
-    try:
-        payload = load_file(path)
-    except models.ModelError as exc:
-        raise BenchError(str(exc)) from None
-    if not isinstance(payload, dict):
-        return None
-    if isinstance(payload.get("config"), dict) and "block" in payload["config"]:
-        return payload["config"]
-    if isinstance(payload.get("identity"), str):
-        return json.loads(payload["identity"]).get("model")
-    return None
-
-
 def _load_checkpoint_model(request: RunRequest, num_classes: int) -> models.ResNeSt:
     """A model from --checkpoint: its own config when it carries one (ours), else the suite's
     first model (official/timm ImageNet weights, plain state dicts)."""
-    path = request.checkpoint
-    embedded = _embedded_config(path)
-    if embedded:
-        model = models.ResNeSt(
-            models.ModelConfig(**{**embedded, "layers": tuple(embedded["layers"])})
-        )
-    else:
-        model = _build_model(request.suite, request.suite.model.names[0], num_classes)
-    if model.config.num_classes != num_classes:
-        raise BenchError(
-            f"{path} has {model.config.num_classes} classes but the data set has {num_classes}"
-        )
-    try:
-        load_pretrained(model, path)
-    except models.ModelError as exc:
-        raise BenchError(str(exc)) from None
-    return model
+    return model_from_file(
+        request.checkpoint,
+        fallback=lambda: _build_model(request.suite, request.suite.model.names[0], num_classes),
+        num_classes=num_classes,
+    )
 
 
 def _transfer(
@@ -295,43 +271,3 @@ def run_suite(request: RunRequest) -> Path:
         write_result(stage / RESULT_NAME, result)
         write_report(stage, result)
     return final
-
-
-# TEMP adapter until the train branch merges: the agreed stage signature over the old one.
-# The integrator deletes everything below and imports `train` from harness.train.
-def train(
-    model: models.ResNeSt,
-    dataset: Dataset,
-    work_dir: Path,
-    section: Any,
-    *,
-    device: str,
-    seed: int,
-    resume: bool = False,
-    callbacks: Callbacks | None = None,
-    init: Any = None,
-    suite: str = "",
-) -> TrainingRun:
-    from resnest_bench.harness import train as old
-    from resnest_bench.harness.results.training import Recipe, RunOptions
-
-    recipe = Recipe.of(section).model_dump()
-    options = RunOptions.of(section, device=device, seed=seed).model_dump()
-    on_epoch_end = callbacks.on_epoch_end if callbacks else None
-    result = old.train(
-        model,
-        dataset,
-        work_dir,
-        recipe=old.Recipe(**{**recipe, "milestones": tuple(recipe["milestones"])}),
-        options=old.TrainOptions(**options),
-        resume=resume,
-        callbacks=Callbacks(
-            on_epoch_end=(lambda r: on_epoch_end(EpochRecord.model_validate(r)))
-            if on_epoch_end
-            else None,
-            on_batch=callbacks.on_batch if callbacks else None,
-        ),
-        config={"suite": suite},
-        init=init,
-    )
-    return TrainingRun.model_validate(result.to_dict())

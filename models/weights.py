@@ -8,6 +8,7 @@ every tensor must find its place with the right shape, or the error lists what d
 
 from __future__ import annotations
 
+import pickle
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -63,28 +64,71 @@ def ours_to_external(key: str) -> str | None:
     return _rename(key, _TOP_RENAMES, reverse=True)
 
 
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format is a zip archive
+_PICKLE_MAGIC = b"\x80"  # torch.save's legacy format starts with a pickle protocol opcode
+
+
 def load_file(path: str | Path) -> object:
-    """torch.load(weights_only=True) of a local file (no code runs from it), or .safetensors;
-    a missing, torn or foreign file is a one-line ModelError naming it."""
+    """torch.load(weights_only=True) of a local file (no code runs from it), or .safetensors.
+
+    Every failure is a one-line ModelError that names the file and says, in our words, what it
+    is and what was expected (torch's own messages run to many lines of advice).
+    """
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        return _load_safetensors(path)
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file as load_safetensors
-
-            return load_safetensors(str(path))
         return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # A whole pickled object (torch.save(model)) names a class the safe unpickler refuses.
+        if "Unsupported global" in str(exc):
+            raise ModelError(
+                f"cannot read weights file {path}: it holds Python objects besides tensors "
+                "(a whole model saved with torch.save(model)?); only tensor files are read, "
+                "so save model.state_dict() instead"
+            ) from None
+        raise ModelError(_not_torch(path)) from None
+    except Exception:  # torch raises many types for a corrupt or foreign file
+        raise ModelError(_not_torch(path)) from None
+
+
+def _not_torch(path: Path) -> str:
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if not head:
+        what = "it is empty"
+    elif head.startswith((_ZIP_MAGIC, _PICKLE_MAGIC)):
+        what = "it looks like a PyTorch file but is damaged or cut short"
+    else:
+        what = "it is not a PyTorch file"
+    return (
+        f"cannot read weights file {path}: {what} (expected a file written by torch.save, "
+        "or a .safetensors file)"
+    )
+
+
+def _load_safetensors(path: Path) -> object:
+    try:
+        from safetensors.torch import load_file as load_safetensors
     except ImportError:
         raise ModelError(f"{path}: reading .safetensors needs `pip install safetensors`") from None
-    except Exception as exc:  # torch raises many types for a corrupt or foreign file
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise ModelError(f"cannot read weights file {path}: {reason}") from None
+    try:
+        return load_safetensors(str(path))
+    except Exception:  # SafetensorError and OSError subtypes
+        raise ModelError(
+            f"cannot read weights file {path}: it is not a valid .safetensors file"
+        ) from None
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a checkpoint safely; unwrap {'model'|'state_dict': ...} and a 'module.' prefix."""
-    obj = load_file(path)
+    """Read a weights file safely and return its state dict (see `state_dict_of`)."""
+    return state_dict_of(load_file(path), path)
+
+
+def state_dict_of(obj: object, path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict in a loaded file: unwrap {'model'|'state_dict': ...} and 'module.'."""
     for wrapper in ("model", "state_dict", "model_state"):
         if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
             obj = obj[wrapper]
@@ -107,13 +151,25 @@ def load_pretrained(
     source: str = "auto",
     skip: Iterable[str] = (),
 ) -> list[str]:
-    """Load weights strictly, leaving keys under the `skip` prefixes (e.g. 'fc.') as they are.
+    """Read `path` and load its weights with `load_state`; returns the skipped keys."""
+    return load_state(model, read_state_dict(path), path, source=source, skip=skip)
+
+
+def load_state(
+    model: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    path: str | Path,
+    *,
+    source: str = "auto",
+    skip: Iterable[str] = (),
+) -> list[str]:
+    """Load a state dict read from `path` strictly, leaving keys under the `skip` prefixes
+    (e.g. 'fc.') as they are.
 
     Returns the skipped keys. Raises ModelError listing missing, unexpected and misshapen keys.
     """
     if source not in SOURCES:
         raise ModelError(f"unknown weights source {source!r}; choose from {SOURCES}")
-    state = read_state_dict(path)
     if source == "auto":
         source = detect_source(state)
     skip = tuple(skip)

@@ -14,7 +14,6 @@ from resnest_bench.harness.build.onnx import (
     parity_problem,
 )
 from resnest_bench.harness.build.ort_format import convert_to_ort
-from resnest_bench.harness.build.torch_artifact import load_torch_artifact, save_torch_artifact
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.results.deployment import Parity
 from resnest_bench.harness.runtimes import get_runtime
@@ -79,41 +78,6 @@ def test_mismatch_raises_and_leaves_no_file(model, images, tmp_path):
 def test_unknown_exporter(model, images, tmp_path):
     with pytest.raises(BenchError, match="unknown ONNX exporter"):
         export_onnx(model, tmp_path / "m.onnx", images, atol=1e-3, exporter="caffe2")  # type: ignore
-
-
-def test_torch_artifact_round_trip(model, images, tmp_path):
-    path = tmp_path / "model.pt"
-    assert save_torch_artifact(model, path) == path.stat().st_size
-    with torch.inference_mode():
-        torch.testing.assert_close(load_torch_artifact(path)(images), model(images))
-
-
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        (None, "not found"),
-        (b"not a zip", "cannot read weights file"),
-        ("plain", "not a deployment model file"),
-    ],
-)
-def test_bad_checkpoint(tmp_path, content, message):
-    path = tmp_path / "model.pt"
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    elif content == "plain":
-        torch.save({"weights": torch.zeros(2)}, path)
-    with pytest.raises(BenchError, match=message):
-        load_torch_artifact(path)
-
-
-def test_checkpoint_not_matching_config(model, tmp_path):
-    path = tmp_path / "model.pt"
-    save_torch_artifact(model, path)
-    payload = torch.load(path, weights_only=True)
-    payload["config"]["num_classes"] = 3
-    torch.save(payload, path)
-    with pytest.raises(BenchError, match="does not match its config"):
-        load_torch_artifact(path)
 
 
 def test_bad_onnx(tmp_path):

@@ -6,7 +6,6 @@ paths (NVML, cuDNN, capability checks) are exercised through fakes where that is
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -14,29 +13,28 @@ from pathlib import Path
 import pytest
 import torch
 
-import resnest_bench.harness.train as train_mod
 from resnest_bench.harness.accel import Accel, PowerMeter, peak_flops, select_device
+from resnest_bench.harness.checkpoints import read_checkpoint
+from resnest_bench.harness.config import TrainSection, TransferSection, step_suite
 from resnest_bench.harness.data import load_dataset
 from resnest_bench.harness.errors import BenchError, GpuRequiredError
-from resnest_bench.harness.results.training import TrainingRun
+from resnest_bench.harness.results.training import EpochRecord, TrainingRun
 from resnest_bench.harness.train import (
     CHECKPOINT_NAME,
     EPOCH_LOG_NAME,
     Callbacks,
-    Recipe,
-    TrainOptions,
     create_seeded_model,
     load_transfer_weights,
-    read_checkpoint,
     summarize,
     train,
 )
+from resnest_bench.harness.train import loop as loop_mod
 from resnest_bench.models.weights import ours_to_external
 
 CLASSES = 4
 # Tuned for robustness: final train and test accuracy >= 0.98 for seeds 0-3.
-RECIPE = Recipe(epochs=5, batch_size=32, lr=0.05, milestones=(3,))
-CPU = TrainOptions(device="cpu")
+RECIPE = TrainSection(epochs=5, batch_size=32, lr=0.05, milestones=(3,))
+CPU = {"device": "cpu", "seed": 0}
 
 
 def _data(train_images: int = 192, test_images: int = 64, seed: int = 0):
@@ -59,17 +57,17 @@ def _model(seed: int = 0, **overrides):
 def trained(tmp_path_factory):
     """One full tiny run shared by the tests that only read its outputs."""
     run_dir = tmp_path_factory.mktemp("train") / "run"
-    seen: list[dict] = []
+    seen: list[EpochRecord] = []
     batches: list[tuple[int, int]] = []
     model = _model()
     result = train(
         model,
         _data(),
         run_dir,
-        recipe=RECIPE,
-        options=CPU,
+        RECIPE,
+        **CPU,
         callbacks=Callbacks(on_epoch_end=seen.append, on_batch=lambda i, n: batches.append((i, n))),
-        config={"suite": "test", "nan": float("nan")},
+        suite="test",
     )
     return result, model, run_dir, seen, batches
 
@@ -78,7 +76,7 @@ def trained(tmp_path_factory):
 
 
 def test_default_recipes_are_the_seed_studys():
-    cifar, transfer = Recipe.cifar10_default(), Recipe.transfer_default()
+    cifar, transfer = TrainSection(), TransferSection()
     assert (cifar.epochs, cifar.batch_size, cifar.lr, cifar.milestones) == (
         250,
         128,
@@ -113,22 +111,24 @@ def test_default_recipes_are_the_seed_studys():
     ],
 )
 def test_bad_recipe_values_name_the_field(field, value):
-    with pytest.raises(BenchError, match=f"recipe {field} must be"):
-        dataclasses.replace(Recipe(), **{field: value})
+    with pytest.raises(BenchError, match=rf"train\.{field}: .*got"):
+        step_suite("train", {"train": {field: value}})
 
 
 def test_milestones_and_step_size_exclude_each_other():
     with pytest.raises(BenchError, match="milestones and step_size"):
-        Recipe(milestones=(10,), step_size=5)
+        step_suite("train", {"train": {"milestones": [10], "step_size": 5}})
 
 
 def test_bad_options():
     with pytest.raises(BenchError, match="seed"):
-        TrainOptions(seed=-1)
-    with pytest.raises(BenchError, match="target top-1"):
-        TrainOptions(target_top1=1.5)
+        step_suite("train", {"seed": -1})
+    with pytest.raises(BenchError, match=r"train\.target_accuracy"):
+        step_suite("train", {"train": {"target_accuracy": 1.5}})
+    with pytest.raises(BenchError, match=r"train\.precision"):
+        step_suite("train", {"train": {"precision": "fp8"}})
     with pytest.raises(BenchError, match="precision"):
-        TrainOptions(device="cpu", precision="fp8").accel()
+        Accel(torch.device("cpu"), precision="fp8")
 
 
 # --- devices and speed settings ---------------------------------------------------------------
@@ -141,7 +141,7 @@ def test_gpu_requested_without_one_fails_in_one_line(monkeypatch):
             select_device(name)
         assert "\n" not in str(info.value) and "needs a CUDA GPU" in str(info.value)
     with pytest.raises(GpuRequiredError):
-        train(_model(), _data(32, 8), Path("never"), recipe=RECIPE, options=TrainOptions("cuda"))
+        train(_model(), _data(32, 8), Path("never"), RECIPE, device="cuda", seed=0)
     assert select_device("auto") == torch.device("cpu")
     with pytest.raises(BenchError, match="unknown device"):
         select_device("tpu")
@@ -180,7 +180,7 @@ def test_precision_settings():
     Accel(cpu, precision="tf32").configure_backends()
     assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
     Accel(cpu).configure_backends()
-    assert Accel(cpu).describe()["peak_flops"] is None
+    assert Accel(cpu).describe().peak_flops is None
     with pytest.raises(BenchError, match="compile mode"):
         Accel(cpu, compile=True, compile_mode="fastest")
 
@@ -222,11 +222,11 @@ def test_power_meter_counter_and_sampled():
 
 def test_tiny_model_learns(trained):
     result, _, _, seen, batches = trained
-    final = result.records[-1]
-    assert final["train_acc"] >= 0.9 and final["test_top1"] >= 0.9
-    assert result.records[0]["train_acc"] < final["train_acc"]
-    assert [r["lr"] for r in result.records] == pytest.approx([0.05] * 3 + [0.005] * 2)
-    assert seen == result.records
+    final = result.epochs[-1]
+    assert final.train_acc >= 0.9 and final.test_top1 >= 0.9
+    assert result.epochs[0].train_acc < final.train_acc
+    assert [r.lr for r in result.epochs] == pytest.approx([0.05] * 3 + [0.005] * 2)
+    assert seen == result.epochs
     per_epoch = 192 // 32
     assert batches[:per_epoch] == [(i, per_epoch) for i in range(1, per_epoch + 1)]
     assert len(batches) == per_epoch * RECIPE.epochs
@@ -234,92 +234,111 @@ def test_tiny_model_learns(trained):
 
 def test_records_and_summary(trained):
     result, _, _, _, _ = trained
-    records, summary = result.records, result.summary
-    assert [r["epoch"] for r in records] == [1, 2, 3, 4, 5]
-    assert [r["warmup"] for r in records] == [True] + [False] * 4
+    records, summary = result.epochs, result.summary
+    assert [r.epoch for r in records] == [1, 2, 3, 4, 5]
+    assert [r.warmup for r in records] == [True] + [False] * 4
     for r in records:
-        assert r["images"] == 192 and r["images_per_s"] == pytest.approx(192 / r["train_s"])
-        assert r["peak_memory_bytes"] is None and r["energy_j"] is None and r["mfu"] is None
-        assert r["flops_per_s"] == pytest.approx(
-            result.model["flops_per_train_image"] * 192 / r["train_s"]
-        )
-    assert result.model["flops_per_train_image"] == 6 * result.model["macs"] > 0
-    assert summary["first_epoch_s"] == records[0]["train_s"]
-    assert summary["steady_epoch_s"]["n"] == 4
-    assert summary["total_train_s"] == pytest.approx(records[-1]["cumulative_train_s"])
-    assert summary["final_test_top1"] == records[-1]["test_top1"]
-    assert result.batch_size == 32 and result.failed_batch_sizes == ()
-    assert result.dataset["synthetic"] is True and result.dataset["train_images"] == 192
+        assert r.images == 192 and r.images_per_s == pytest.approx(192 / r.train_s)
+        assert r.peak_memory_bytes is None and r.energy_j is None and r.mfu is None
+        assert r.flops_per_s == pytest.approx(result.model.flops_per_train_image * 192 / r.train_s)
+    assert result.model.flops_per_train_image == 6 * result.model.macs > 0
+    assert summary.first_epoch_s == records[0].train_s
+    assert summary.steady_epoch_s.n == 4
+    assert summary.total_train_s == pytest.approx(records[-1].cumulative_train_s)
+    assert summary.final_test_top1 == records[-1].test_top1
+    assert result.batch_size == 32 and result.failed_batch_sizes == []
+    assert result.dataset.synthetic is True and result.dataset.train_images == 192
+
+
+def _record(epoch: int, train_s: float, top1: float, cumulative: float) -> EpochRecord:
+    return EpochRecord(
+        epoch=epoch,
+        batch_size=32,
+        lr=0.1,
+        warmup=epoch == 1,
+        train_s=train_s,
+        eval_s=1.0,
+        cumulative_train_s=cumulative,
+        images=100,
+        images_per_s=100.0 / train_s,
+        train_loss=1.0,
+        train_acc=0.5,
+        weights_finite=True,
+        test_loss=1.0,
+        test_top1=top1,
+        peak_memory_bytes=None,
+        energy_j=None,
+        mean_power_w=None,
+        energy_method=None,
+        flops_per_s=1.0,
+        mfu=None,
+    )
 
 
 def test_summary_time_to_target():
-    def rec(epoch, train_s, top1, warmup=False):
-        return {
-            "epoch": epoch,
-            "warmup": warmup,
-            "train_s": train_s,
-            "eval_s": 1.0,
-            "cumulative_train_s": 0.0,
-            "images_per_s": 100.0 / train_s,
-            "test_top1": top1,
-            "energy_j": None,
-            "mfu": None,
-            "weights_finite": True,
-        }
-
-    records = [rec(1, 30.0, 0.5, warmup=True), rec(2, 10.0, 0.9), rec(3, 12.0, 0.95)]
-    cumulative = 0.0
-    for r in records:
-        cumulative += r["train_s"]
-        r["cumulative_train_s"] = cumulative
+    records = [
+        _record(1, 30.0, 0.5, 30.0),
+        _record(2, 10.0, 0.9, 40.0),
+        _record(3, 12.0, 0.95, 52.0),
+    ]
     summary = summarize(records, epochs_planned=3, target=0.89)
-    assert summary["time_to_target_s"] == 40.0 and summary["epochs_to_target"] == 2
-    assert summary["first_epoch_s"] == 30.0 and summary["steady_epoch_s"]["median"] == 11.0
-    assert summary["best_epoch"] == 3 and summary["diverged_at_epoch"] is None
-    assert summarize(records, epochs_planned=3, target=0.99)["time_to_target_s"] is None
+    assert summary.time_to_target_s == 40.0 and summary.epochs_to_target == 2
+    assert summary.first_epoch_s == 30.0 and summary.steady_epoch_s.median == 11.0
+    assert summary.best_epoch == 3 and summary.diverged_at_epoch is None
+    assert summarize(records, epochs_planned=3, target=0.99).time_to_target_s is None
 
 
-def test_result_validates_and_round_trips_json(trained):
+def test_result_round_trips_json(trained):
     result, _, _, _, _ = trained
-    out = result.to_dict()
-    TrainingRun.model_validate(out)
-    assert json.loads(json.dumps(out, allow_nan=False)) == out
-    assert out["config"] == {"suite": "test", "nan": None}  # NaN would be refused by the writer
+    text = result.model_dump_json()
+    assert TrainingRun.model_validate_json(text) == result
+    out = json.loads(text)
+    assert out["config"] == {"suite": "test"}
     assert out["recipe"]["milestones"] == [3] and out["options"]["precision"] == "fp32"
+    assert out["options"]["target_top1"] == RECIPE.target_accuracy
+    assert out["options"]["device"] == "cpu" and out["options"]["seed"] == 0
     assert out["model"]["name"] == "resnest-tiny" and out["model"]["num_classes"] == CLASSES
+    assert out["files"] == {"checkpoint": CHECKPOINT_NAME, "epoch_log": EPOCH_LOG_NAME}
 
 
 def test_epoch_log_and_checkpoint(trained):
     result, model, run_dir, _, _ = trained
     lines = (run_dir / EPOCH_LOG_NAME).read_text().splitlines()
-    assert [json.loads(line) for line in lines] == result.to_dict()["epochs"]
+    assert [EpochRecord.model_validate_json(line) for line in lines] == result.epochs
+    assert lines == [r.model_dump_json() for r in result.epochs]
     ckpt = read_checkpoint(run_dir / CHECKPOINT_NAME)
-    assert ckpt["epoch"] == 5 and ckpt["records"] == result.records
+    assert ckpt.epoch == 5 and list(ckpt.records) == result.epochs
+    assert ckpt.model_config == model.config
     for key, value in model.state_dict().items():
-        assert torch.equal(ckpt["model"][key], value)
-    assert {"optimizer", "scaler", "rng", "config", "model_config"} <= set(ckpt)
+        assert torch.equal(ckpt.state["model"][key], value)
+    raw = torch.load(run_dir / CHECKPOINT_NAME, weights_only=True)
+    assert {"optimizer", "scaler", "rng", "model_config"} <= set(raw)
+    # The model config is stored once, as a dict: nothing else in the file repeats it.
+    assert "model" not in raw["identity"] and isinstance(raw["identity"], dict)
 
 
 def test_existing_checkpoint_needs_resume(trained):
     _, _, run_dir, _, _ = trained
     with pytest.raises(BenchError, match="resume"):
-        train(_model(), _data(), run_dir, recipe=RECIPE, options=CPU)
+        train(_model(), _data(), run_dir, RECIPE, **CPU)
     with pytest.raises(BenchError, match=r"different recipe.lr \(0.05, now 0.1\)"):
-        other = dataclasses.replace(RECIPE, lr=0.1)
-        train(_model(), _data(), run_dir, recipe=other, options=CPU, resume=True)
+        other = RECIPE.model_copy(update={"lr": 0.1})
+        train(_model(), _data(), run_dir, other, **CPU, resume=True)
+    with pytest.raises(BenchError, match=r"different model.radix \(2, now 1\)"):
+        train(_model(radix=1), _data(), run_dir, RECIPE, **CPU, resume=True)
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
-    recipe = Recipe(epochs=3, batch_size=16, lr=0.05, milestones=(2,))
+    recipe = TrainSection(epochs=3, batch_size=16, lr=0.05, milestones=(2,))
     data = _data(64, 16)
     straight = _model()
-    expected = train(straight, data, tmp_path / "straight", recipe=recipe, options=CPU)
+    expected = train(straight, data, tmp_path / "straight", recipe, **CPU)
 
     class Killed(Exception):
         pass
 
     def kill_after_two(record):
-        if record["epoch"] == 2:
+        if record.epoch == 2:
             raise Killed
 
     with pytest.raises(Killed):
@@ -327,31 +346,25 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
             _model(),
             data,
             tmp_path / "killed",
-            recipe=recipe,
-            options=CPU,
+            recipe,
+            **CPU,
             callbacks=Callbacks(on_epoch_end=kill_after_two),
         )
     torch.manual_seed(12345)  # a new process: other RNG state, other initial weights
     resumed_model = _model(seed=99)
-    resumed = train(
-        resumed_model, data, tmp_path / "killed", recipe=recipe, options=CPU, resume=True
-    )
+    resumed = train(resumed_model, data, tmp_path / "killed", recipe, **CPU, resume=True)
     assert resumed.resumed_from_epoch == 2
-    assert [r["warmup"] for r in resumed.records] == [True, False, True]
+    assert [r.warmup for r in resumed.epochs] == [True, False, True]
     for key, value in straight.state_dict().items():
         assert torch.equal(resumed_model.state_dict()[key], value), key
-    for a, b in zip(expected.records, resumed.records, strict=True):
-        assert (a["train_loss"], a["test_top1"], a["lr"]) == (
-            b["train_loss"],
-            b["test_top1"],
-            b["lr"],
-        )
+    for a, b in zip(expected.epochs, resumed.epochs, strict=True):
+        assert (a.train_loss, a.test_top1, a.lr) == (b.train_loss, b.test_top1, b.lr)
     log = (tmp_path / "killed" / EPOCH_LOG_NAME).read_text().splitlines()
     assert len(log) == 3
 
 
 def test_out_of_memory_names_the_batch_size_or_halves_it(tmp_path, monkeypatch):
-    real_step = train_mod._train_step
+    real_step = loop_mod._train_step
     calls = {"big": 0}
 
     def step_that_fits_eight(model, x, *args):
@@ -361,41 +374,40 @@ def test_out_of_memory_names_the_batch_size_or_halves_it(tmp_path, monkeypatch):
                 raise torch.cuda.OutOfMemoryError("CUDA out of memory")
         return real_step(model, x, *args)
 
-    monkeypatch.setattr(train_mod, "_train_step", step_that_fits_eight)
-    recipe = Recipe(epochs=1, batch_size=32, lr=0.05, milestones=())
+    monkeypatch.setattr(loop_mod, "_train_step", step_that_fits_eight)
+    recipe = TrainSection(epochs=1, batch_size=32, lr=0.05, milestones=())
     data = _data(64, 16)
     with pytest.raises(BenchError, match="out of GPU memory at batch size 32"):
-        train(_model(), data, tmp_path / "a", recipe=recipe, options=CPU)
+        train(_model(), data, tmp_path / "a", recipe, **CPU)
 
     auto = _model()
     result = train(
-        auto, data, tmp_path / "b", recipe=recipe, options=TrainOptions("cpu", auto_batch=True)
+        auto, data, tmp_path / "b", recipe.model_copy(update={"auto_batch": True}), **CPU
     )
-    assert result.batch_size == 8 and result.failed_batch_sizes == (32, 16)
-    assert result.records[0]["batch_size"] == 8 and result.to_dict()["batch_size"] == 8
+    assert result.batch_size == 8 and result.failed_batch_sizes == [32, 16]
+    assert result.epochs[0].batch_size == 8 and result.model_dump()["batch_size"] == 8
 
     direct = _model()
-    train(
-        direct, data, tmp_path / "c", recipe=dataclasses.replace(recipe, batch_size=8), options=CPU
-    )
+    train(direct, data, tmp_path / "c", recipe.model_copy(update={"batch_size": 8}), **CPU)
     for key, value in direct.state_dict().items():
         assert torch.equal(auto.state_dict()[key], value), key
 
 
 def test_bf16_autocast_trains_on_cpu(tmp_path):
-    recipe = Recipe(epochs=1, batch_size=16, lr=0.05, milestones=())
-    options = TrainOptions("cpu", precision="bf16", channels_last=True)
-    result = train(_model(), _data(64, 16), tmp_path / "r", recipe=recipe, options=options)
-    record = result.records[0]
-    assert math.isfinite(record["train_loss"]) and record["weights_finite"]
-    assert result.accel["precision"] == "bf16" and result.accel["channels_last"] is True
+    recipe = TrainSection(
+        epochs=1, batch_size=16, lr=0.05, milestones=(), precision="bf16", channels_last=True
+    )
+    result = train(_model(), _data(64, 16), tmp_path / "r", recipe, **CPU)
+    record = result.epochs[0]
+    assert math.isfinite(record.train_loss) and record.weights_finite
+    assert result.accel.precision == "bf16" and result.accel.channels_last is True
 
 
 def test_divergence_stops_the_run(tmp_path):
-    recipe = Recipe(epochs=4, batch_size=16, lr=1e30, milestones=())
-    result = train(_model(), _data(64, 16), tmp_path / "r", recipe=recipe, options=CPU)
-    assert result.summary["diverged_at_epoch"] == 1 and len(result.records) == 1
-    TrainingRun.model_validate(result.to_dict())
+    recipe = TrainSection(epochs=4, batch_size=16, lr=1e30, milestones=())
+    result = train(_model(), _data(64, 16), tmp_path / "r", recipe, **CPU)
+    assert result.summary.diverged_at_epoch == 1 and len(result.epochs) == 1
+    assert TrainingRun.model_validate_json(result.model_dump_json()) == result
 
 
 # --- transfer ---------------------------------------------------------------------------------
@@ -404,14 +416,14 @@ def test_divergence_stops_the_run(tmp_path):
 def test_transfer_from_our_checkpoint_keeps_body_and_replaces_head(trained):
     _, source_model, run_dir, _, _ = trained
     target = _model(seed=7)
-    init = load_transfer_weights(target, run_dir / CHECKPOINT_NAME, num_classes=6)
-    assert init.source == "ours" and init.skipped == ("fc.",)
+    init = load_transfer_weights(target, run_dir / CHECKPOINT_NAME, num_classes=6, seed=0)
+    assert init.source == "ours" and init.skipped == ["fc."]
     assert target.get_classifier().out_features == 6 and target.config.num_classes == 6
     source = source_model.state_dict()
     for key, value in target.state_dict().items():
         if not key.startswith("fc."):
             assert torch.equal(value, source[key]), key
-    assert init.to_dict()["skipped"] == ["fc."]
+    assert init.model_dump()["skipped"] == ["fc."]
 
 
 def test_transfer_from_official_imagenet_weights_skips_a_different_stem(tmp_path):
@@ -421,8 +433,8 @@ def test_transfer_from_official_imagenet_weights_skips_a_different_stem(tmp_path
     torch.save(external, path)
     target = _model(seed=4)  # cifar stem
     before = {k: v.clone() for k, v in target.state_dict().items()}
-    init = load_transfer_weights(target, path, num_classes=100)
-    assert init.source == "official" and init.skipped == ("fc.", "stem.")
+    init = load_transfer_weights(target, path, num_classes=100, seed=0)
+    assert init.source == "official" and init.skipped == ["fc.", "stem."]
     assert target.get_classifier().out_features == 100
     for key, value in target.state_dict().items():
         if key.startswith("stages."):
@@ -432,15 +444,9 @@ def test_transfer_from_official_imagenet_weights_skips_a_different_stem(tmp_path
     broken = tmp_path / "broken.pth"
     broken.write_bytes(b"not a checkpoint")
     with pytest.raises(BenchError, match="cannot read weights"):
-        load_transfer_weights(_model(), broken, num_classes=10)
+        load_transfer_weights(_model(), broken, num_classes=10, seed=0)
 
 
 def test_dataset_and_model_classes_must_agree(tmp_path):
     with pytest.raises(BenchError, match="10 outputs but dataset synthetic has 4"):
-        train(
-            create_seeded_model("resnest-tiny", seed=0),
-            _data(32, 8),
-            tmp_path,
-            recipe=RECIPE,
-            options=CPU,
-        )
+        train(create_seeded_model("resnest-tiny", seed=0), _data(32, 8), tmp_path, RECIPE, **CPU)

@@ -15,7 +15,7 @@ from torch import nn
 from resnest_bench.harness.build.int8 import quantize_int8
 from resnest_bench.harness.build.onnx import export_onnx
 from resnest_bench.harness.build.ort_format import convert_to_ort
-from resnest_bench.harness.build.torch_artifact import save_torch_artifact
+from resnest_bench.harness.checkpoints import save_torch_artifact
 from resnest_bench.harness.config import DeploySection
 from resnest_bench.harness.data import Dataset, ImageSet, normalize
 from resnest_bench.harness.results.deployment import ArtifactsRecord

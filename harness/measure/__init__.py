@@ -130,7 +130,7 @@ def _reference_logits(paths: dict[str, Path], dataset: Dataset) -> np.ndarray:
     """PyTorch eager fp32 logits, when the torch-eager target itself was not measured."""
     import torch
 
-    from resnest_bench.harness.build.torch_artifact import load_torch_artifact
+    from resnest_bench.harness.checkpoints import load_torch_artifact
     from resnest_bench.harness.data import normalize
     from resnest_bench.harness.errors import BenchError
     from resnest_bench.harness.measure.target import EVAL_BATCH

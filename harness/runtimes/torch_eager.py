@@ -23,7 +23,7 @@ class TorchEager(Runtime):
     def _load(self, path: Path) -> None:
         import torch
 
-        from resnest_bench.harness.build.torch_artifact import load_torch_artifact
+        from resnest_bench.harness.checkpoints import load_torch_artifact
 
         torch.set_num_threads(self.threads)
         self.model = self._prepare(load_torch_artifact(path))
