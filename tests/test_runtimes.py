@@ -12,7 +12,7 @@ import torch
 from resnest_bench import models
 from resnest_bench.harness.build import ARTIFACT_FILES
 from resnest_bench.harness.build.onnx import export_onnx
-from resnest_bench.harness.build.torch_artifact import save_torch_artifact
+from resnest_bench.harness.checkpoints import save_torch_artifact
 from resnest_bench.harness.envinfo import usable_cpus
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.measure import REFERENCE, select_targets
