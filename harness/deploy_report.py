@@ -137,10 +137,11 @@ def _int8_line(int8: Int8Record | None) -> str:
         for a in int8.attempts
     )
     return (
-        f"int8 (ONNX Runtime static quantization, {settings.quant_format}, per-channel "
+        f"int8 ({settings.method}, {settings.quant_format}, per-channel "
         f"{settings.per_channel}, {settings.calibration} calibration on "
         f"{int8.calibration_images} training images; schemes for this CPU: "
-        f"{', '.join(s.name for s in settings.schemes)}, because {settings.scheme_reason}): "
+        f"{', '.join(s.name for s in settings.schemes) or '-'}, because "
+        f"{settings.scheme_reason}): "
         f"variant `{int8.variant}`, fp32 top-1 {md.num(int8.fp32_top1, 4)}% vs int8 "
         f"{md.num(int8.int8_top1, 4)}% on {int8.heldout_images} held-out images (limit "
         f"{int8.max_drop_pts} pts: {_int8_verdict(int8)}). Tried: {tried}"
@@ -183,6 +184,6 @@ def deployment_section(deployment: Deployment) -> str:
             "",
             artifacts_table(deployment),
             "",
-            f"- {_int8_line(deployment.artifacts.int8)}",
+            *(f"- {_int8_line(r)}" for r in deployment.artifacts.int8_records() or [None]),
         ]
     )

@@ -277,10 +277,12 @@ def run_suite(request: RunRequest) -> Path:
 def _refuse_rejected_int8(deployment: Deployment | None, final: Path) -> None:
     """After the report is published: an int8 model outside the limit, not allowed, ends the
     run with one line (exit 3) so that no script ships it unknowingly."""
-    int8 = deployment.artifacts.int8 if deployment else None
-    if int8 is not None and int8.rejected:
+    records = deployment.artifacts.int8_records() if deployment else []
+    int8 = next((r for r in records if r.rejected), None)
+    if int8 is not None:
         raise Int8Rejected(
-            f"int8 rejected: best variant {int8.variant} loses {int8.drop_pts:.2f} pts of "
+            f"int8 rejected ({int8.settings.method}): best variant {int8.variant} loses "
+            f"{int8.drop_pts:.2f} pts of "
             f"top-1 (limit {int8.max_drop_pts}) after {len(int8.attempts)} attempts; all "
             f"figures are in {final / 'report.md'}; --allow-int8-loss ships it anyway"
         )

@@ -201,3 +201,61 @@ def test_bad_inputs(trained, tmp_path):
     with pytest.raises(BenchError, match="unknown int8 exclusion"):
         _quantize(trained, tmp_path / "out.onnx", keep_fp32=("dynamic",))
     assert not (tmp_path / "out.onnx").exists()
+
+
+def test_openvino_ir_matches_and_its_int8_passes_the_same_gate(trained, tmp_path):
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    from resnest_bench.harness.build.openvino import build_openvino
+
+    data, fp32 = trained
+    record = build_openvino(
+        fp32,
+        tmp_path,
+        calibration=data.train,
+        calibration_images=FAST,
+        heldout=data.test,
+        mean=data.mean,
+        std=data.std,
+        max_drop_pts=1.0,
+    )
+    ort = get_runtime("ort-cpu")
+    ort.load(fp32)
+    openvino = get_runtime("openvino")
+    openvino.load(tmp_path / record.fp32_path)
+    x = normalize(data.test.images, data.mean, data.std).numpy()
+    assert np.abs(openvino.run(x) - ort.run(x)).max() < 1e-4  # the same graph, fp32 both
+    int8 = record.int8
+    assert int8.within_limit and int8.drop_pts <= 1.0 and int8.heldout_images == len(data.test)
+    weights = {p.name: p.stat().st_size for p in tmp_path.glob("*.bin")}
+    assert weights["model.int8.openvino.bin"] < 0.4 * weights["model.openvino.bin"]  # int8 weights
+    assert int8.size_bytes > weights["model.int8.openvino.bin"]  # the .bin counts with the .xml
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "model.int8.openvino.bin",
+        "model.int8.openvino.xml",
+        "model.openvino.bin",
+        "model.openvino.xml",
+    ]
+
+
+def test_openvino_fallback_names_reach_the_ir(trained, tmp_path):
+    pytest.importorskip("nncf")
+    from resnest_bench.harness.build.openvino import build_openvino
+
+    data, fp32 = trained
+    record = build_openvino(
+        fp32,
+        tmp_path,
+        calibration=data.train,
+        calibration_images=64,
+        heldout=data.test,
+        mean=data.mean,
+        std=data.std,
+        max_drop_pts=-100.0,  # nothing passes: every fallback is tried and recorded
+    )
+    attempts = record.int8.attempts
+    assert [a.variant for a in attempts] == ["nncf", "nncf+first-conv-fp32", "nncf+attention-fp32"]
+    assert attempts[0].excluded_nodes == 0
+    assert attempts[1].excluded_nodes == 1  # the stem conv, found by name in the IR
+    assert attempts[2].excluded_nodes > attempts[1].excluded_nodes
+    assert record.int8.rejected

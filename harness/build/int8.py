@@ -32,16 +32,12 @@ from onnxruntime.quantization import (
 )
 
 from resnest_bench.harness.build.fp32_nodes import KEEP_FP32, kept_fp32
+from resnest_bench.harness.build.gate import Candidate, int8_record, run_gate
 from resnest_bench.harness.build.int8_schemes import schemes_for_this_cpu
 from resnest_bench.harness.build.onnx import load_onnx
 from resnest_bench.harness.data import ImageSet, normalize
 from resnest_bench.harness.errors import BenchError
-from resnest_bench.harness.results.deployment import (
-    Int8Attempt,
-    Int8Record,
-    Int8Scheme,
-    Int8Settings,
-)
+from resnest_bench.harness.results.deployment import Int8Record, Int8Scheme, Int8Settings
 from resnest_bench.harness.runtimes.ort import OrtCpu
 
 Triple = tuple[float, float, float]
@@ -94,58 +90,46 @@ def quantize_int8(
     heldout_y = heldout.labels.numpy()
     fp32_top1 = top1_percent(_ort_logits(onnx_fp32, heldout_x, threads), heldout_y)
 
-    attempts: list[Int8Attempt] = []
-    excluded_by_variant: dict[str, tuple[str, ...]] = {}
     with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as work:
         prepared = Path(work) / "prepared.onnx"
-        _pre_process(Path(onnx_fp32), prepared)
-        for keep, scheme in ((k, s) for k in keep_fp32 for s in offered):
+        prepare_onnx(Path(onnx_fp32), prepared)
+
+        def candidate(keep: str, scheme: Int8Scheme) -> Candidate:
             variant = scheme.name if keep == "none" else f"{scheme.name}+{keep}-fp32"
             excluded = kept_fp32(prepared, keep)
-            excluded_by_variant[variant] = excluded
-            candidate = Path(work) / f"{variant}.onnx"
-            _quantize(prepared, candidate, calib_x, scheme, excluded)
-            _compact(candidate)
-            top1 = top1_percent(_ort_logits(candidate, heldout_x, threads), heldout_y)
-            drop = fp32_top1 - top1
-            accepted = drop <= max_drop_pts
-            attempts.append(
-                Int8Attempt(
-                    variant=variant,
-                    excluded_nodes=len(excluded),
-                    top1=top1,
-                    drop_pts=drop,
-                    accepted=accepted,
-                )
-            )
-            if accepted:
-                break
-        best = next((a for a in attempts if a.accepted), None) or min(
-            attempts, key=lambda a: a.drop_pts
+            out = Path(work) / f"{variant}.onnx"
+
+            def build() -> Path:
+                _quantize(prepared, out, calib_x, scheme, excluded)
+                _compact(out)
+                return out
+
+            return Candidate(variant, excluded, build)
+
+        outcome = run_gate(
+            (candidate(k, s) for k in keep_fp32 for s in offered),
+            lambda path: top1_percent(_ort_logits(path, heldout_x, threads), heldout_y),
+            fp32_top1=fp32_top1,
+            max_drop_pts=max_drop_pts,
         )
-        os.replace(Path(work) / f"{best.variant}.onnx", target)
-    return Int8Record(
-        path=target.name,
-        size_bytes=target.stat().st_size,
-        variant=best.variant,
-        settings=Int8Settings(
-            quant_format=QUANT_FORMAT,
-            per_channel=PER_CHANNEL,
-            calibration=CALIBRATION,
-            calibration_images=len(calib),
-            schemes=offered,
-            scheme_reason=reason,
-        ),
-        fp32_top1=fp32_top1,
-        int8_top1=best.top1,
-        drop_pts=best.drop_pts,
-        max_drop_pts=max_drop_pts,
-        within_limit=best.accepted,
-        allowed_loss=allow_loss and not best.accepted,
-        heldout_images=len(heldout),
+        os.replace(outcome.path, target)
+    settings = Int8Settings(
+        method="ONNX Runtime static quantization",
+        quant_format=QUANT_FORMAT,
+        per_channel=PER_CHANNEL,
+        calibration=CALIBRATION,
         calibration_images=len(calib),
-        excluded_nodes=list(excluded_by_variant[best.variant]),
-        attempts=attempts,
+        schemes=offered,
+        scheme_reason=reason,
+    )
+    return int8_record(
+        outcome,
+        target,
+        settings,
+        fp32_top1=fp32_top1,
+        max_drop_pts=max_drop_pts,
+        allow_loss=allow_loss,
+        heldout_images=len(heldout),
     )
 
 
@@ -165,12 +149,12 @@ def _ort_logits(
     return np.concatenate([runtime.run(images[i : i + 64]) for i in range(0, len(images), 64)])
 
 
-def _pre_process(source: Path, out: Path) -> None:
+def prepare_onnx(source: Path, out: Path) -> None:
     """ORT's recommended first step: symbolic shape inference + graph clean-up; names nodes."""
     import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    with _quiet():
+    with quiet():
         try:
             quant_pre_process(str(source), str(out))
         except Exception:  # symbolic inference cannot follow computed Reshape shapes (TorchScript)
@@ -221,7 +205,7 @@ def _quantize(
     import onnx
 
     input_name = onnx.load(str(source), load_external_data=False).graph.input[0].name
-    with _quiet():
+    with quiet():
         quantize_static(
             str(source),
             str(out),
@@ -237,7 +221,7 @@ def _quantize(
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet():
     """ORT's quantization tools print and log progress; keep the benchmark's output clean."""
     logger = logging.getLogger()
     level = logger.level

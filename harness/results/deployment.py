@@ -15,8 +15,6 @@ from resnest_bench.harness.results.environment import CgroupLimits
 from resnest_bench.harness.results.record import Record
 from resnest_bench.harness.results.stats import Stats
 
-ArtifactKind = Literal["state_dict", "onnx_fp32", "onnx_int8", "ort"]
-
 
 class Throughput(Record):
     """One batch size: images per second at the median batch time, and the batch times (ms)."""
@@ -90,12 +88,14 @@ class Int8Scheme(Record):
 
 
 class Int8Settings(Record):
-    """The fixed part of ORT static quantization, and the schemes this CPU is offered (in the
-    order tried) with the reason drawn from its instruction set."""
+    """How a quantizer was asked to work, and the schemes this CPU is offered (in the order
+    tried) with the reason drawn from its instruction set (empty where the runtime picks its
+    own kernels, as OpenVINO does)."""
 
-    quant_format: Literal["qdq", "qoperator"]
+    method: str = "ONNX Runtime static quantization"
+    quant_format: str
     per_channel: bool
-    calibration: Literal["minmax", "entropy", "percentile"]
+    calibration: str
     calibration_images: int
     schemes: list[Int8Scheme]
     scheme_reason: str
@@ -170,6 +170,16 @@ class OrtRecord(Record):
     size_bytes: int
 
 
+class OpenVinoRecord(Record):
+    """OpenVINO IRs (harness.build.openvino): fp32 and the gated NNCF int8 model."""
+
+    version: str
+    fp32_path: str
+    fp32_size_bytes: int
+    fp32_top1: float
+    int8: Int8Record
+
+
 class ArtifactsRecord(Record):
     """Deployable files (names within artifacts/), their sizes, and how each was built."""
 
@@ -179,6 +189,11 @@ class ArtifactsRecord(Record):
     export: ExportRecord | None = None
     int8: Int8Record | None = None
     ort: OrtRecord | None = None
+    openvino: OpenVinoRecord | None = None
+
+    def int8_records(self) -> list[Int8Record]:
+        """Every gated int8 model of the run (ONNX Runtime's, OpenVINO's)."""
+        return [r for r in (self.int8, self.openvino.int8 if self.openvino else None) if r]
 
     @model_validator(mode="before")
     @classmethod
