@@ -10,8 +10,8 @@ import torch
 
 from resnest_bench import models
 from resnest_bench.harness.build import ARTIFACT_FILES, build_artifacts
-from resnest_bench.harness.build import int8 as build_int8
 from resnest_bench.harness.build import onnx as build_onnx
+from resnest_bench.harness.build.gate import GateData
 from resnest_bench.harness.build.int8_schemes import schemes_for_this_cpu
 from resnest_bench.harness.config import DeploySection, TimingSection
 from resnest_bench.harness.data import load_dataset
@@ -143,7 +143,7 @@ def test_failed_run_leaves_nothing(model, data, tmp_path, monkeypatch):
     def broken(*_):
         raise BenchError("the int8 check failed")
 
-    monkeypatch.setattr(build_int8, "top1_percent", broken)
+    monkeypatch.setattr(GateData, "top1", broken)
     out = tmp_path / "run"
     with pytest.raises(BenchError, match="the int8 check failed"):
         run_deploy(model, data, out, _section(), small_subset=6)

@@ -14,12 +14,14 @@ import pytest
 import torch
 
 from resnest_bench import models
+from resnest_bench.harness.build.gate import GateData
 from resnest_bench.harness.build.int8 import quantize_int8
 from resnest_bench.harness.build.int8_schemes import U8S8, schemes_for, schemes_for_this_cpu
 from resnest_bench.harness.build.onnx import export_onnx
 from resnest_bench.harness.data import load_dataset, normalize
 from resnest_bench.harness.envinfo import isa_flags
 from tests.digits import write_digits
+from tests.training import train_steps
 
 pytest.importorskip("sklearn")
 LIMIT = 1.0  # top-1 points int8 may lose
@@ -31,24 +33,8 @@ def digits_model(tmp_path_factory):
     data = load_dataset(
         "folder", root=root, folder=write_digits(root / "images", 16), image_size=16, seed=0
     )
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # deterministic, and not starved on a busy 2-core host
-    try:
-        torch.manual_seed(0)
-        model = models.create_model("resnest-tiny")
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-        x, y = normalize(data.train.images, data.mean, data.std), data.train.labels
-        generator = torch.Generator().manual_seed(0)
-        model.train()
-        for _ in range(100):
-            idx = torch.randint(0, len(x), (64,), generator=generator)
-            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    finally:
-        torch.set_num_threads(threads)
-    model.eval()
+    torch.manual_seed(0)
+    model = train_steps(models.create_model("resnest-tiny"), data, steps=100, batch=64, lr=0.05)
     test_x = normalize(data.test.images, data.mean, data.std)
     export_onnx(model, root / "m.onnx", test_x[:64], atol=1e-3, exporter="torchscript")
     return data, root / "m.onnx"
@@ -56,17 +42,15 @@ def digits_model(tmp_path_factory):
 
 def _gate(digits_model, out, **kwargs):
     data, onnx_path = digits_model
-    return quantize_int8(
-        onnx_path,
-        out,
+    gate = GateData(
         calibration=data.train,
         calibration_images=256,
         heldout=data.test,
         mean=data.mean,
         std=data.std,
         max_drop_pts=LIMIT,
-        **kwargs,
     )
+    return quantize_int8(onnx_path, out, gate, **kwargs)
 
 
 def test_the_gate_ships_int8_that_keeps_accuracy_on_this_cpu(digits_model, tmp_path):

@@ -304,10 +304,10 @@ EXPORT_SUITE = EXPORT_SUITE.replace("epochs = 2", "epochs = 1").replace(
 
 
 def test_int8_outside_the_limit_is_reported_then_refused(tmp_path, monkeypatch, capsys):
-    from resnest_bench.harness.build import int8 as build_int8
+    from resnest_bench.harness.build.gate import GateData
 
     scores = iter([90.0] + [10.0] * 20)  # fp32, then every int8 attempt loses 80 points
-    monkeypatch.setattr(build_int8, "top1_percent", lambda *_: next(scores))
+    monkeypatch.setattr(GateData, "top1", lambda *_: next(scores))
     suite = tmp_path / "export.toml"
     suite.write_text(EXPORT_SUITE)
     argv = ["--quiet", "run", str(suite), "--reports", str(tmp_path / "r")]

@@ -12,8 +12,9 @@ import torch
 
 from resnest_bench import models
 from resnest_bench.harness.build import int8 as quantize_module
-from resnest_bench.harness.build.fp32_nodes import attention_nodes, first_conv_node
-from resnest_bench.harness.build.int8 import quantize_int8, top1_percent
+from resnest_bench.harness.build.fp32_nodes import KEEP_FP32, attention_nodes, first_conv_node
+from resnest_bench.harness.build.gate import GateData, top1_percent
+from resnest_bench.harness.build.int8 import quantize_int8
 from resnest_bench.harness.build.int8_schemes import (
     U8S8,
     U8S8_REDUCED,
@@ -26,6 +27,7 @@ from resnest_bench.harness.config import DeploySection
 from resnest_bench.harness.data import load_dataset, normalize
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.runtimes import get_runtime
+from tests.training import train_steps
 
 FAST = 128  # calibration images
 
@@ -38,36 +40,22 @@ def trained(tmp_path_factory):
         "synthetic", root=folder, train_subset=1024, test_subset=256, image_size=16, seed=0
     )
     torch.manual_seed(0)
-    model = models.create_model("resnest-tiny")
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
-    x, y = normalize(data.train.images, data.mean, data.std), data.train.labels
-    generator = torch.Generator().manual_seed(0)
-    model.train()
-    for _ in range(40):
-        idx = torch.randint(0, len(x), (32,), generator=generator)
-        loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
+    model = train_steps(models.create_model("resnest-tiny"), data, steps=40, batch=32, lr=0.02)
     test_x = normalize(data.test.images, data.mean, data.std)
     export_onnx(model, folder / "model.onnx", test_x[:64], atol=1e-3, exporter="torchscript")
     return data, folder / "model.onnx"
 
 
-def _quantize(trained, out: Path, **kwargs):
-    data, fp32 = trained
-    return quantize_int8(
-        fp32,
-        out,
-        calibration=data.train,
-        calibration_images=kwargs.pop("calibration_images", FAST),
-        heldout=data.test,
-        mean=data.mean,
-        std=data.std,
-        max_drop_pts=kwargs.pop("max_drop_pts", 1.0),
-        **kwargs,
+def _gate(data, **overrides) -> GateData:
+    settings = {"calibration_images": FAST, "max_drop_pts": 1.0, **overrides}
+    return GateData(
+        calibration=data.train, heldout=data.test, mean=data.mean, std=data.std, **settings
     )
+
+
+def _quantize(trained, out: Path, *, schemes=None, keep_fp32=KEEP_FP32, **gate):
+    data, fp32 = trained
+    return quantize_int8(fp32, out, _gate(data, **gate), schemes=schemes, keep_fp32=keep_fp32)
 
 
 def _softmax_inputs_quantized(path: str | Path) -> bool:
@@ -116,13 +104,15 @@ def test_fallbacks_end_with_attention_fp32_when_quantized_attention_loses(
     trained, tmp_path, monkeypatch
 ):
     """Simulate a model whose quantized attention costs accuracy: only that fallback can ship."""
-    real = quantize_module._ort_logits
+    real = quantize_module._ort_session
 
-    def logits(path, images, threads):
-        out = real(path, images, threads)
-        return np.roll(out, 1, axis=1) if _softmax_inputs_quantized(path) else out
+    def session(path, threads):
+        run = real(path, threads)
+        if not _softmax_inputs_quantized(path):
+            return run
+        return lambda x: np.roll(run(x), 1, axis=1)
 
-    monkeypatch.setattr(quantize_module, "_ort_logits", logits)
+    monkeypatch.setattr(quantize_module, "_ort_session", session)
     schemes = ([U8S8_REDUCED, U8U8], "test")
     result = _quantize(trained, tmp_path / "m.int8.onnx", schemes=schemes)
     assert [a.variant for a in result.attempts] == [
@@ -209,16 +199,7 @@ def test_openvino_ir_matches_and_its_int8_passes_the_same_gate(trained, tmp_path
     from resnest_bench.harness.build.openvino import build_openvino
 
     data, fp32 = trained
-    record = build_openvino(
-        fp32,
-        tmp_path,
-        calibration=data.train,
-        calibration_images=FAST,
-        heldout=data.test,
-        mean=data.mean,
-        std=data.std,
-        max_drop_pts=1.0,
-    )
+    record = build_openvino(fp32, tmp_path, _gate(data))
     ort = get_runtime("ort-cpu")
     ort.load(fp32)
     openvino = get_runtime("openvino")
@@ -243,16 +224,8 @@ def test_openvino_fallback_names_reach_the_ir(trained, tmp_path):
     from resnest_bench.harness.build.openvino import build_openvino
 
     data, fp32 = trained
-    record = build_openvino(
-        fp32,
-        tmp_path,
-        calibration=data.train,
-        calibration_images=64,
-        heldout=data.test,
-        mean=data.mean,
-        std=data.std,
-        max_drop_pts=-100.0,  # nothing passes: every fallback is tried and recorded
-    )
+    # nothing passes: every fallback is tried and recorded
+    record = build_openvino(fp32, tmp_path, _gate(data, calibration_images=64, max_drop_pts=-100))
     attempts = record.int8.attempts
     assert [a.variant for a in attempts] == ["nncf", "nncf+first-conv-fp32", "nncf+attention-fp32"]
     assert attempts[0].excluded_nodes == 0

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from resnest_bench.harness.build.gate import artifact_bytes
+from resnest_bench.harness.build.gate import GateData, artifact_bytes
 from resnest_bench.harness.build.int8 import quantize_int8
 from resnest_bench.harness.build.onnx import export_onnx
 from resnest_bench.harness.build.ort_format import convert_to_ort
@@ -44,9 +44,7 @@ def build_artifacts(
     exported = export_onnx(
         model, paths["onnx_fp32"], parity_x, atol=section.parity_atol, threads=section.threads
     )
-    int8 = quantize_int8(
-        paths["onnx_fp32"],
-        paths["onnx_int8"],
+    gate = GateData(
         calibration=dataset.train,
         calibration_images=section.calibration_images,
         heldout=_head(dataset.test, HELDOUT_IMAGES),
@@ -56,23 +54,13 @@ def build_artifacts(
         allow_loss=section.allow_int8_loss,
         threads=section.threads,
     )
+    int8 = quantize_int8(paths["onnx_fp32"], paths["onnx_int8"], gate)
     ort_file = convert_to_ort(paths["onnx_int8"], paths["ort"])
     openvino = None
     if _wanted("openvino", section):
         from resnest_bench.harness.build.openvino import build_openvino
 
-        openvino = build_openvino(
-            paths["onnx_fp32"],
-            out_dir,
-            calibration=dataset.train,
-            calibration_images=section.calibration_images,
-            heldout=_head(dataset.test, HELDOUT_IMAGES),
-            mean=dataset.mean,
-            std=dataset.std,
-            max_drop_pts=section.int8_max_drop,
-            allow_loss=section.allow_int8_loss,
-            threads=section.threads,
-        )
+        openvino = build_openvino(paths["onnx_fp32"], out_dir, gate)
         paths["openvino_fp32"] = out_dir / openvino.fp32_path
         paths["openvino_int8"] = out_dir / openvino.int8.path
     sizes = {kind: artifact_bytes(path) for kind, path in paths.items()}

@@ -19,7 +19,7 @@ import io
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,10 +32,9 @@ from onnxruntime.quantization import (
 )
 
 from resnest_bench.harness.build.fp32_nodes import KEEP_FP32, kept_fp32
-from resnest_bench.harness.build.gate import Candidate, int8_record, run_gate
+from resnest_bench.harness.build.gate import Candidate, GateData, int8_record, run_gate
 from resnest_bench.harness.build.int8_schemes import schemes_for_this_cpu
 from resnest_bench.harness.build.onnx import load_onnx
-from resnest_bench.harness.data import ImageSet, normalize
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.results.deployment import Int8Record, Int8Scheme, Int8Settings
 from resnest_bench.harness.runtimes.ort import OrtCpu
@@ -51,44 +50,25 @@ _TYPES = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
 def quantize_int8(
     onnx_fp32: str | os.PathLike[str],
     out_path: str | os.PathLike[str],
+    data: GateData,
     *,
-    calibration: ImageSet,
-    calibration_images: int,
-    heldout: ImageSet,
-    mean: Triple,
-    std: Triple,
-    max_drop_pts: float,
-    allow_loss: bool = False,
     schemes: tuple[list[Int8Scheme], str] | None = None,
     keep_fp32: Sequence[str] = KEEP_FP32,
-    threads: int | None = None,
-    seed: int = 0,
 ) -> Int8Record:
     """Quantize `onnx_fp32` to `out_path`, trying each fp32 exclusion with each scheme (this
-    CPU's, from int8_schemes, unless given) until one keeps accuracy; the record names the file.
-
-    `calibration` should be training images (a class-balanced subset of
-    `calibration_images` is drawn with `seed`); `heldout` must not overlap them. When no variant
-    stays within `max_drop_pts`, the least lossy one is written and recorded with
-    within_limit=False, so its figures are measured and reported; it counts as shipped only
-    with allow_loss (the pipeline ends a run non-zero otherwise).
+    CPU's, from int8_schemes, unless given) until one keeps accuracy on `data`'s held-out
+    images; the record names the file. When no variant stays within the limit, the least lossy
+    one is written and recorded with within_limit=False, so its figures are measured and
+    reported; it counts as shipped only with data.allow_loss (else the run ends with exit 3).
     """
-    from resnest_bench.harness.data.split import stratified_subset
-
     unknown = [k for k in keep_fp32 if k not in KEEP_FP32]
     if unknown or not keep_fp32:
         raise BenchError(f"unknown int8 exclusion(s) {unknown}; choose from {', '.join(KEEP_FP32)}")
-    if len(heldout) == 0:
-        raise BenchError("int8 accuracy check needs at least one held-out image")
     offered, reason = schemes or schemes_for_this_cpu()
     load_onnx(onnx_fp32)  # fail early, with a clear message, on a missing or corrupt model
     target = Path(out_path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    calib = stratified_subset(calibration, calibration_images, seed)
-    calib_x = normalize(calib.images, mean, std).numpy()
-    heldout_x = normalize(heldout.images, mean, std).numpy()
-    heldout_y = heldout.labels.numpy()
-    fp32_top1 = top1_percent(_ort_logits(onnx_fp32, heldout_x, threads), heldout_y)
+    fp32_top1 = data.top1(_ort_session(onnx_fp32, data.threads))
 
     with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as work:
         prepared = Path(work) / "prepared.onnx"
@@ -100,7 +80,7 @@ def quantize_int8(
             out = Path(work) / f"{variant}.onnx"
 
             def build() -> Path:
-                _quantize(prepared, out, calib_x, scheme, excluded)
+                _quantize(prepared, out, data.calibration_x, scheme, excluded)
                 _compact(out)
                 return out
 
@@ -108,9 +88,9 @@ def quantize_int8(
 
         outcome = run_gate(
             (candidate(k, s) for k in keep_fp32 for s in offered),
-            lambda path: top1_percent(_ort_logits(path, heldout_x, threads), heldout_y),
+            lambda path: data.top1(_ort_session(path, data.threads)),
             fp32_top1=fp32_top1,
-            max_drop_pts=max_drop_pts,
+            max_drop_pts=data.max_drop_pts,
         )
         os.replace(outcome.path, target)
     settings = Int8Settings(
@@ -118,35 +98,18 @@ def quantize_int8(
         quant_format=QUANT_FORMAT,
         per_channel=PER_CHANNEL,
         calibration=CALIBRATION,
-        calibration_images=len(calib),
+        calibration_images=len(data.calibration_x),
         schemes=offered,
         scheme_reason=reason,
     )
-    return int8_record(
-        outcome,
-        target,
-        settings,
-        fp32_top1=fp32_top1,
-        max_drop_pts=max_drop_pts,
-        allow_loss=allow_loss,
-        heldout_images=len(heldout),
-    )
+    return int8_record(outcome, target, settings, data, fp32_top1)
 
 
-def top1_percent(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Top-1 accuracy in percent."""
-    return float(np.mean(logits.argmax(1) == labels) * 100.0)
-
-
-# ---------------------------------------------------------------------------------------------
-
-
-def _ort_logits(
-    path: str | os.PathLike[str], images: np.ndarray, threads: int | None
-) -> np.ndarray:
+def _ort_session(path: str | os.PathLike[str], threads: int | None) -> Callable:
+    """batch -> logits through an ONNX Runtime CPU session on `path`."""
     runtime = OrtCpu(threads=threads)
     runtime.load(path)
-    return np.concatenate([runtime.run(images[i : i + 64]) for i in range(0, len(images), 64)])
+    return runtime.run
 
 
 def prepare_onnx(source: Path, out: Path) -> None:

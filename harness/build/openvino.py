@@ -14,59 +14,33 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from resnest_bench.harness.build.fp32_nodes import KEEP_FP32, kept_fp32
-from resnest_bench.harness.build.gate import Candidate, artifact_bytes, int8_record, run_gate
-from resnest_bench.harness.build.int8 import (
-    CALIBRATION_BATCH,
-    prepare_onnx,
-    quiet,
-    top1_percent,
+from resnest_bench.harness.build.gate import (
+    Candidate,
+    GateData,
+    artifact_bytes,
+    int8_record,
+    run_gate,
 )
-from resnest_bench.harness.data import ImageSet, normalize
-from resnest_bench.harness.results.deployment import Int8Record, Int8Settings, OpenVinoRecord
+from resnest_bench.harness.build.int8 import CALIBRATION_BATCH, prepare_onnx, quiet
+from resnest_bench.harness.results.deployment import Int8Settings, OpenVinoRecord
 from resnest_bench.harness.runtimes.openvino import OpenVinoCpu
 
-Triple = tuple[float, float, float]
 FP32_FILE = "model.openvino.xml"
 INT8_FILE = "model.int8.openvino.xml"
 
 
-def build_openvino(
-    onnx_fp32: Path,
-    out_dir: Path,
-    *,
-    calibration: ImageSet,
-    calibration_images: int,
-    heldout: ImageSet,
-    mean: Triple,
-    std: Triple,
-    max_drop_pts: float,
-    allow_loss: bool = False,
-    threads: int | None = None,
-    seed: int = 0,
-) -> OpenVinoRecord:
+def build_openvino(onnx_fp32: Path, out_dir: Path, data: GateData) -> OpenVinoRecord:
     """Write the fp32 and the gated int8 IR into `out_dir`; the record names both files."""
     import nncf
     import openvino as ov
 
     nncf.set_log_level(logging.ERROR)  # its INFO lines and progress bars are not our output
 
-    from resnest_bench.harness.data.split import stratified_subset
-
-    calib = stratified_subset(calibration, calibration_images, seed)
-    calib_x = normalize(calib.images, mean, std).numpy()
-    heldout_x = normalize(heldout.images, mean, std).numpy()
-    heldout_y = heldout.labels.numpy()
-
     def score(xml: Path) -> float:
-        runtime = OpenVinoCpu(threads=threads)
+        runtime = OpenVinoCpu(threads=data.threads)
         runtime.load(xml)
-        logits = np.concatenate(
-            [runtime.run(heldout_x[i : i + 64]) for i in range(0, len(heldout_x), 64)]
-        )
-        return top1_percent(logits, heldout_y)
+        return data.top1(runtime.run)
 
     fp32_xml, int8_xml = out_dir / FP32_FILE, out_dir / INT8_FILE
     with tempfile.TemporaryDirectory(prefix=".openvino.", dir=out_dir) as work:
@@ -76,6 +50,7 @@ def build_openvino(
         ov.save_model(model, str(fp32_xml), compress_to_fp16=False)
         fp32_top1 = score(fp32_xml)
         names = {op.get_friendly_name() for op in model.get_ops()}
+        calib_x = data.calibration_x
         batches = [
             calib_x[i : i + CALIBRATION_BATCH] for i in range(0, len(calib_x), CALIBRATION_BATCH)
         ]
@@ -103,7 +78,7 @@ def build_openvino(
             (candidate(keep) for keep in KEEP_FP32),
             score,
             fp32_top1=fp32_top1,
-            max_drop_pts=max_drop_pts,
+            max_drop_pts=data.max_drop_pts,
         )
         os.replace(outcome.path, int8_xml)
         os.replace(outcome.path.with_suffix(".bin"), int8_xml.with_suffix(".bin"))
@@ -112,23 +87,14 @@ def build_openvino(
         quant_format="fakequantize",
         per_channel=True,
         calibration="minmax (PERFORMANCE preset)",
-        calibration_images=len(calib),
+        calibration_images=len(calib_x),
         schemes=[],
         scheme_reason="OpenVINO picks its int8 kernels for the CPU it runs on",
-    )
-    int8: Int8Record = int8_record(
-        outcome,
-        int8_xml,
-        settings,
-        fp32_top1=fp32_top1,
-        max_drop_pts=max_drop_pts,
-        allow_loss=allow_loss,
-        heldout_images=len(heldout),
     )
     return OpenVinoRecord(
         version=ov.__version__,
         fp32_path=fp32_xml.name,
         fp32_size_bytes=artifact_bytes(fp32_xml),
         fp32_top1=fp32_top1,
-        int8=int8,
+        int8=int8_record(outcome, int8_xml, settings, data, fp32_top1),
     )
