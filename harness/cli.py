@@ -12,10 +12,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from resnest_bench.harness import console
-from resnest_bench.harness.config import Suite, load_suite, step_suite
+from resnest_bench.harness.config import CompileMode, Precision, Suite, load_suite, step_suite
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.models import ModelError
 
@@ -55,6 +55,13 @@ def _given(**values: Any) -> dict[str, Any]:
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     """Only the flags the user gave, as a suite-shaped dict merged over the suite's values."""
+    # How to run (not what to learn): `run` applies these to every training step.
+    speed = _given(
+        precision=_precision(args) if hasattr(args, "amp") else None,
+        channels_last=getattr(args, "channels_last", None) or None,
+        compile=getattr(args, "torchcompile", None) or None,
+        compile_mode=getattr(args, "compile_mode", None),
+    )
     recipe = _given(
         epochs=getattr(args, "epochs", None),
         batch_size=getattr(args, "batch_size", None),
@@ -62,11 +69,9 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         milestones=getattr(args, "milestones", None),
         step_size=getattr(args, "step_size", None),
         label_smoothing=getattr(args, "smoothing", None),
-        precision=_precision(args) if hasattr(args, "amp") else None,
-        channels_last=getattr(args, "channels_last", None) or None,
-        compile=getattr(args, "torchcompile", None) or None,
         auto_batch=getattr(args, "auto_batch", None) or None,
         target_accuracy=getattr(args, "target", None),
+        **speed,
     )
     transfer = args.command == "transfer"
     sections = {
@@ -91,6 +96,8 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     }
     if transfer and getattr(args, "dataset", None):
         sections["transfer"]["dataset"] = args.dataset
+    if args.command == "run" and speed:
+        sections["transfer"] = speed
     top = _given(seed=getattr(args, "seed", None), device=getattr(args, "device", None))
     return {**top, **{name: values for name, values in sections.items() if values}}
 
@@ -188,11 +195,20 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--milestones", type=int, nargs="*", help="epochs where lr is multiplied by 0.1")
     p.add_argument("--step-size", type=int, help="StepLR period in epochs (instead of milestones)")
     p.add_argument("--smoothing", type=float, help="label smoothing")
-    p.add_argument("--precision", choices=["fp32", "tf32", "bf16", "fp16"])
+    p.add_argument(
+        "--precision",
+        choices=get_args(Precision),
+        help="auto (default): bf16 on sm_80+, fp16 on 7.x, fp32 below and on CPU",
+    )
     p.add_argument("--amp", action="store_true", help="mixed precision (fp16, or --amp-dtype)")
     p.add_argument("--amp-dtype", choices=["float16", "bfloat16"], default="float16")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--torchcompile", action="store_true", help="torch.compile the model")
+    p.add_argument(
+        "--compile-mode",
+        choices=get_args(CompileMode),
+        help="torch.compile mode (reduce-overhead: CUDA graphs)",
+    )
     p.add_argument("--auto-batch", action="store_true", help="halve the batch size on OOM")
     p.add_argument("--target", type=float, help="top-1 for time-to-accuracy (default 0.89)")
     p.add_argument("--resume", metavar="RUN_ID", help="continue a killed run from its checkpoints")

@@ -97,6 +97,16 @@ class Image:
     torch: str
     cuda: str
     onnxruntime: str
+    c_compiler: bool = True  # compose APT_PACKAGES carries gcc (Triton builds C launchers)
+
+    @property
+    def ort_gpu(self) -> bool:
+        """Whether the image's ONNX Runtime is a CUDA build (the Kepler image's is CPU only)."""
+        return self.onnxruntime.startswith("onnxruntime-gpu")
+
+    @property
+    def label(self) -> str:
+        return f"{self.service} ({self.tag})"
 
 
 # Newest first; each serves everything from its min_cc up to the next newer one's. CUDA 13
@@ -178,6 +188,35 @@ def auto_precision(cc: tuple[int, int] | None) -> tuple[str, str]:
     if cc >= (7, 0):
         return "fp16", f"auto: {sm} has fp16 tensor cores but no bf16 (loss scaling on)"
     return "fp32", f"auto: {sm} has no tensor cores"
+
+
+def resolve_precision(requested: str, cc: tuple[int, int] | None) -> tuple[str, str]:
+    """The precision a run uses and why: `auto` goes by the card, anything else as asked."""
+    if requested == "auto":
+        return auto_precision(cc)
+    return requested, "as requested"
+
+
+def precision_problem(precision: str, cc: tuple[int, int] | None) -> str | None:
+    """Why `precision` cannot train on compute capability `cc` (None: it can, or CPU)."""
+    if cc is not None and precision == "bf16" and cc < (8, 0):
+        return (
+            f"bf16 needs an Ampere or newer GPU (sm_80+), this one is sm_{cc[0]}{cc[1]}: use fp16"
+        )
+    return None
+
+
+def compile_problem(cc: tuple[int, int] | None, c_compiler: bool) -> str | None:
+    """Why torch.compile cannot run on GPU `cc` (None: it can, or CPU where inductor needs C++)."""
+    if cc is None:
+        return None
+    if cc < (7, 0):
+        return (
+            f"torch.compile (Triton) needs compute capability >= 7.0, this GPU is sm_{cc[0]}{cc[1]}"
+        )
+    if not c_compiler:
+        return "torch.compile on a GPU needs a C compiler for Triton (install gcc or set $CC)"
+    return None
 
 
 def cudnn_usable(cc: tuple[int, int]) -> bool:

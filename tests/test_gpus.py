@@ -116,3 +116,25 @@ def test_the_table_imports_without_torch():
 
     code = "import resnest_bench.harness.gpus, sys; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    ("gpu", "precision", "peak"),
+    [
+        ("NVIDIA H100 80GB HBM3", "bf16", 989e12),
+        ("NVIDIA H100 PCIe", "fp16", 756e12),
+        ("NVIDIA H200", "tf32", 495e12),
+        ("NVIDIA A100-SXM4-40GB", "fp32", 19.5e12),
+        ("Tesla V100-SXM2-16GB", "fp16", 125e12),
+        ("Tesla V100-PCIE-16GB", "fp16", 112e12),
+        ("Tesla V100-SXM2-16GB", "bf16", None),  # no bf16 arithmetic before Ampere
+        ("Tesla P100-PCIE-16GB", "tf32", 9.3e12),  # tf32 is a no-op: runs at the fp32 rate
+        ("Tesla K80", "fp32", 4.37e12),
+        ("NVIDIA L4", "bf16", 121e12),
+        ("NVIDIA L40S", "bf16", 362e12),  # not an L4
+        ("NVIDIA B200", "bf16", 2250e12),
+        ("Some Future GPU", "fp32", None),
+    ],
+)
+def test_peak_flops_table(gpu, precision, peak):
+    assert gpus.peak_flops(gpu, precision) == (pytest.approx(peak) if peak else None)
