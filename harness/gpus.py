@@ -93,6 +93,7 @@ class Image:
     tag: str
     profile: str | None  # compose profile that enables the service
     min_cc: tuple[int, int]
+    max_cc: tuple[int, int] | None  # the newest architecture its torch build has kernels for
     min_driver: tuple[int, ...]  # the CUDA build's minimum Linux driver
     torch: str
     cuda: str
@@ -120,6 +121,7 @@ IMAGES: tuple[Image, ...] = (
         "resnest-bench-gpu:0.1.0-cu130",
         None,
         (7, 5),
+        None,
         (580, 65, 6),
         "2.13.0",
         "13.0",
@@ -131,6 +133,7 @@ IMAGES: tuple[Image, ...] = (
         "resnest-bench-gpu:0.1.0-cu126",
         "volta",
         (6, 0),
+        (9, 0),
         (525, 60, 13),
         "2.9.1",
         "12.6",
@@ -142,6 +145,7 @@ IMAGES: tuple[Image, ...] = (
         "resnest-bench-gpu:0.1.0-cu118",
         "kepler",
         (3, 7),
+        (9, 0),
         (450, 80, 2),
         "2.7.1",
         "11.8",
@@ -158,11 +162,17 @@ def parse_driver(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
+def _version(numbers: tuple[int, ...]) -> str:
+    return ".".join(map(str, numbers))
+
+
 def image_for(cc: tuple[int, int], driver: tuple[int, ...] | None = None) -> Image:
     """The newest image that serves `cc` and runs on `driver` (None: assume new enough).
 
-    ValueError names the GPU generation and what is missing (a newer driver, or no image)."""
-    served = [image for image in IMAGES if cc >= image.min_cc]
+    An older driver falls back to an older CUDA build where that build still has kernels for
+    the GPU (cu126 and cu118 end at sm_90). ValueError, one line, names what is missing: the
+    driver version needed, or that no image serves the GPU."""
+    served = [i for i in IMAGES if cc >= i.min_cc and (i.max_cc is None or cc <= i.max_cc)]
     if not served:
         oldest = IMAGES[-1].min_cc
         raise ValueError(
@@ -172,9 +182,19 @@ def image_for(cc: tuple[int, int], driver: tuple[int, ...] | None = None) -> Ima
     for image in served:
         if driver is None or driver >= image.min_driver:
             return image
-    need = ".".join(map(str, served[-1].min_driver))
-    have = ".".join(map(str, driver or ()))
-    raise ValueError(f"driver {have} is older than any image for sm_{cc[0]}{cc[1]} needs ({need})")
+    oldest_ok = served[-1]
+    newest = (
+        ""
+        if oldest_ok is served[0]
+        else (
+            f"; >= {_version(served[0].min_driver)} for {served[0].service} (CUDA {served[0].cuda})"
+        )
+    )
+    raise ValueError(
+        f"NVIDIA driver {_version(driver or ())} is too old for sm_{cc[0]}{cc[1]}: install "
+        f">= {_version(oldest_ok.min_driver)} for {oldest_ok.service} (CUDA {oldest_ok.cuda})"
+        f"{newest}"
+    )
 
 
 def auto_precision(cc: tuple[int, int] | None) -> tuple[str, str]:
