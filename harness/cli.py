@@ -143,6 +143,15 @@ def cmd_step(args: argparse.Namespace) -> int:
     return _run(args, step_suite(step, overrides_from(args)), None)
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from resnest_bench.harness.plan import make_plan
+
+    suite, _ = load_suite(args.suite, quick=args.quick)
+    plan = make_plan(suite, quick=args.quick, gpu=args.gpu, driver=args.driver)
+    print(plan.to_json() if args.json else plan.to_markdown(), end="" if not args.json else "\n")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from resnest_bench.harness.compare import write_comparison
 
@@ -263,6 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "infer":
             _add_deploy(step)
         step.set_defaults(handler=cmd_step)
+
+    plan = sub.add_parser("plan", help="what a suite would run on this GPU or a named one")
+    plan.add_argument("suite", help="bundled suite name or path to a suite .toml")
+    plan.add_argument("--gpu", help="plan for a named GPU (V100, T4, H100 NVL, ...), not this one")
+    plan.add_argument("--driver", help="NVIDIA driver version to plan for, e.g. 535.104")
+    plan.add_argument("--quick", action="store_true", help="the suite's minutes-long form")
+    plan.add_argument("--json", action="store_true", help="machine-readable output")
+    plan.set_defaults(handler=cmd_plan)
 
     compare = sub.add_parser("compare", help="merge results from several machines into one table")
     compare.add_argument("results", nargs="+", help="result.json files or run directories")
