@@ -132,8 +132,27 @@ def _run(args: argparse.Namespace, suite: Suite, suite_path: Path | None) -> int
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from resnest_bench.harness.doctor import failures, quick_checks
+
     suite, path = load_suite(args.suite, quick=args.quick, overrides=overrides_from(args))
+    checks = quick_checks(suite, reports_root(args.reports), data_root(args.data_dir))
+    for check in failures(checks):
+        raise BenchError(f"preflight (resnest-bench doctor): {check.line()}")
     return _run(args, suite, path)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from resnest_bench.harness.doctor import failures, quick_checks, smoke
+
+    over = {"device": args.device} if args.device else None
+    suite, _ = load_suite(args.suite, quick=True, overrides=over)
+    checks = quick_checks(suite, reports_root(args.reports), data_root(args.data_dir))
+    for check in checks:
+        print(check.line(), flush=True)
+    if not args.no_smoke:
+        checks.append(smoke(suite))
+        print(checks[-1].line())
+    return 1 if failures(checks) else 0
 
 
 def cmd_step(args: argparse.Namespace) -> int:
@@ -272,6 +291,14 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "infer":
             _add_deploy(step)
         step.set_defaults(handler=cmd_step)
+
+    doctor = sub.add_parser("doctor", help="check this machine before a long run (and smoke it)")
+    doctor.add_argument("suite", nargs="?", default="gpu", help="suite to check for (default gpu)")
+    doctor.add_argument("--no-smoke", action="store_true", help="the quick checks only")
+    doctor.add_argument("--reports", help="reports folder (default $RESNEST_BENCH_REPORTS)")
+    doctor.add_argument("--data-dir", help="dataset cache (default $RESNEST_BENCH_DATA)")
+    doctor.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the suite's)")
+    doctor.set_defaults(handler=cmd_doctor)
 
     plan = sub.add_parser("plan", help="what a suite would run on this GPU or a named one")
     plan.add_argument("suite", help="bundled suite name or path to a suite .toml")
