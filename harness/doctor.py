@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -69,7 +70,7 @@ def check_driver(cc: tuple[int, int], query: Callable[[], list] | None = None) -
         driver = host[0].driver if host else None
     except BenchError as exc:
         return Check(name="driver", status="WARN", detail=f"cannot read the driver version: {exc}")
-    shown = ".".join(map(str, driver)) if driver else "unknown"
+    shown = gpus.format_driver(driver) if driver else "unknown"
     try:
         best = gpus.image_for(cc, driver)
     except ValueError as exc:
@@ -77,7 +78,7 @@ def check_driver(cc: tuple[int, int], query: Callable[[], list] | None = None) -
     running = os.environ.get("RESNEST_BENCH_IMAGE_TAG")
     here = next((i for i in gpus.IMAGES if running and i.tag.endswith(f":{running}")), None)
     if here is not None and driver is not None and driver < here.min_driver:
-        need = ".".join(map(str, here.min_driver))
+        need = gpus.format_driver(here.min_driver)
         return Check(
             name="driver",
             status="FAIL",
@@ -138,11 +139,13 @@ def tensorrt_loads() -> str | None:
     options = ort.SessionOptions()
     options.log_severity_level = 4
     try:
-        session = ort.InferenceSession(
-            onnx.shape_inference.infer_shapes(model).SerializeToString(),
-            sess_options=options,
-            providers=["TensorrtExecutionProvider"],
-        )
+        with warnings.catch_warnings():  # "not in available provider names": the answer, not noise
+            warnings.simplefilter("ignore")
+            session = ort.InferenceSession(
+                onnx.shape_inference.infer_shapes(model).SerializeToString(),
+                sess_options=options,
+                providers=["TensorrtExecutionProvider"],
+            )
     except Exception as exc:
         return f"a trial session failed: {str(exc).strip().splitlines()[0] if str(exc) else exc}"
     used = session.get_providers()[0]
@@ -213,7 +216,7 @@ def check_data_cache(data_root: Path) -> Check:
         if data_root.is_dir():
             with tempfile.NamedTemporaryFile(dir=data_root, prefix=".doctor-"):
                 pass
-        elif not os.access(_existing(data_root), os.W_OK):
+        elif not (_existing(data_root).is_dir() and os.access(_existing(data_root), os.W_OK)):
             raise PermissionError(f"cannot create it under {_existing(data_root)}")
     except OSError as exc:
         return Check(name="data cache", status="FAIL", detail=f"{data_root} is not writable: {exc}")

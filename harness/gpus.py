@@ -162,8 +162,9 @@ def parse_driver(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
-def _version(numbers: tuple[int, ...]) -> str:
-    return ".".join(map(str, numbers))
+def format_driver(numbers: tuple[int, ...]) -> str:
+    """(580, 65, 6) -> '580.65.06', as NVIDIA writes driver versions."""
+    return ".".join([str(n) if i == 0 else f"{n:02d}" for i, n in enumerate(numbers)])
 
 
 def image_for(cc: tuple[int, int], driver: tuple[int, ...] | None = None) -> Image:
@@ -182,18 +183,14 @@ def image_for(cc: tuple[int, int], driver: tuple[int, ...] | None = None) -> Ima
     for image in served:
         if driver is None or driver >= image.min_driver:
             return image
-    oldest_ok = served[-1]
-    newest = (
-        ""
-        if oldest_ok is served[0]
-        else (
-            f"; >= {_version(served[0].min_driver)} for {served[0].service} (CUDA {served[0].cuda})"
-        )
-    )
+    oldest_ok, newest = served[-1], served[0]
+    also = ""
+    if newest is not oldest_ok:
+        also = f"; >= {format_driver(newest.min_driver)} for {newest.service} (CUDA {newest.cuda})"
     raise ValueError(
-        f"NVIDIA driver {_version(driver or ())} is too old for sm_{cc[0]}{cc[1]}: install "
-        f">= {_version(oldest_ok.min_driver)} for {oldest_ok.service} (CUDA {oldest_ok.cuda})"
-        f"{newest}"
+        f"NVIDIA driver {format_driver(driver or ())} is too old for sm_{cc[0]}{cc[1]}: install "
+        f">= {format_driver(oldest_ok.min_driver)} for {oldest_ok.service} (CUDA {oldest_ok.cuda})"
+        f"{also}"
     )
 
 
@@ -242,3 +239,37 @@ def compile_problem(cc: tuple[int, int] | None, c_compiler: bool) -> str | None:
 def cudnn_usable(cc: tuple[int, int]) -> bool:
     """cuDNN 9 (the one every supported torch build brings) has no kernels below sm_50."""
     return cc >= (5, 0)
+
+
+def image_table() -> str:
+    """README's "Which image for my GPU" table: every GPU in the table, the image it gets with
+    a current driver, the older images an older driver falls back to, and auto's precision."""
+    from resnest_bench.harness.markdown import table
+
+    rows = []
+    for spec in GPUS:
+        cc = spec.compute_capability
+        image = image_for(cc)
+        older = [
+            f"`{i.service}` (>= {format_driver(i.min_driver)})"
+            for i in IMAGES
+            if i is not image
+            and cc >= i.min_cc
+            and (i.max_cc is None or cc <= i.max_cc)
+            and i.min_driver < image.min_driver
+        ]
+        precision, _ = auto_precision(cc)
+        rows.append(
+            [
+                spec.name,
+                f"{cc[0]}.{cc[1]}",
+                f"`{image.service}`",
+                f"{image.torch} / CUDA {image.cuda}",
+                f">= {format_driver(image.min_driver)}",
+                ", ".join(older) or "none",
+                precision,
+                "on" if cudnn_usable(cc) else "off",
+            ]
+        )
+    head = ["GPU", "compute capability", "image", "torch / CUDA", "driver", "older driver"]
+    return table([*head, "precision (auto)", "cuDNN"], rows)

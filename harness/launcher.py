@@ -43,7 +43,7 @@ class HostGpu:
 
     def describe(self) -> str:
         cc = self.compute_capability
-        driver = ".".join(map(str, self.driver)) if self.driver else "unknown"
+        driver = gpus.format_driver(self.driver) if self.driver else "unknown"
         return f"{self.name} (sm_{cc[0]}{cc[1]} from {self.cc_source}, driver {driver})"
 
 

@@ -203,7 +203,7 @@ def _gpu_plan(
         name=name,
         source=source,
         compute_capability=f"{cc[0]}.{cc[1]}",
-        driver=".".join(map(str, driver)) if driver else None,
+        driver=gpus.format_driver(driver) if driver else None,
         memory_gib=spec.memory_gib if spec else None,
         peak_flops=dict(spec.peak_flops) if spec else {},
     )

@@ -102,7 +102,7 @@ def test_too_old_driver_or_gpu_is_refused_with_a_reason():
     with pytest.raises(ValueError, match=r"driver 418\.67 is too old for sm_70: install >= 450"):
         gpus.image_for((7, 0), gpus.parse_driver("418.67"))
     # Blackwell has kernels only in the cu130 build: an R550 driver cannot fall back
-    with pytest.raises(ValueError, match=r"550\.54 is too old for sm_100: install >= 580\.65\.6"):
+    with pytest.raises(ValueError, match=r"550\.54 is too old for sm_100: install >= 580\.65\.06"):
         gpus.image_for((10, 0), gpus.parse_driver("550.54"))
     with pytest.raises(ValueError, match="older than any image"):
         gpus.image_for((3, 5))
@@ -153,3 +153,13 @@ def test_the_table_imports_without_torch():
 )
 def test_peak_flops_table(gpu, precision, peak):
     assert gpus.peak_flops(gpu, precision) == (pytest.approx(peak) if peak else None)
+
+
+def test_readme_gpu_table_is_the_generated_one():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start, end = "<!-- gpu-table:start -->\n", "\n<!-- gpu-table:end -->"
+    assert start in readme and end in readme
+    block = readme.split(start, 1)[1].split(end, 1)[0]
+    assert block == gpus.image_table()

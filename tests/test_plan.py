@@ -125,7 +125,7 @@ def test_present_gpu_is_read_from_torch_and_the_driver_from_nvidia_smi(gpu_suite
     fake_present(monkeypatch, "Tesla T4", (7, 5), (535, 104, 5))
     plan = make_plan(gpu_suite)
     assert plan.gpu.name == "Tesla T4" and plan.gpu.source == "present (torch)"
-    assert plan.gpu.driver == "535.104.5" and plan.image.service == "bench-gpu-volta"
+    assert plan.gpu.driver == "535.104.05" and plan.image.service == "bench-gpu-volta"
     assert plan.steps[0].precision == "fp16"
 
 
