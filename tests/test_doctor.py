@@ -141,11 +141,11 @@ def test_smoke_runs_every_stage_and_reports_a_failure(monkeypatch):
     from resnest_bench.harness import pipeline
 
     def broken(*args, **kwargs):
-        raise RuntimeError("export broke\nsecond line")
+        raise RuntimeError("data broke\nsecond line")
 
-    monkeypatch.setattr(pipeline, "run_deploy", broken)
+    monkeypatch.setattr(pipeline, "load_dataset", broken)
     failed = doctor.smoke(suite)
-    assert failed.status == "FAIL" and failed.detail == "RuntimeError: export broke"
+    assert failed.status == "FAIL" and failed.detail == "RuntimeError: data broke"
 
 
 def test_doctor_needs_no_gpu_for_a_cpu_suite(tmp_path):
