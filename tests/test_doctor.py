@@ -6,24 +6,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
-import torch
-
 from resnest_bench.harness import accel, doctor, launcher
 from resnest_bench.harness.cli import main
 from resnest_bench.harness.config import load_suite, validate_suite
 from resnest_bench.harness.errors import BenchError
-
-
-@pytest.fixture
-def fake_gpu(monkeypatch):
-    def install(name: str, cc: tuple[int, int]) -> None:
-        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-        monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: cc)
-        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
-
-    return install
 
 
 def host(driver):

@@ -106,11 +106,8 @@ def test_bf16_asked_on_volta_is_flagged_before_the_run(gpu_suite):
     assert make_plan(suite, gpu="H100").steps[0].problem is None  # the image has gcc
 
 
-def fake_present(monkeypatch, name, cc, driver=None):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: cc)
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+def fake_present(monkeypatch, fake_gpu, name, cc, driver=None):
+    fake_gpu(name, cc)
     host = [launcher.HostGpu(0, name, cc, driver, "nvidia-smi")] if driver else []
 
     def query():
@@ -121,16 +118,16 @@ def fake_present(monkeypatch, name, cc, driver=None):
     monkeypatch.setattr(launcher, "query_gpus", query)
 
 
-def test_present_gpu_is_read_from_torch_and_the_driver_from_nvidia_smi(gpu_suite, monkeypatch):
-    fake_present(monkeypatch, "Tesla T4", (7, 5), (535, 104, 5))
+def test_present_gpu_from_torch_driver_from_nvidia_smi(gpu_suite, monkeypatch, fake_gpu):
+    fake_present(monkeypatch, fake_gpu, "Tesla T4", (7, 5), (535, 104, 5))
     plan = make_plan(gpu_suite)
     assert plan.gpu.name == "Tesla T4" and plan.gpu.source == "present (torch)"
     assert plan.gpu.driver == "535.104.05" and plan.image.service == "bench-gpu-volta"
     assert plan.steps[0].precision == "fp16"
 
 
-def test_present_kepler_without_torch_cuda_uses_the_launcher_query(gpu_suite, monkeypatch):
-    fake_present(monkeypatch, "Tesla K80", (3, 7), (470, 256, 2))
+def test_present_kepler_without_torch_cuda_uses_the_launcher(gpu_suite, monkeypatch, fake_gpu):
+    fake_present(monkeypatch, fake_gpu, "Tesla K80", (3, 7), (470, 256, 2))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     plan = make_plan(gpu_suite)
     assert plan.gpu.source == "present (nvidia-smi)" and plan.image.service == "bench-gpu-kepler"
