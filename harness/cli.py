@@ -16,7 +16,7 @@ from typing import Any, get_args
 
 from resnest_bench.harness import console
 from resnest_bench.harness.config import CompileMode, Precision, Suite, load_suite, step_suite
-from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.errors import BenchError, Int8Rejected
 from resnest_bench.models import ModelError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -91,6 +91,9 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
             runtimes=getattr(args, "runtimes", None),
             threads=getattr(args, "threads", None),
             timed_images=getattr(args, "timed_images", None),
+            calibration_images=getattr(args, "calibration_images", None),
+            int8_max_drop=getattr(args, "int8_max_drop", None),
+            allow_int8_loss=getattr(args, "allow_int8_loss", None) or None,
         ),
         ("transfer" if transfer else "train"): recipe,
     }
@@ -248,6 +251,18 @@ def _add_deploy(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timed-images", type=int, help="test images timed one by one")
 
 
+def _add_int8(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--calibration-images", type=int, help="training images that calibrate int8")
+    p.add_argument(
+        "--int8-max-drop", type=float, help="top-1 points int8 may lose vs fp32 (held-out images)"
+    )
+    p.add_argument(
+        "--allow-int8-loss",
+        action="store_true",
+        help="ship an int8 model that loses more than --int8-max-drop (else the run exits 3)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="resnest-bench",
@@ -271,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(run)
     _add_training(run)
     _add_deploy(run)
+    _add_int8(run)
     run.set_defaults(handler=cmd_run)
 
     helps = {
@@ -290,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
             _add_training(step)
         if name == "infer":
             _add_deploy(step)
+        if name in ("export", "infer"):
+            _add_int8(step)
         step.set_defaults(handler=cmd_step)
 
     doctor = sub.add_parser("doctor", help="check this machine before a long run (and smoke it)")
@@ -326,6 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
+    except Int8Rejected as exc:
+        print(f"resnest-bench: {exc}", file=sys.stderr)
+        return 3
     except (BenchError, ModelError) as exc:
         print(f"resnest-bench: error: {exc}", file=sys.stderr)
         return 2

@@ -164,7 +164,7 @@ class DeploySection(Section):
     timed_images: int | None = Field(default=None, ge=1)
     calibration_images: int = Field(default=512, ge=1)
     int8_max_drop: float = Field(default=1.0, ge=0)
-    int8_strict: bool = False
+    allow_int8_loss: bool = False  # ship an int8 model outside int8_max_drop (else exit non-zero)
     parity_atol: float = Field(default=1e-3, gt=0)
 
     @field_validator("throughput_batches")

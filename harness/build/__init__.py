@@ -50,7 +50,7 @@ def build_artifacts(
         mean=dataset.mean,
         std=dataset.std,
         max_drop_pts=section.int8_max_drop,
-        strict=section.int8_strict,
+        allow_loss=section.allow_int8_loss,
         threads=section.threads,
     )
     ort_file = convert_to_ort(paths["onnx_int8"], paths["ort"])
