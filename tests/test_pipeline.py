@@ -79,6 +79,7 @@ def test_run_writes_complete_report(tiny_run: Path) -> None:
     report = (tiny_run / "report.md").read_text()
     for heading in ("Table 2", "Table 3", "Table 4", "Table 5", "SYNTHETIC", "ort-cpu:int8"):
         assert heading in report
+    assert ": fp32 (auto: CPU, fp32)" in report  # what precision ran, and why
     assert (tiny_run / "accuracy.png").read_bytes().startswith(b"\x89PNG")
 
 
