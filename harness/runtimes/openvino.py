@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from resnest_bench.harness.runtimes.base import Runtime, register
+from resnest_bench.harness.runtimes.base import Machine, Runtime, register
 
 
 @register
@@ -25,6 +25,13 @@ class OpenVinoCpu(Runtime):
     def unavailable_reason(cls) -> str | None:
         if importlib.util.find_spec("openvino") is None:
             return "openvino is not installed: pip install 'resnest-bench[openvino]'"
+        return None
+
+    @classmethod
+    def plan_skip_reason(cls, machine: Machine) -> str | None:
+        """Only the CPU image carries OpenVINO; a GPU image has no use for it."""
+        if machine.image is not None:
+            return f"the {machine.image.service} image does not install openvino (CPU image only)"
         return None
 
     def _load(self, path: Path) -> None:
