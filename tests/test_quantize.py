@@ -193,13 +193,17 @@ def test_bad_inputs(trained, tmp_path):
     assert not (tmp_path / "out.onnx").exists()
 
 
+def _irs(folder: Path) -> tuple[Path, Path]:
+    return folder / "model.openvino.xml", folder / "model.int8.openvino.xml"
+
+
 def test_openvino_ir_matches_and_its_int8_passes_the_same_gate(trained, tmp_path):
     pytest.importorskip("openvino")
     pytest.importorskip("nncf")
     from resnest_bench.harness.build.openvino import build_openvino
 
     data, fp32 = trained
-    record = build_openvino(fp32, tmp_path, _gate(data))
+    record = build_openvino(fp32, *_irs(tmp_path), _gate(data))
     ort = get_runtime("ort-cpu")
     ort.load(fp32)
     openvino = get_runtime("openvino")
@@ -225,7 +229,9 @@ def test_openvino_fallback_names_reach_the_ir(trained, tmp_path):
 
     data, fp32 = trained
     # nothing passes: every fallback is tried and recorded
-    record = build_openvino(fp32, tmp_path, _gate(data, calibration_images=64, max_drop_pts=-100))
+    record = build_openvino(
+        fp32, *_irs(tmp_path), _gate(data, calibration_images=64, max_drop_pts=-100)
+    )
     attempts = record.int8.attempts
     assert [a.variant for a in attempts] == ["nncf", "nncf+first-conv-fp32", "nncf+attention-fp32"]
     assert attempts[0].excluded_nodes == 0

@@ -28,7 +28,10 @@ ARTIFACT_FILES = {
     "onnx_fp32": "model.onnx",
     "onnx_int8": "model.int8.onnx",
     "ort": "model.int8.ort",
+    "openvino_fp32": "model.openvino.xml",  # + .bin
+    "openvino_int8": "model.int8.openvino.xml",
 }
+ALWAYS_BUILT = ("state_dict", "onnx_fp32", "onnx_int8", "ort")
 PARITY_IMAGES = 256  # test images the ONNX graph must reproduce PyTorch on
 HELDOUT_IMAGES = 1000  # test images the int8 accuracy gate compares fp32 and int8 on
 
@@ -38,7 +41,7 @@ def build_artifacts(
 ) -> ArtifactsRecord:
     """Write every artifact into `out_dir`; BenchError (and no record) when a check fails."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {kind: out_dir / name for kind, name in ARTIFACT_FILES.items()}
+    paths = {kind: out_dir / ARTIFACT_FILES[kind] for kind in ALWAYS_BUILT}
     save_torch_artifact(model, paths["state_dict"])
     parity_x = normalize(dataset.test.images[:PARITY_IMAGES], dataset.mean, dataset.std)
     exported = export_onnx(
@@ -60,9 +63,11 @@ def build_artifacts(
     if _wanted("openvino", section):
         from resnest_bench.harness.build.openvino import build_openvino
 
-        openvino = build_openvino(paths["onnx_fp32"], out_dir, gate)
-        paths["openvino_fp32"] = out_dir / openvino.fp32_path
-        paths["openvino_int8"] = out_dir / openvino.int8.path
+        for kind in ("openvino_fp32", "openvino_int8"):
+            paths[kind] = out_dir / ARTIFACT_FILES[kind]
+        openvino = build_openvino(
+            paths["onnx_fp32"], paths["openvino_fp32"], paths["openvino_int8"], gate
+        )
     sizes = {kind: artifact_bytes(path) for kind, path in paths.items()}
     return ArtifactsRecord(
         files={kind: path.name for kind, path in paths.items()},

@@ -26,12 +26,12 @@ from resnest_bench.harness.build.int8 import CALIBRATION_BATCH, prepare_onnx, qu
 from resnest_bench.harness.results.deployment import Int8Settings, OpenVinoRecord
 from resnest_bench.harness.runtimes.openvino import OpenVinoCpu
 
-FP32_FILE = "model.openvino.xml"
-INT8_FILE = "model.int8.openvino.xml"
 
-
-def build_openvino(onnx_fp32: Path, out_dir: Path, data: GateData) -> OpenVinoRecord:
-    """Write the fp32 and the gated int8 IR into `out_dir`; the record names both files."""
+def build_openvino(
+    onnx_fp32: Path, fp32_xml: Path, int8_xml: Path, data: GateData
+) -> OpenVinoRecord:
+    """Write the fp32 and the gated int8 IR (each an .xml with its .bin); the record names
+    both files."""
     import nncf
     import openvino as ov
 
@@ -42,8 +42,7 @@ def build_openvino(onnx_fp32: Path, out_dir: Path, data: GateData) -> OpenVinoRe
         runtime.load(xml)
         return data.top1(runtime.run)
 
-    fp32_xml, int8_xml = out_dir / FP32_FILE, out_dir / INT8_FILE
-    with tempfile.TemporaryDirectory(prefix=".openvino.", dir=out_dir) as work:
+    with tempfile.TemporaryDirectory(prefix=".openvino.", dir=int8_xml.parent) as work:
         prepared = Path(work) / "prepared.onnx"
         prepare_onnx(onnx_fp32, prepared)
         model = ov.convert_model(str(prepared))
