@@ -44,7 +44,7 @@ def target_rows(deployment: Deployment) -> list[list[str]]:
     rows = []
     for t in deployment.targets:
         if not t.ok:
-            rows.append([t.target, f"skipped: {t.reason}"] + [md.MISSING] * 10)
+            rows.append([t.target, f"{t.status}: {t.reason}"] + [md.MISSING] * 10)
             continue
         latency = t.latency_ms
         first_ms = t.first_inference_s * 1e3 if t.first_inference_s is not None else None
