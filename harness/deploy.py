@@ -30,11 +30,11 @@ def run_deploy(
     *,
     small_subset: int,
     measure: bool = True,
-    step: Callable[[str], None] = lambda _: None,
+    step: Callable[[str, int, int], None] = lambda *_: None,
 ) -> Deployment:
     """Build artifacts into `out_dir` and measure them; measure=False builds and checks the
     artifacts only (the `export` step). `small_subset`: the first N test images get their own
-    top-1 and time per image (the seed's 50-image set); step(description) names each
+    top-1 and time per image (the seed's 50-image set); step(description, done, total) names each
     measuring step as it starts (progress)."""
     select_targets(section.runtimes)  # fail on unavailable runtimes before the slow part
     with staged_dir(Path(out_dir)) as stage:

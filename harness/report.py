@@ -152,6 +152,8 @@ def render(result: RunResult, plots: list[str]) -> str:
             "",
             training_tables([transfer]),
         ]
+    for step, reason in result.failed_steps.items():
+        parts += ["", f"- {step}: FAILED: {reason} (the other steps' results are kept)"]
     if result.deployment:
         parts += ["", deployment_section(result.deployment)]
     if plots:

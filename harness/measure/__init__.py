@@ -80,7 +80,7 @@ def measure_artifacts(
     *,
     small_subset: int,
     spawn: bool = True,
-    step: Callable[[str], None] = lambda _: None,
+    step: Callable[[str, int, int], None] = lambda *_: None,
 ) -> tuple[list[Target], Demo, HostCheck, ThreadPolicy]:
     """Measure every selected target on the files of `artifacts` in `directory` side by side,
     each in its own spawned process kept for the whole run (spawn=False: in this one, for

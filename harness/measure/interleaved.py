@@ -65,12 +65,17 @@ def run_session(
     section: DeploySection,
     *,
     timed_images: int,
-    step: Callable[[str], None] = lambda _: None,
+    step: Callable[[str, int, int], None] = lambda *_: None,
     snapshot: Callable[[], hostload.HostSnapshot] = hostload.snapshot,
 ) -> Session:
     """Load every target, time them in section.rounds interleaved rounds, then throughput and
-    accuracy; step(description) announces each step (progress)."""
+    accuracy; step(description, done, total) announces each step as it starts (progress)."""
     outcomes = {name: Outcome() for name in handles}
+    total = len(handles) * (2 + len(section.throughput_batches)) + section.rounds
+    done = iter(range(total + 1))
+
+    def announce(description: str) -> None:
+        step(description, next(done), total)
 
     def ask(name: str, op: str, **kwargs: Any) -> Any:
         outcome = outcomes[name]
@@ -83,7 +88,7 @@ def run_session(
             return None
 
     for name in handles:
-        step(f"load {name}")
+        announce(f"load {name}")
         outcomes[name].load = ask(name, "load")
 
     per_round = round_timing(section.timing, section.rounds)
@@ -96,20 +101,21 @@ def run_session(
 
     def after_round(r: int) -> None:
         marks.append(snapshot())
-        step(f"timed round {r + 1}/{section.rounds}")
+        if r + 1 < section.rounds:
+            announce(f"time {len(handles)} targets side by side, round {r + 2}/{section.rounds}")
 
-    step(f"time {len(handles)} targets side by side, round 1/{section.rounds}")
+    announce(f"time {len(handles)} targets side by side, round 1/{section.rounds}")
     samples = run_rounds({n: timer(n) for n in handles}, section.rounds, on_round=after_round)
     for name, per in samples.items():
         outcomes[name].rounds = per
     for batch in section.throughput_batches:
         for name in handles:
-            step(f"throughput {name}, batch {batch}")
+            announce(f"throughput {name}, batch {batch}")
             stats = ask(name, "throughput", batch=batch, timing=section.timing)
             if stats is not None:
                 outcomes[name].throughput[batch] = stats
     for name in handles:
-        step(f"accuracy {name}")
+        announce(f"accuracy {name}")
         answer = ask(name, "accuracy", timed=timed_images)
         if answer is not None:
             outcomes[name].per_image_s, outcomes[name].logits = answer

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from resnest_bench.harness.build.files import first_line
 from resnest_bench.harness.config import TimingSection
 from resnest_bench.harness.data import ImageSet, normalize
 from resnest_bench.harness.envinfo import peak_rss_bytes
@@ -123,12 +124,7 @@ def serve(connection: Any, job: Job) -> None:
                 worker = Worker(job)
             connection.send(("ok", getattr(worker, op)(**kwargs)))
         except Exception as exc:  # any failure of this target is reported, never raised here
-            connection.send(("error", one_line(exc)))
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+            connection.send(("error", first_line(exc)))
 
 
 class TargetProcess:
@@ -180,7 +176,7 @@ class InProcess:
                 self.worker = Worker(self.job)
             return getattr(self.worker, op)(**kwargs)
         except Exception as exc:
-            raise TargetFailed(f"{op} failed: {one_line(exc)}") from exc
+            raise TargetFailed(f"{op} failed: {first_line(exc)}") from exc
 
     def close(self) -> None:
         self.worker = None
