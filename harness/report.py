@@ -263,6 +263,7 @@ def plot_accuracy(runs: list[TrainingRun], path: Path, title: str) -> None:
 def plot_latency(deployment: Deployment, path: Path, title: str) -> None:
     """Batch-1 latency per target on a log axis: median bar, whisker to p99, value labels."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
     labels, medians, lows, highs = latency_series(deployment)
     figure = Figure(figsize=(7, 1.0 + 0.5 * len(labels)))
@@ -277,6 +278,13 @@ def plot_latency(deployment: Deployment, path: Path, title: str) -> None:
             textcoords="offset points",
             fontsize=8,
         )
+    axes.set_xlim(min(medians) / 2, max(m + h for m, h in zip(medians, highs, strict=True)) * 2)
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    axes.xaxis.set_major_formatter(plain)
+    axes.xaxis.set_minor_formatter(
+        FuncFormatter(lambda v, _: f"{v:g}" if str(v)[0] in "25" else "")
+    )
+    axes.tick_params(axis="x", which="minor", labelsize=7)
     axes.invert_yaxis()
     axes.set_xlabel("batch-1 latency, ms, log scale (bar: median; whisker: up to p99)")
     axes.set_title(title, fontsize=9)
