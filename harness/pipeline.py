@@ -207,7 +207,7 @@ def _deploy(
     measure = "deploy" in suite.steps
     console.log(f"deploy: exporting, quantizing{', timing every target' * measure}")
     with console.steps("deploy") as step:
-        return run_deploy(
+        deployment = run_deploy(
             model.cpu().eval(),
             dataset,
             out,
@@ -216,6 +216,16 @@ def _deploy(
             measure=measure,
             step=step,
         )
+    for target in deployment.targets:  # -v: the figures as they came, before the report
+        ratio = target.speedup
+        console.detail(
+            f"{target.target}: {target.status}"
+            + (f", {ratio.median:.2f}x eager ({ratio.low:.2f}-{ratio.high:.2f})" if ratio else "")
+            + (f", FLAGGED: {target.flag}" if target.flag else "")
+        )
+    if deployment.host and deployment.host.reasons:
+        console.log("deploy: figures not trustworthy: " + "; ".join(deployment.host.reasons))
+    return deployment
 
 
 def _kind(suite: Suite) -> str:
