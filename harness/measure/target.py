@@ -128,18 +128,22 @@ def serve(connection: Any, job: Job) -> None:
 
 
 class TargetProcess:
-    """The parent side: a spawned child serving one Job; call() sends a request and waits."""
+    """The parent side: a spawned child serving one Job; call() sends a request and waits.
+    The child starts at the first call, so no target's start-up (imports) overlaps another
+    target's timed load."""
 
     def __init__(self, job: Job) -> None:
         context = multiprocessing.get_context("spawn")
-        self.connection, child = context.Pipe()
-        self.process = context.Process(target=serve, args=(child, job), daemon=True)
-        with child_environment(job.policy):
-            self.process.start()
-        child.close()
+        self.job = job
+        self.connection, self._child = context.Pipe()
+        self.process = context.Process(target=serve, args=(self._child, job), daemon=True)
 
     def call(self, op: str, **kwargs: Any) -> Any:
         """The answer to `op`; TargetFailed with one line when the child raised or died."""
+        if self.process.pid is None:
+            with child_environment(self.job.policy):
+                self.process.start()
+            self._child.close()
         try:
             self.connection.send((op, kwargs))
             status, value = self.connection.recv()
@@ -153,11 +157,13 @@ class TargetProcess:
         return value
 
     def close(self) -> None:
-        if self.process.is_alive():
+        if self.process.pid is None:
+            self._child.close()
+        elif self.process.is_alive():
             with contextlib.suppress(OSError, BrokenPipeError):
                 self.connection.send(("stop", {}))
             self.process.join(timeout=10)
-        if self.process.is_alive():
+        if self.process.pid is not None and self.process.is_alive():
             self.process.kill()
             self.process.join()
         self.connection.close()
