@@ -153,3 +153,13 @@ def test_compare_names_runs_and_marks_synthetic():
     assert len(rows) == 2
     assert "[SYNTHETIC]" in rows[0] and "[SYNTHETIC]" not in rows[1]
     assert all(row.rstrip(" |").endswith("20261123-000000-cpu-runtime") for row in rows)
+
+
+def test_report_command_takes_a_run_directory(tmp_path: Path, capsys):
+    from resnest_bench.harness.cli import main
+    from resnest_bench.harness.results import write_result
+
+    write_result(tmp_path / "result.json", _result(QUIET, flagged=False))
+    assert main(["report", str(tmp_path), "--quiet"]) == 0
+    assert (tmp_path / "report.md").read_text().startswith("# resnest-bench deploy")
+    assert str(tmp_path / "tradeoff.png") in capsys.readouterr().out
