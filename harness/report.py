@@ -251,7 +251,11 @@ def plot_accuracy(runs: list[TrainingRun], path: Path, title: str) -> None:
             marker="o" if len(epochs) < 20 else None,
             label=f"{_block_label(run)} on {run.dataset.name}",
         )
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    epochs = sorted({e.epoch for run in runs for e in run.epochs})
+    if len(epochs) <= 20:
+        axes.set_xticks(epochs)
+    else:
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("epoch")
     axes.set_ylabel("test top-1 (%)")
     axes.set_title(title, fontsize=9)
@@ -295,11 +299,12 @@ def plot_latency(deployment: Deployment, path: Path, title: str) -> None:
 def plot_tradeoff(deployment: Deployment, path: Path, title: str) -> None:
     """Speed-up vs eager against test top-1, one point per target (the seed's trade-off)."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
     points = [t for t in deployment.ok_targets() if t.speedup and t.top1_full is not None]
     figure = Figure(figsize=(6, 3.8))
     axes = figure.subplots()
-    for t in points:
+    for i, t in enumerate(points):
         ratio = t.speedup
         axes.errorbar(
             ratio.median,
@@ -311,26 +316,28 @@ def plot_tradeoff(deployment: Deployment, path: Path, title: str) -> None:
         axes.annotate(
             f" {t.target}{' [FLAGGED]' if t.flag else ''}",
             (ratio.median, t.top1_full),
-            xytext=(4, 4),
+            xytext=(4, 4 + 11 * i),  # staggered: targets often share one accuracy
             textcoords="offset points",
             fontsize=8,
         )
-    axes.set_xlabel("speed-up vs PyTorch eager (median of rounds; bar: range)")
+    axes.set_xscale("log")
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}x"))
+    axes.set_xlabel("speed-up vs PyTorch eager, log scale (median of rounds; bar: range)")
     axes.set_ylabel("test top-1 (%)")
     axes.set_title(title, fontsize=9)
     axes.grid(alpha=0.3)
-    axes.margins(x=0.25, y=0.2)
+    axes.margins(x=0.3, y=0.4)
     _save_figure(figure, path)
 
 
-def plot_title(result: RunResult, what: str) -> str:
+def plot_title(result: RunResult, what: str, *, calls: bool = True) -> str:
     """What, then model/stem/data/threads/n, SYNTHETIC when it is."""
     settings = result.config.settings
     model, data = settings.get("model", {}), settings.get("data", {})
     deployment = result.deployment
     threads = deployment.environment.threads if deployment else "-"
     n = ""
-    if deployment and deployment.ok_targets():
+    if calls and deployment and deployment.ok_targets():
         first = deployment.ok_targets()[0]
         n = f", n={first.latency_ms.n} calls" if first.latency_ms else ""
     return (
@@ -344,7 +351,9 @@ def write_report(run_dir: Path, result: RunResult) -> list[str]:
     plots = []
     runs = result.training_runs()
     if runs:
-        plot_accuracy(runs, run_dir / ACCURACY_PLOT, plot_title(result, "Test top-1 per epoch"))
+        plot_accuracy(
+            runs, run_dir / ACCURACY_PLOT, plot_title(result, "Test top-1 per epoch", calls=False)
+        )
         plots.append(ACCURACY_PLOT)
     if result.deployment and latency_series(result.deployment)[0]:
         title = plot_title(result, "Batch-1 latency per target")
