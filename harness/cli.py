@@ -90,6 +90,8 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         "deploy": _given(
             runtimes=getattr(args, "runtimes", None),
             threads=getattr(args, "threads", None),
+            spinning=getattr(args, "spinning", None),
+            rounds=getattr(args, "rounds", None),
             timed_images=getattr(args, "timed_images", None),
             calibration_images=getattr(args, "calibration_images", None),
             int8_max_drop=getattr(args, "int8_max_drop", None),
@@ -125,6 +127,7 @@ def _run(args: argparse.Namespace, suite: Suite, suite_path: Path | None) -> int
         data_root=data_root(args.data_dir),
         checkpoint=Path(args.checkpoint) if getattr(args, "checkpoint", None) else None,
         resume=getattr(args, "resume", None),
+        keep_checkpoints=getattr(args, "keep_checkpoints", False),
         download=not args.no_download,
         argv=sys.argv,
     )
@@ -141,6 +144,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     checks = quick_checks(suite, reports_root(args.reports), data_root(args.data_dir))
     for check in failures(checks):
         raise BenchError(f"preflight (resnest-bench doctor): {check.line()}")
+    if suite.name == "cpu-runtime" and not args.checkpoint:
+        from resnest_bench.harness.reuse import newest_gpu_model
+
+        found = newest_gpu_model(reports_root(args.reports))
+        if found is not None:
+            console.log(f"cpu-runtime: deploying the newest gpu-suite model, {found}")
+            args.checkpoint = str(found)
+        else:
+            console.log(
+                "cpu-runtime: no gpu-suite model under the reports folder; training a short one"
+            )
     return _run(args, suite, path)
 
 
@@ -189,6 +203,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from resnest_bench.harness.results import read_result
 
     path = Path(args.result)
+    path = path / "result.json" if path.is_dir() else path
     result = read_result(path)
     for name in write_report(path.parent, result):
         print(path.parent / name)
@@ -243,11 +258,22 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--auto-batch", action="store_true", help="halve the batch size on OOM")
     p.add_argument("--target", type=float, help="top-1 for time-to-accuracy (default 0.89)")
     p.add_argument("--resume", metavar="RUN_ID", help="continue a killed run from its checkpoints")
+    p.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        help="keep reports/work/<run> (training checkpoints) after the run finishes",
+    )
 
 
 def _add_deploy(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtimes", nargs="+", help="torch-eager torch-compile ort-cpu ort-cuda ...")
     p.add_argument("--threads", type=int, help="threads per runtime (default: usable CPUs)")
+    p.add_argument(
+        "--spinning",
+        choices=["on", "off", "auto"],
+        help="ONNX Runtime idle-thread spinning (auto: off on a shared or quota-capped host)",
+    )
+    p.add_argument("--rounds", type=int, help="interleaved timing rounds (ratios per round)")
     p.add_argument("--timed-images", type=int, help="test images timed one by one")
 
 
@@ -268,7 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="resnest-bench",
         description="Train, export and time ResNeSt split-attention networks; write reports.",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars, log lines only")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bars, log lines only (anywhere)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="per-round details (anywhere)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     models = sub.add_parser("models", help="list model configs with params and MACs")
@@ -332,15 +361,21 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--reports", help="where the comparison directory goes")
     compare.set_defaults(handler=cmd_compare)
 
-    report = sub.add_parser("report", help="re-render report.md and plots from a result.json")
-    report.add_argument("result", help="path to result.json")
+    report = sub.add_parser("report", help="re-render report.md and plots of a run")
+    report.add_argument("result", help="a run directory or its result.json")
     report.set_defaults(handler=cmd_report)
     return parser
 
 
+ANYWHERE = {"--quiet": "quiet", "-v": "verbose", "--verbose": "verbose"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    console.configure(quiet=args.quiet)
+    given = list(sys.argv[1:] if argv is None else argv)
+    # --quiet and -v work anywhere on the line, not only before the command
+    flags = {ANYWHERE[a] for a in given if a in ANYWHERE}
+    args = build_parser().parse_args([a for a in given if a not in ANYWHERE])
+    console.configure(quiet="quiet" in flags, verbose="verbose" in flags)
     handler: Handler = args.handler
     try:
         return handler(args)

@@ -13,6 +13,7 @@ from resnest_bench.harness import markdown as md
 from resnest_bench.harness.atomic import atomic_write_json, atomic_write_text, staged_dir
 from resnest_bench.harness.deploy_report import TARGET_HEAD, target_rows
 from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.report import is_synthetic, synthetic_label
 from resnest_bench.harness.results import RunResult, read_result
 
 COMPARE_NAME = "compare.md"
@@ -74,7 +75,7 @@ def _training_rows(results: list[RunResult]) -> list[list[str]]:
                     machine_label(result),
                     model.block,
                     f"{model.name}, {model.stem} stem",
-                    f"{data.name}{' (synthetic)' if data.synthetic else ''}",
+                    f"{data.name}{' [SYNTHETIC]' if data.synthetic else ''}",
                     run.accel.precision,
                     md.stats(summary.steady_epoch_s, unit=" s"),
                     md.num(summary.steady_images_per_s),
@@ -105,10 +106,13 @@ def _seed_training_rows() -> list[list[str]]:
 
 
 def _deploy_rows(results: list[RunResult]) -> list[list[str]]:
+    """Per target: the machine (SYNTHETIC marked: never beside real runs unmarked), its row,
+    and the run it came from."""
     rows = []
     for result in results:
         if result.deployment:
-            rows += [[machine_label(result), *row] for row in target_rows(result.deployment)]
+            machine = machine_label(result) + (" [SYNTHETIC]" if is_synthetic(result) else "")
+            rows += [[machine, *row, result.run_id] for row in target_rows(result.deployment)]
     return rows
 
 
@@ -121,7 +125,8 @@ def _seed_deploy_row(row: SeedDeploy) -> list[str]:
         "top-1 small": f"{md.pct(row.small)} (n=50)",
         "artifact MiB": f"{row.size_mb} MB",
     }
-    return ["seed machine [reference]"] + [cells.get(head, md.MISSING) for head in TARGET_HEAD]
+    cells = [cells.get(head, md.MISSING) for head in TARGET_HEAD]
+    return ["seed machine [reference]", *cells, SEED_SOURCE]
 
 
 def render_comparison(results: list[RunResult], seed_reference: bool) -> str:
@@ -130,7 +135,8 @@ def render_comparison(results: list[RunResult], seed_reference: bool) -> str:
         "# resnest-bench comparison",
         "",
         *[
-            f"- `{r.run_id}`: {machine_label(r)}, {r.kind}, `{' '.join(r.command)}`"
+            f"- `{r.run_id}`: {machine_label(r)}, {r.kind}{synthetic_label(r)}, "
+            f"`{' '.join(r.command)}`"
             for r in results
         ],
     ]
@@ -147,16 +153,16 @@ def render_comparison(results: list[RunResult], seed_reference: bool) -> str:
             "final top-1",
             "run",
         ]
-        parts += ["", "## Training: GPU generation x block", "", md.table(head, training)]
+        parts += ["", "## Training: machine x block", "", md.table(head, training)]
     deploy = _deploy_rows(results)
     if deploy or seed_reference:
         if seed_reference:
             deploy += [_seed_deploy_row(row) for row in SEED_DEPLOY]
         parts += [
             "",
-            "## Deployment: runtime x metric",
+            "## Deployment: target x metric (CPU runtimes; GPU ones where present)",
             "",
-            md.table(["machine", *TARGET_HEAD], deploy),
+            md.table(["machine", *TARGET_HEAD, "run"], deploy),
         ]
     if not training and not deploy:
         raise BenchError("none of the results holds training or deployment measurements")

@@ -159,6 +159,8 @@ class DeploySection(Section):
 
     runtimes: tuple[str, ...] | None = None
     threads: int | None = Field(default=None, ge=1)
+    spinning: Literal["on", "off", "auto"] = "auto"  # ORT idle workers; auto: off when shared
+    rounds: int = Field(default=5, ge=1)  # interleaved timing rounds (timing spread over them)
     timing: TimingSection = TimingSection()
     throughput_batches: tuple[int, ...] = (8, 16, 32)
     timed_images: int | None = Field(default=None, ge=1)

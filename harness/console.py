@@ -6,7 +6,7 @@ The library never prints; the CLI asks this module for a progress bar or a table
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -21,13 +21,20 @@ from rich.progress import (
 )
 from rich.table import Table
 
-_state = {"quiet": False}
+_state = {"quiet": False, "verbose": False}
 _err = Console(stderr=True)
 _out = Console()
 
 
-def configure(*, quiet: bool) -> None:
+def configure(*, quiet: bool, verbose: bool = False) -> None:
     _state["quiet"] = quiet
+    _state["verbose"] = verbose
+
+
+def detail(message: str) -> None:
+    """A line shown only with -v (per-round figures and the like)."""
+    if _state["verbose"]:
+        log(message)
 
 
 def interactive() -> bool:
@@ -94,3 +101,20 @@ def progress() -> Iterator[Progress | _LineProgress]:
     )
     with bar:
         yield bar
+
+
+@contextmanager
+def steps(title: str) -> Iterator[Callable[[str, int, int], None]]:
+    """A named multi-step task: the callback (description, done, total) moves one bar with an
+    ETA on a terminal, or prints one line per step otherwise."""
+    if not interactive():
+        yield lambda description, done, total: log(f"{title} [{done + 1}/{total}] {description}")
+        return
+    with progress() as bar:
+        task = bar.add_task(title, total=None)
+
+        def update(description: str, done: int, total: int) -> None:
+            bar.update(task, description=f"{title}: {description}", completed=done, total=total)
+
+        yield update
+        bar.update(task, description=f"{title}: done", completed=bar.tasks[0].total or 0)

@@ -8,6 +8,7 @@ target in its own process. The files are published into `out_dir` only if everyt
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from torch import nn
@@ -18,7 +19,7 @@ from resnest_bench.harness.config import DeploySection
 from resnest_bench.harness.data import Dataset
 from resnest_bench.harness.envinfo import cgroup_limits, usable_cpus
 from resnest_bench.harness.measure import demo, measure_artifacts, select_targets
-from resnest_bench.harness.results.deployment import DeployEnvironment, Deployment
+from resnest_bench.harness.results.deployment import DeployEnvironment, Deployment, ThreadPolicy
 
 
 def run_deploy(
@@ -29,28 +30,38 @@ def run_deploy(
     *,
     small_subset: int,
     measure: bool = True,
+    step: Callable[[str, int, int], None] = lambda *_: None,
 ) -> Deployment:
     """Build artifacts into `out_dir` and measure them; measure=False builds and checks the
     artifacts only (the `export` step). `small_subset`: the first N test images get their own
-    top-1 and time per image (the seed's 50-image set)."""
+    top-1 and time per image (the seed's 50-image set); step(description, done, total) names each
+    measuring step as it starts (progress)."""
     select_targets(section.runtimes)  # fail on unavailable runtimes before the slow part
     with staged_dir(Path(out_dir)) as stage:
         artifacts = build_artifacts(model, dataset, stage, section)
-        targets, shown = (
-            measure_artifacts(stage, artifacts, dataset, section, small_subset=small_subset)
-            if measure
-            else ([], demo(dataset, {}))
+        if not measure:
+            return Deployment(
+                config=section.model_dump(mode="json"),
+                environment=environment(section),
+                artifacts=artifacts,
+                targets=[],
+                demo=demo(dataset, {}),
+            )
+        targets, shown, host, policy = measure_artifacts(
+            stage, artifacts, dataset, section, small_subset=small_subset, step=step
         )
     return Deployment(
         config=section.model_dump(mode="json"),
-        environment=environment(section),
+        environment=environment(section, policy),
         artifacts=artifacts,
         targets=targets,
         demo=shown,
+        rounds=section.rounds,
+        host=host,
     )
 
 
-def environment(section: DeploySection) -> DeployEnvironment:
+def environment(section: DeploySection, policy: ThreadPolicy | None = None) -> DeployEnvironment:
     """Threads and limits in force: the context every number above depends on."""
     import onnxruntime
     import torch
@@ -63,4 +74,5 @@ def environment(section: DeploySection) -> DeployEnvironment:
         torch=torch.__version__,
         onnxruntime=onnxruntime.__version__,
         providers=onnxruntime.get_available_providers(),
+        thread_policy=policy,
     )

@@ -1,5 +1,6 @@
-"""Markdown for a Deployment: the seed's Tables 4 and 5, extended with latency percentiles,
-throughput, memory, sizes and the int8 story.
+"""Markdown for a Deployment: first the answer (trust verdict, one "what should I ship" table),
+then the seed's Tables 4 and 5, extended with latency percentiles, throughput, memory, sizes
+and the int8 story.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ TARGET_HEAD = [
     "first inference ms",
     "avg ms/image (test set)",
     "batch-1 latency ms",
-    "speed-up vs eager",
+    "speed-up vs eager (median of rounds)",
     "best throughput img/s",
     "top-1 full",
     "top-1 small",
@@ -23,11 +24,129 @@ TARGET_HEAD = [
 ]
 
 
-def _reference_latency(deployment: Deployment) -> float | None:
+ABBREVIATIONS = (
+    "Abbreviations: ORT = ONNX Runtime; fp32 = 32-bit float; int8 = 8-bit integer weights and "
+    "activations (static quantization, QDQ = quantize-dequantize nodes); eager = PyTorch eager "
+    "mode, the reference; p50/p90/p99 = 50th/90th/99th percentile of per-call time; cv = "
+    "coefficient of variation (std/mean); n = number of samples; RSS = resident set size "
+    "(memory held by the process); MiB = 2^20 bytes; pts = percentage points; img/s = images "
+    "per second; b8 = batch of 8; dp = softmax probability difference."
+)
+SUMMARY_HEAD = [
+    "target",
+    "speed-up vs eager (median, range)",
+    "top-1",
+    "change vs fp32",
+    "file MiB",
+    "peak RSS MiB",
+    "verdict",
+]
+
+
+def _top1_limit(deployment: Deployment) -> float:
+    """The accuracy a target may lose vs fp32 and still be shipped (the int8 gate's limit)."""
+    return float(deployment.config.get("int8_max_drop", 1.0))
+
+
+def shippable(deployment: Deployment) -> Target | None:
+    """The fastest unflagged target within the accuracy limit of PyTorch eager fp32."""
+    reference = _reference(deployment)
+    limit = _top1_limit(deployment)
+    fits = [
+        t
+        for t in deployment.ok_targets()
+        if t.speedup
+        and not t.flag
+        and (reference is None or reference.top1_full - (t.top1_full or 0.0) <= limit)
+    ]
+    return max(fits, key=lambda t: t.speedup.median, default=None)
+
+
+def _reference(deployment: Deployment) -> Target | None:
     first = deployment.targets[0] if deployment.targets else None
-    if first and first.ok and first.latency_ms:
-        return first.latency_ms.median
-    return None
+    return first if first and first.ok and first.top1_full is not None else None
+
+
+def _verdict(target: Target, best: Target | None, reference: Target | None, limit: float) -> str:
+    if not target.ok:
+        return f"{target.status}: {target.reason}"
+    if target.flag:
+        return f"not comparable: its own figures disagree ({target.flag})"
+    drop = reference.top1_full - target.top1_full if reference and target.top1_full else 0.0
+    if drop > limit:
+        return f"loses {drop:.2f} pts of top-1 (limit {limit:g})"
+    if target is best:
+        return f"SHIP: fastest within {limit:g} pts of fp32 top-1"
+    if best is not None and target.speedup:
+        return f"within the limit, {best.speedup.median / target.speedup.median:.2f}x slower"
+    return "within the limit"
+
+
+def speedup_text(target: Target) -> str:
+    ratio = target.speedup
+    if ratio is None:
+        return md.MISSING
+    return f"{ratio.median:.2f}x ({ratio.low:.2f}-{ratio.high:.2f}, {ratio.rounds} rounds)"
+
+
+def summary_table(deployment: Deployment) -> str:
+    """One row per target answering "what should I ship"."""
+    reference, limit = _reference(deployment), _top1_limit(deployment)
+    best = shippable(deployment)
+    sizes = deployment.artifacts.sizes_bytes
+    rows = []
+    for t in deployment.targets:
+        change = (
+            f"{t.top1_full - reference.top1_full:+.2f} pts"
+            if reference and t.ok and t.top1_full is not None
+            else md.MISSING
+        )
+        rows.append(
+            [
+                t.target,
+                speedup_text(t),
+                f"{md.num(t.top1_full, 4)}%" if t.top1_full is not None else md.MISSING,
+                change,
+                md.mib(sizes.get(t.artifact)),
+                md.mib(t.peak_rss_bytes),
+                _verdict(t, best, reference, limit),
+            ]
+        )
+    return md.table(SUMMARY_HEAD, rows)
+
+
+def trust_line(deployment: Deployment) -> str:
+    """The report's first line about the figures: trustworthy or not, and why."""
+    host = deployment.host
+    if host is None or host.trustworthy is None:
+        return "**Trust: unknown** - the host's load could not be measured here."
+    if host.trustworthy:
+        load = host.overall
+        other = f"{load.other_cores:.2f}" if load and load.other_cores is not None else "?"
+        return (
+            f"**Trust: figures trustworthy** - host quiet while timing (other processes used "
+            f"{other} cores), every row's figures agree, ratios from {deployment.rounds} "
+            "interleaved rounds."
+        )
+    return "**Trust: NOT trustworthy** - " + "; ".join(host.reasons) + "."
+
+
+def headline(deployment: Deployment) -> str:
+    """What to ship, in one line; never a flagged figure; marked when the host was busy."""
+    best, reference = shippable(deployment), _reference(deployment)
+    if best is None or best.speedup is None:
+        return "Ship: no target is both measured cleanly and within the accuracy limit."
+    busy = " (host busy: treat as indicative)" if deployment.host and deployment.host.busy else ""
+    change = (
+        f", top-1 {best.top1_full:.2f}% ({best.top1_full - reference.top1_full:+.2f} pts vs fp32)"
+        if reference and best.top1_full is not None
+        else ""
+    )
+    return (
+        f"Ship: **{best.target}**, {best.speedup.median:.2f}x PyTorch eager's batch-1 speed "
+        f"(range {best.speedup.low:.2f}-{best.speedup.high:.2f} over {best.speedup.rounds} "
+        f"rounds){change}{busy}."
+    )
 
 
 def _best_throughput(target: Target) -> str:
@@ -40,22 +159,21 @@ def _best_throughput(target: Target) -> str:
 def target_rows(deployment: Deployment) -> list[list[str]]:
     """One row per target in TARGET_HEAD order; skipped targets say why."""
     sizes = deployment.artifacts.sizes_bytes
-    reference = _reference_latency(deployment)
     rows = []
     for t in deployment.targets:
         if not t.ok:
-            rows.append([t.target, f"skipped: {t.reason}"] + [md.MISSING] * 10)
+            rows.append([t.target, f"{t.status}: {t.reason}"] + [md.MISSING] * 10)
             continue
         latency = t.latency_ms
         first_ms = t.first_inference_s * 1e3 if t.first_inference_s is not None else None
         rows.append(
             [
-                t.target,
+                f"{t.target} [FLAGGED]" if t.flag else t.target,
                 md.num(t.load_s),
                 md.num(first_ms),
                 f"{md.num(t.avg_ms_per_image)} (n={t.images_timed})",
                 md.stats(latency),
-                f"{reference / latency.median:.2f}x" if reference and latency else md.MISSING,
+                speedup_text(t),
                 _best_throughput(t),
                 f"{md.num(t.top1_full, 4)}% (n={t.images_full})",
                 f"{md.num(t.top1_small, 4)}% (n={t.images_small})",
@@ -158,23 +276,47 @@ def latency_series(deployment: Deployment) -> tuple[list[str], list[float], list
     return labels, medians, lows, highs
 
 
-def deployment_section(deployment: Deployment) -> str:
+def _host_lines(deployment: Deployment) -> list[str]:
+    env, host = deployment.environment, deployment.host
+    lines = []
+    if env.thread_policy:
+        lines.append(f"- Thread policy: {env.thread_policy.reason}.")
+    if host and host.overall:
+        load = host.overall
+        busy_rounds = [str(i + 1) for i, r in enumerate(host.rounds) if r.busy]
+        lines.append(
+            f"- Host load while timing ({load.seconds:.0f} s): load average "
+            f"{md.num(load.load_1m_before)} before, {md.num(load.load_1m_after)} after; other "
+            f"processes {md.num(load.other_cores)} cores; steal "
+            f"{md.pct(load.steal_fraction, 1)}; {load.reason}"
+            f"{'; busy rounds: ' + ', '.join(busy_rounds) if busy_rounds else ''}."
+        )
+    flagged = [t for t in deployment.targets if t.flag]
+    lines += [f"- FLAGGED {t.target}: {t.flag}; its figures are not comparable." for t in flagged]
+    return lines
+
+
+def deployment_section(deployment: Deployment, *, synthetic: bool = False) -> str:
     env = deployment.environment
     quota, memory = env.cgroup.cpu_quota_cores, env.cgroup.memory_bytes
+    label = " (SYNTHETIC data: accuracies are smoke-test numbers)" if synthetic else ""
     return "\n".join(
         [
-            "## Deployment",
+            f"## Deployment details{label}",
             "",
             f"Threads per runtime: {env.threads} (usable CPUs {env.usable_cpus}; "
             f"cgroup CPU quota {quota if quota is not None else 'none'}, memory limit "
-            f"{md.mib(memory) + ' MiB' if memory else 'none'}); each target measured in its own "
-            "process after an untimed warm-up; latency = batch 1, median (p90, p99, cv, n).",
+            f"{md.mib(memory) + ' MiB' if memory else 'none'}); each target in its own process, "
+            f"all timed side by side in {deployment.rounds or 1} interleaved rounds (order "
+            "rotating) after an untimed warm-up; latency = batch 1, median (p90, p99, cv, n) "
+            "pooled over the rounds; speed-up = median (range) of the per-round ratios.",
+            *_host_lines(deployment),
             "",
-            "Table 5: runtime comparison (accuracy, per-image time, size)",
+            f"Table 5: runtime comparison (accuracy, per-image time, size){label}",
             "",
             md.table(TARGET_HEAD, target_rows(deployment)),
             "",
-            "Throughput",
+            f"Throughput{label}",
             "",
             throughput_table(deployment),
             "",

@@ -13,6 +13,7 @@ Layout under the reports folder:
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from resnest_bench import models
 from resnest_bench.harness import console
 from resnest_bench.harness.accel import select_device
 from resnest_bench.harness.atomic import staged_dir
+from resnest_bench.harness.build.files import first_line
 from resnest_bench.harness.checkpoints import model_from_file
 from resnest_bench.harness.config import Suite
 from resnest_bench.harness.data import Dataset, load_dataset
@@ -42,6 +44,7 @@ from resnest_bench.harness.train import (
 )
 
 RESULT_NAME = "result.json"
+TRAINING_RESULT_NAME = "training-result.json"  # in work/<run_id>, written when training ends
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class RunRequest:
     data_root: Path
     checkpoint: Path | None = None  # deploy/transfer from this instead of training
     resume: str | None = None  # a run id whose work dir holds checkpoints to continue
+    keep_checkpoints: bool = False  # else work/<run_id> goes once the run is published
     download: bool = True
     argv: list[str] = field(default_factory=lambda: list(sys.argv))
 
@@ -190,12 +194,58 @@ def _transfer(
     )
 
 
+def _deploy(
+    request: RunRequest,
+    trained: dict[str, tuple[models.ResNeSt, TrainingRun]],
+    best: str | None,
+    dataset: Dataset,
+    out: Path,
+) -> Deployment:
+    """Export, quantize and (deploy step) time every target, one named step at a time."""
+    suite = request.suite
+    model = trained[best][0] if best else _load_checkpoint_model(request, dataset.num_classes)
+    measure = "deploy" in suite.steps
+    console.log(f"deploy: exporting, quantizing{', timing every target' * measure}")
+    with console.steps("deploy") as step:
+        deployment = run_deploy(
+            model.cpu().eval(),
+            dataset,
+            out,
+            suite.deploy,
+            small_subset=suite.data.small_subset,
+            measure=measure,
+            step=step,
+        )
+    for target in deployment.targets:  # -v: the figures as they came, before the report
+        ratio = target.speedup
+        console.detail(
+            f"{target.target}: {target.status}"
+            + (f", {ratio.median:.2f}x eager ({ratio.low:.2f}-{ratio.high:.2f})" if ratio else "")
+            + (f", FLAGGED: {target.flag}" if target.flag else "")
+        )
+    if deployment.host and deployment.host.reasons:
+        console.log("deploy: figures not trustworthy: " + "; ".join(deployment.host.reasons))
+    return deployment
+
+
 def _kind(suite: Suite) -> str:
     return "suite" if len(suite.steps) > 1 else suite.steps[0].replace("export", "deploy")
 
 
+def resume_command(argv: list[str], run_id: str) -> str:
+    """The exact command that continues run_id: the same line with --resume RUN_ID."""
+    words, skip = ["resnest-bench"], False
+    for word in argv[1:]:
+        if skip or word == "--resume":
+            skip = not skip
+            continue
+        words.append(word)
+    return shlex.join([*words, "--resume", run_id])
+
+
 def run_suite(request: RunRequest) -> Path:
-    """Run every step of the suite; return the published report directory."""
+    """Run every step of the suite; return the published report directory. Ctrl-C or a crash
+    names the run and the command that resumes it; finished runs drop their checkpoints."""
     suite, reports = request.suite, request.reports_root
     # "cuda" with no GPU -> GpuRequiredError, before any work
     device = str(select_device(suite.device))
@@ -208,6 +258,28 @@ def run_suite(request: RunRequest) -> Path:
     final = reports / run_id
     if final.exists():
         raise BenchError(f"{final} already holds a finished run; start a new one")
+    try:
+        published, result = _run_steps(request, device, run_id, work, final)
+    except (KeyboardInterrupt, Exception) as exc:
+        if work.is_dir() and {"train", "transfer"} & set(request.suite.steps):
+            what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped"
+            console.log(
+                f"run {run_id} {what}; its checkpoints are in {work}. Continue it with:\n"
+                f"  {resume_command(request.argv, run_id)}"
+            )
+        raise
+    if not request.keep_checkpoints and not result.failed_steps:  # kept to retry a failed step
+        shutil.rmtree(work, ignore_errors=True)
+    _refuse_rejected_int8(result.deployment, published)
+    return published
+
+
+def _run_steps(
+    request: RunRequest, device: str, run_id: str, work: Path, final: Path
+) -> tuple[Path, RunResult]:
+    """The steps of run_suite inside the staged run directory; returns it and the result,
+    whose failed_steps (with reasons) cost no other step its results."""
+    suite = request.suite
     environment = fingerprint(device=device)
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     steps = set(suite.steps)
@@ -235,43 +307,44 @@ def run_suite(request: RunRequest) -> Path:
             transfer = _transfer(
                 request, (best, trained[best][1]) if best else None, work, stage, device
             )
-        if steps & {"deploy", "export"}:
-            model = (
-                trained[best][0] if best else _load_checkpoint_model(request, dataset.num_classes)
-            )
-            measure = "deploy" in steps
-            console.log(f"deploy: exporting, quantizing{', timing every runtime' * measure}")
-            deployment = run_deploy(
-                model.cpu().eval(),
-                dataset,
-                stage / "artifacts",
-                suite.deploy,
-                small_subset=suite.data.small_subset,
-                measure=measure,
-            )
         runs = [run for _, run in trained.values()]
-        result = RunResult(
-            kind=_kind(suite),
-            run_id=run_id,
-            created=created,
-            command=["resnest-bench", *request.argv[1:]],
-            seed=suite.seed,
-            environment=environment,
-            config=RunConfig(
-                suite=suite.name,
-                suite_file=str(request.suite_path) if request.suite_path else None,
-                quick=request.quick,
-                settings=suite.model_dump(mode="json"),
-                checkpoint=str(request.checkpoint) if request.checkpoint else None,
-                device=device,
-            ),
-            training=Training(runs=runs, transfer=transfer) if runs or transfer else None,
-            deployment=deployment,
-        )
+
+        def result_with(deployment: Deployment | None, failed: dict[str, str]) -> RunResult:
+            return RunResult(
+                kind=_kind(suite),
+                run_id=run_id,
+                created=created,
+                command=["resnest-bench", *request.argv[1:]],
+                seed=suite.seed,
+                environment=environment,
+                config=RunConfig(
+                    suite=suite.name,
+                    suite_file=str(request.suite_path) if request.suite_path else None,
+                    quick=request.quick,
+                    settings=suite.model_dump(mode="json"),
+                    checkpoint=str(request.checkpoint) if request.checkpoint else None,
+                    device=device,
+                ),
+                training=Training(runs=runs, transfer=transfer) if runs or transfer else None,
+                deployment=deployment,
+                failed_steps=failed,
+            )
+
+        failed: dict[str, str] = {}
+        if runs or transfer:  # on disk the moment training ends, whatever happens next
+            write_result(work / TRAINING_RESULT_NAME, result_with(None, failed))
+        if steps & {"deploy", "export"}:
+            try:
+                deployment = _deploy(request, trained, best, dataset, stage / "artifacts")
+            except Exception as exc:
+                if not (runs or transfer):
+                    raise  # nothing else to publish: the error is the answer
+                failed["deploy"] = first_line(exc)
+                console.log(f"deploy failed ({failed['deploy']}); publishing the training results")
+        result = result_with(deployment, failed)
         write_result(stage / RESULT_NAME, result)
         write_report(stage, result)
-    _refuse_rejected_int8(deployment, final)
-    return final
+    return final, result
 
 
 def _refuse_rejected_int8(deployment: Deployment | None, final: Path) -> None:
@@ -282,7 +355,7 @@ def _refuse_rejected_int8(deployment: Deployment | None, final: Path) -> None:
     if int8 is not None:
         raise Int8Rejected(
             f"int8 rejected ({int8.settings.method}): best variant {int8.variant} loses "
-            f"{int8.drop_pts:.2f} pts of "
-            f"top-1 (limit {int8.max_drop_pts}) after {len(int8.attempts)} attempts; all "
-            f"figures are in {final / 'report.md'}; --allow-int8-loss ships it anyway"
+            f"{int8.drop_pts:.2f} pts of top-1 (limit {int8.max_drop_pts}) after "
+            f"{len(int8.attempts)} attempts; all figures are in {final / 'report.md'}; "
+            "--allow-int8-loss ships it anyway"
         )

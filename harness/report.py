@@ -1,5 +1,10 @@
 """report.md and plots, rendered from a RunResult (never from live objects).
 
+The first screen answers the question: whether the figures can be trusted, what to ship, and
+one summary table (speed-up, accuracy and its change, size, memory, verdict per target);
+details and the seed study's numbered tables follow. SYNTHETIC data is named in the title,
+every section and every plot.
+
 Rendering only reads the result, so `resnest-bench report result.json` can rebuild a report
 years later, and compare uses the same building blocks. Sections follow the seed study:
 Table 2 (accuracy per block), Table 3 (seconds per epoch), Table 4 (per-class scores of one
@@ -14,7 +19,14 @@ from typing import Any
 
 from resnest_bench.harness import markdown as md
 from resnest_bench.harness.atomic import atomic_write_bytes, atomic_write_text
-from resnest_bench.harness.deploy_report import deployment_section, latency_series
+from resnest_bench.harness.deploy_report import (
+    ABBREVIATIONS,
+    deployment_section,
+    headline,
+    latency_series,
+    summary_table,
+    trust_line,
+)
 from resnest_bench.harness.results import RunResult
 from resnest_bench.harness.results.deployment import Deployment
 from resnest_bench.harness.results.environment import Environment
@@ -23,6 +35,7 @@ from resnest_bench.harness.results.training import TrainingRun
 REPORT_NAME = "report.md"
 ACCURACY_PLOT = "accuracy.png"
 LATENCY_PLOT = "latency.png"
+TRADEOFF_PLOT = "tradeoff.png"
 
 
 def environment_lines(env: Environment) -> list[str]:
@@ -143,10 +156,68 @@ def training_tables(runs: list[TrainingRun]) -> str:
     )
 
 
+def is_synthetic(result: RunResult) -> bool:
+    """Whether any figure of this run comes from synthetic data (labelled everywhere)."""
+    data = result.config.settings.get("data", {})
+    return data.get("dataset") == "synthetic" or any(
+        run.dataset.synthetic for run in result.training_runs()
+    )
+
+
+def synthetic_label(result: RunResult) -> str:
+    return " (SYNTHETIC data)" if is_synthetic(result) else ""
+
+
+def context_line(result: RunResult) -> str:
+    """Model, stem, data set, threads: what every figure below depends on."""
+    settings = result.config.settings
+    model, data = settings.get("model", {}), settings.get("data", {})
+    runs = result.training_runs()
+    names = ", ".join(model.get("names", [])) or (runs[0].model.name if runs else "?")
+    deployment = result.deployment
+    threads = deployment.environment.threads if deployment else None
+    return (
+        f"Model {names}, {model.get('stem', '?')} stem; data set {data.get('dataset', '?')}"
+        f"{' (SYNTHETIC)' if is_synthetic(result) else ''}; threads per runtime "
+        f"{threads if threads is not None else '-'}; run `{result.run_id}`."
+    )
+
+
+def summary_lines(result: RunResult) -> list[str]:
+    """The first screen: trust verdict, what to ship, the summary table, abbreviations."""
+    deployment = result.deployment
+    label = synthetic_label(result)
+    lines = [context_line(result), ""]
+    if deployment and deployment.targets:
+        lines += [
+            trust_line(deployment),
+            "",
+            headline(deployment),
+            "",
+            f"## Summary: what should I ship{label}",
+            "",
+            summary_table(deployment),
+            "",
+            "Verdict: the fastest target whose test top-1 is within the int8 limit of PyTorch "
+            "eager fp32 and whose own figures agree. Speed-up = PyTorch eager batch-1 median / "
+            "the target's, per interleaved round; median and range over rounds.",
+            "",
+            ABBREVIATIONS,
+        ]
+    for step, reason in result.failed_steps.items():
+        lines += ["", f"- {step}: FAILED: {reason} (the other steps' results are kept)"]
+    return lines
+
+
 def render(result: RunResult, plots: list[str]) -> str:
     config = result.config
+    label = synthetic_label(result)
     parts = [
-        f"# resnest-bench {result.kind}: {config.suite}",
+        f"# resnest-bench {result.kind}: {config.suite}{label}",
+        "",
+        *summary_lines(result),
+        "",
+        "## Run",
         "",
         f"- Run: `{result.run_id}`, created {result.created}, seed {result.seed}",
         f"- Command: `{' '.join(result.command)}`",
@@ -155,14 +226,14 @@ def render(result: RunResult, plots: list[str]) -> str:
     ]
     training = result.training
     if training and training.runs:
-        parts += ["", "## Training", "", f"Data: {_dataset_note(training.runs[0])}", ""]
+        parts += ["", f"## Training{label}", "", f"Data: {_dataset_note(training.runs[0])}", ""]
         parts.append(training_tables(training.runs))
     transfer = training.transfer if training else None
     if transfer:
         init = transfer.init
         parts += [
             "",
-            "## Transfer learning",
+            f"## Transfer learning{label}",
             "",
             f"Data: {_dataset_note(transfer)}; initialised from "
             f"`{Path(init.path).name if init else '?'}` ({init.source if init else '?'} weights, "
@@ -171,9 +242,9 @@ def render(result: RunResult, plots: list[str]) -> str:
             training_tables([transfer]),
         ]
     if result.deployment:
-        parts += ["", deployment_section(result.deployment)]
+        parts += ["", deployment_section(result.deployment, synthetic=is_synthetic(result))]
     if plots:
-        parts += ["", "## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots]
+        parts += ["", f"## Plots{label}", ""] + [f"![{Path(p).stem}]({p})" for p in plots]
     return "\n".join(parts) + "\n"
 
 
@@ -183,9 +254,10 @@ def _save_figure(figure: Any, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def plot_accuracy(runs: list[TrainingRun], path: Path) -> None:
+def plot_accuracy(runs: list[TrainingRun], path: Path, title: str) -> None:
     """Test top-1 per epoch for each training run (the seed's Figures 7 and 8)."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(6, 3.6))
     axes = figure.subplots()
@@ -197,25 +269,99 @@ def plot_accuracy(runs: list[TrainingRun], path: Path) -> None:
             marker="o" if len(epochs) < 20 else None,
             label=f"{_block_label(run)} on {run.dataset.name}",
         )
+    epochs = sorted({e.epoch for run in runs for e in run.epochs})
+    if len(epochs) <= 20:
+        axes.set_xticks(epochs)
+    else:
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("epoch")
     axes.set_ylabel("test top-1 (%)")
+    axes.set_title(title, fontsize=9)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7)
     _save_figure(figure, path)
 
 
-def plot_latency(deployment: Deployment, path: Path) -> None:
-    """Batch-1 latency per runtime: a median bar with a whisker up to p99."""
+def plot_latency(deployment: Deployment, path: Path, title: str) -> None:
+    """Batch-1 latency per target on a log axis: median bar, whisker to p99, value labels."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
     labels, medians, lows, highs = latency_series(deployment)
-    figure = Figure(figsize=(6, 0.5 + 0.45 * len(labels)))
+    figure = Figure(figsize=(7, 1.0 + 0.5 * len(labels)))
     axes = figure.subplots()
     axes.barh(labels, medians, xerr=[lows, highs], capsize=3, color="#4c72b0")
+    axes.set_xscale("log")
+    for y, value in enumerate(medians):
+        axes.annotate(
+            f" {value:.3g} ms",
+            (value, y),
+            xytext=(4, 6),
+            textcoords="offset points",
+            fontsize=8,
+        )
+    axes.set_xlim(min(medians) / 2, max(m + h for m, h in zip(medians, highs, strict=True)) * 2)
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    axes.xaxis.set_major_formatter(plain)
+    axes.xaxis.set_minor_formatter(
+        FuncFormatter(lambda v, _: f"{v:g}" if str(v)[0] in "25" else "")
+    )
+    axes.tick_params(axis="x", which="minor", labelsize=7)
     axes.invert_yaxis()
-    axes.set_xlabel("batch-1 latency, ms (bar: median; whisker: up to p99)")
-    axes.grid(axis="x", alpha=0.3)
+    axes.set_xlabel("batch-1 latency, ms, log scale (bar: median; whisker: up to p99)")
+    axes.set_title(title, fontsize=9)
+    axes.grid(axis="x", which="both", alpha=0.3)
     _save_figure(figure, path)
+
+
+def plot_tradeoff(deployment: Deployment, path: Path, title: str) -> None:
+    """Speed-up vs eager against test top-1, one point per target (the seed's trade-off)."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    points = [t for t in deployment.ok_targets() if t.speedup and t.top1_full is not None]
+    figure = Figure(figsize=(6, 3.8))
+    axes = figure.subplots()
+    for i, t in enumerate(points):
+        ratio = t.speedup
+        axes.errorbar(
+            ratio.median,
+            t.top1_full,
+            xerr=[[ratio.median - ratio.low], [ratio.high - ratio.median]],
+            fmt="o" if not t.flag else "x",
+            capsize=3,
+        )
+        axes.annotate(
+            f" {t.target}{' [FLAGGED]' if t.flag else ''}",
+            (ratio.median, t.top1_full),
+            xytext=(4, 4 + 11 * i),  # staggered: targets often share one accuracy
+            textcoords="offset points",
+            fontsize=8,
+        )
+    axes.set_xscale("log")
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}x"))
+    axes.set_xlabel("speed-up vs PyTorch eager, log scale (median of rounds; bar: range)")
+    axes.set_ylabel("test top-1 (%)")
+    axes.set_title(title, fontsize=9)
+    axes.grid(alpha=0.3)
+    axes.margins(x=0.3, y=0.4)
+    _save_figure(figure, path)
+
+
+def plot_title(result: RunResult, what: str, *, calls: bool = True) -> str:
+    """What, then model/stem/data/threads/n, SYNTHETIC when it is."""
+    settings = result.config.settings
+    model, data = settings.get("model", {}), settings.get("data", {})
+    deployment = result.deployment
+    threads = deployment.environment.threads if deployment else "-"
+    n = ""
+    if calls and deployment and deployment.ok_targets():
+        first = deployment.ok_targets()[0]
+        n = f", n={first.latency_ms.n} calls" if first.latency_ms else ""
+    return (
+        f"{what}{synthetic_label(result)}\n{', '.join(model.get('names', []))}, "
+        f"{model.get('stem', '?')} stem, {data.get('dataset', '?')}, {threads} threads{n}"
+    )
 
 
 def write_report(run_dir: Path, result: RunResult) -> list[str]:
@@ -223,10 +369,15 @@ def write_report(run_dir: Path, result: RunResult) -> list[str]:
     plots = []
     runs = result.training_runs()
     if runs:
-        plot_accuracy(runs, run_dir / ACCURACY_PLOT)
+        plot_accuracy(
+            runs, run_dir / ACCURACY_PLOT, plot_title(result, "Test top-1 per epoch", calls=False)
+        )
         plots.append(ACCURACY_PLOT)
     if result.deployment and latency_series(result.deployment)[0]:
-        plot_latency(result.deployment, run_dir / LATENCY_PLOT)
-        plots.append(LATENCY_PLOT)
+        title = plot_title(result, "Batch-1 latency per target")
+        plot_latency(result.deployment, run_dir / LATENCY_PLOT, title)
+        title = plot_title(result, "Speed-up vs accuracy per target")
+        plot_tradeoff(result.deployment, run_dir / TRADEOFF_PLOT, title)
+        plots += [LATENCY_PLOT, TRADEOFF_PLOT]
     atomic_write_text(run_dir / REPORT_NAME, render(result, plots))
     return [REPORT_NAME, *plots]

@@ -27,8 +27,14 @@ class Ratio(BaseModel):
     rounds: int
 
 
-def run_rounds(timers: Mapping[str, RoundTimer], rounds: int) -> dict[str, list[list[float]]]:
-    """Samples per target per round; round r starts at target r (mod n), then goes in order."""
+def run_rounds(
+    timers: Mapping[str, RoundTimer],
+    rounds: int,
+    *,
+    on_round: Callable[[int], None] | None = None,
+) -> dict[str, list[list[float]]]:
+    """Samples per target per round; round r starts at target r (mod n), then goes in order.
+    on_round(r) runs after round r (a host-load snapshot, a progress tick)."""
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
     names = list(timers)
@@ -37,6 +43,8 @@ def run_rounds(timers: Mapping[str, RoundTimer], rounds: int) -> dict[str, list[
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
             samples[name].append(list(timers[name]()))
+        if on_round is not None:
+            on_round(r)
     return samples
 
 

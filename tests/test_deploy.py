@@ -70,7 +70,7 @@ def test_all_fields_filled(result, data):
     assert sorted(p.name for p in out.iterdir()) == sorted(ARTIFACT_FILES.values())
     doc = res.model_dump(mode="json")
     json.dumps(doc, allow_nan=False)
-    assert list(doc) == ["config", "environment", "artifacts", "targets", "demo"]
+    assert list(doc) == ["config", "environment", "artifacts", "targets", "demo", "rounds", "host"]
     assert [t["target"] for t in doc["targets"]] == [
         "torch-eager:fp32",
         "ort-cpu:fp32",
@@ -79,7 +79,11 @@ def test_all_fields_filled(result, data):
     ]
     for target in doc["targets"]:
         assert target["status"] == "ok", target
-        missing = [key for key, value in target.items() if value is None and key != "reason"]
+        missing = [
+            key
+            for key, value in target.items()
+            if value is None and key not in ("reason", "flag", "speedup")
+        ]
         assert missing == [], (target["target"], missing)
         assert target["threads"] == 1
         assert target["latency_ms"]["n"] >= 3 and target["latency_ms"]["median"] > 0
@@ -88,6 +92,10 @@ def test_all_fields_filled(result, data):
         assert target["images_full"] == len(data.test)
         assert target["peak_rss_bytes"] >= target["rss_before_load_bytes"] > 0
     eager, ort_fp32 = doc["targets"][0], doc["targets"][1]
+    assert eager["speedup"]["median"] == 1.0 and eager["speedup"]["rounds"] == 5
+    assert all(t["speedup"]["rounds"] == 5 for t in doc["targets"])
+    assert len(doc["host"]["rounds"]) == 5 and doc["host"]["overall"]["seconds"] > 0
+    assert doc["environment"]["thread_policy"]["omp_wait_policy"] == "PASSIVE"
     assert eager["agreement_top1_pct"] == 100.0 and eager["max_prob_diff"] == 0.0
     assert ort_fp32["agreement_top1_pct"] == 100.0 and ort_fp32["max_prob_diff"] < 1e-5
     sizes = doc["artifacts"]["sizes_bytes"]
@@ -119,7 +127,7 @@ def test_unavailable_runtime_is_skipped_with_reason(model, data, tmp_path, monke
     monkeypatch.delenv("CXX", raising=False)
     monkeypatch.setattr(torch_compile_module.shutil, "which", lambda _: None)  # and no compiler
     artifacts = build_artifacts(model, data, tmp_path, _section())
-    rows, _ = measure_artifacts(
+    rows, *_ = measure_artifacts(
         tmp_path, artifacts, data, _section(runtimes=None), small_subset=SMALL, spawn=False
     )
     skipped = {r.target: r.reason for r in rows if r.status == "skipped"}
@@ -159,22 +167,37 @@ def test_onnx_that_does_not_fit_the_data(model, data, tmp_path):
         )
 
 
-def test_missing_or_corrupt_artifact(model, data, tmp_path):
+def _failed(targets) -> dict[str, str]:
+    return {t.target: t.reason for t in targets if t.status == "failed"}
+
+
+def test_missing_or_corrupt_artifact_fails_that_target_only(model, data, tmp_path):
     artifacts = build_artifacts(model, data, tmp_path, _section())
     int8_file = tmp_path / ARTIFACT_FILES["onnx_int8"]
     int8_file.write_bytes(b"\x00corrupt")
-    with pytest.raises(BenchError, match="corrupt"):
-        measure_artifacts(tmp_path, artifacts, data, _section(), small_subset=SMALL, spawn=False)
+    rows, *_ = measure_artifacts(
+        tmp_path, artifacts, data, _section(), small_subset=SMALL, spawn=False
+    )
+    assert list(_failed(rows)) == ["ort-cpu:int8"]
+    assert "corrupt" in _failed(rows)["ort-cpu:int8"]
+    assert "\n" not in _failed(rows)["ort-cpu:int8"]
+    assert {t.target for t in rows if t.ok} == {
+        "torch-eager:fp32",
+        "ort-cpu:fp32",
+        "ort-cpu:int8-ort-format",
+    }
     int8_file.unlink()
-    with pytest.raises(BenchError, match="not found"):
-        measure_artifacts(tmp_path, artifacts, data, _section(), small_subset=SMALL, spawn=False)
+    rows, *_ = measure_artifacts(
+        tmp_path, artifacts, data, _section(), small_subset=SMALL, spawn=False
+    )
+    assert "not found" in _failed(rows)["ort-cpu:int8"]
     (tmp_path / ARTIFACT_FILES["state_dict"]).write_bytes(b"garbage")
-    with pytest.raises(BenchError, match="corrupt"):
-        measure_artifacts(
-            tmp_path,
-            ArtifactsRecord(files={"state_dict": ARTIFACT_FILES["state_dict"]}, sizes_bytes={}),
-            data,
-            _section(runtimes=("torch-eager",)),
-            small_subset=SMALL,
-            spawn=False,
-        )
+    rows, *_ = measure_artifacts(
+        tmp_path,
+        ArtifactsRecord(files={"state_dict": ARTIFACT_FILES["state_dict"]}, sizes_bytes={}),
+        data,
+        _section(runtimes=("torch-eager",)),
+        small_subset=SMALL,
+        spawn=False,
+    )
+    assert "corrupt" in _failed(rows)["torch-eager:fp32"]

@@ -61,6 +61,7 @@ def tiny_run(tmp_path_factory) -> Path:
         str(root / "reports"),
         "--data-dir",
         str(root / "data"),
+        "--keep-checkpoints",
     ]
     assert main(argv) == 0
     (run_dir,) = [p for p in (root / "reports").iterdir() if p.name != "work"]
@@ -129,7 +130,9 @@ def test_compare_refuses_foreign_and_newer_files(tmp_path: Path, capsys) -> None
     assert "upgrade resnest-bench" in capsys.readouterr().err
 
 
-def test_crash_while_reporting_leaves_no_half_written_run(tmp_path: Path, monkeypatch) -> None:
+def test_crash_while_reporting_leaves_no_half_written_run(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
     suite = tmp_path / "tiny.toml"
     suite.write_text(
         TINY_SUITE.replace('"resnest-tiny", "resnest-tiny-basic"', '"resnest-tiny"').replace(
@@ -154,6 +157,38 @@ def test_crash_while_reporting_leaves_no_half_written_run(tmp_path: Path, monkey
             ]
         )
     assert [p.name for p in (tmp_path / "r").iterdir()] == ["work"]  # checkpoints only
+    (work,) = (tmp_path / "r" / "work").iterdir()
+    assert (work / "training-result.json").is_file()  # written when training ended
+    err = capsys.readouterr().err
+    assert f"run {work.name} stopped" in err and f"--resume {work.name}" in err
+
+
+def test_failed_deploy_keeps_training_and_checkpoints(tmp_path: Path, monkeypatch) -> None:
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TINY_SUITE)
+
+    def broken(*_, **__):
+        raise RuntimeError("exporter exploded\nsecond line")
+
+    monkeypatch.setattr(pipeline, "run_deploy", broken)
+    reports = tmp_path / "r"
+    argv = ["--quiet", "run", str(suite), "--reports", str(reports), "--data-dir", str(tmp_path)]
+    assert main(argv) == 0
+    (run_dir,) = [p for p in reports.iterdir() if p.name != "work"]
+    result = read_result(run_dir / "result.json")
+    assert result.failed_steps == {"deploy": "RuntimeError: exporter exploded"}
+    assert result.training.runs and result.deployment is None
+    assert "deploy: FAILED: RuntimeError: exporter exploded" in (run_dir / "report.md").read_text()
+    assert (reports / "work" / run_dir.name).is_dir()  # kept: the model is still there
+
+
+def test_finished_run_drops_its_checkpoints(tmp_path: Path) -> None:
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TINY_SUITE.replace('steps = ["train", "deploy"]', 'steps = ["train"]'))
+    reports = tmp_path / "r"
+    argv = ["run", str(suite), "--reports", str(reports), "--data-dir", str(tmp_path), "-v"]
+    assert main(argv) == 0
+    assert list((reports / "work").iterdir()) == []
 
 
 def test_gpu_suite_without_gpu_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
@@ -260,6 +295,7 @@ def test_resume_after_a_kill_finishes_the_same_run(tmp_path: Path, monkeypatch) 
             str(reports),
             "--data-dir",
             str(tmp_path / "d"),
+            "--keep-checkpoints",
         ]
 
     assert main(argv(tmp_path / "straight")) == 0

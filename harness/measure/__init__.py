@@ -1,4 +1,6 @@
-"""Measure stage: every selected runtime on every artifact kind it runs, one process each.
+"""Measure stage: every selected runtime on every artifact kind it runs, one process each,
+all timed side by side in interleaved rounds (measure.interleaved) under one thread policy
+(measure.threads); every ratio is per round, every row cross-checked (harness.hostload).
 
 A target is one runtime on one artifact kind; the kinds come from the runtime itself
 (`Runtime.artifacts`: ORT CPU runs the fp32 ONNX, the int8 ONNX and the .ort file). The first
@@ -8,15 +10,33 @@ max softmax difference on the same test images) and leads the demo table (the se
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from resnest_bench.harness.config import DeploySection
 from resnest_bench.harness.data import Dataset
-from resnest_bench.harness.results.deployment import ArtifactsRecord, Demo, Target
+from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.hostload import row_disagreement
+from resnest_bench.harness.measure import threads
+from resnest_bench.harness.results.deployment import (
+    ArtifactsRecord,
+    Demo,
+    HostCheck,
+    Speedup,
+    Target,
+    ThreadPolicy,
+    Throughput,
+)
+from resnest_bench.harness.results.stats import Stats
+from resnest_bench.harness.rounds import speedups
 from resnest_bench.harness.runtimes import RUNTIMES, get_runtime, runtime_class
+
+if TYPE_CHECKING:
+    from resnest_bench.harness.measure.interleaved import Outcome, Session
 
 # How each artifact kind names its target: "<runtime>:<label>".
 KIND_LABELS = {
@@ -62,41 +82,155 @@ def measure_artifacts(
     *,
     small_subset: int,
     spawn: bool = True,
-) -> tuple[list[Target], Demo]:
-    """Measure every selected target on the files of `artifacts` in `directory`, each in a
-    spawned process (spawn=False: in this one, for tests); returns them and the demo table."""
+    step: Callable[[str, int, int], None] = lambda *_: None,
+) -> tuple[list[Target], Demo, HostCheck, ThreadPolicy]:
+    """Measure every selected target on the files of `artifacts` in `directory` side by side,
+    each in its own spawned process kept for the whole run (spawn=False: in this one, for
+    tests); returns them, the demo table, the host check and the thread policy used."""
     # Here, not at the top: training imports measure.timing, and needs no ONNX Runtime.
-    from resnest_bench.harness.build.onnx import check_input_fits
-    from resnest_bench.harness.measure.target import Job, measure_target, spawned
+    from resnest_bench.harness.build.onnx import check_input_fits, load_onnx
+    from resnest_bench.harness.measure.interleaved import run_session
+    from resnest_bench.harness.measure.target import InProcess, Job, TargetProcess
 
     paths = {kind: directory / name for kind, name in artifacts.files.items()}
     for kind in ("onnx_fp32", "onnx_int8"):
-        if kind in paths:
-            check_input_fits(paths[kind], tuple(dataset.test.images.shape[1:]))
-    targets: list[Target] = []
-    logits: dict[str, np.ndarray] = {}
-    for spec in select_targets(section.runtimes):
-        reason = runtime_class(spec.runtime).unavailable_reason()
-        if reason is None and spec.kind not in paths:
-            reason = f"no {spec.kind} artifact was built"
-        if reason is not None:
-            targets.append(Target(**_names(spec), status="skipped", reason=reason))
+        if kind not in paths:
             continue
-        job = Job(
-            **_names(spec),
-            path=paths[spec.kind],
-            test=dataset.test,
-            mean=dataset.mean,
-            std=dataset.std,
-            section=section,
-            small_subset=small_subset,
-        )
-        target, logits[spec.name] = spawned(job) if spawn else measure_target(job)
-        targets.append(target)
+        try:
+            load_onnx(paths[kind])
+        except BenchError:
+            continue  # a missing or corrupt file fails its own targets, not the run
+        # data that does not fit the model is bad input: the run stops here
+        check_input_fits(paths[kind], tuple(dataset.test.images.shape[1:]))
+        break
+    policy = threads.choose(section.threads, section.spinning)
+    x_len = len(dataset.test)
+    timed_n = x_len if section.timed_images is None else min(section.timed_images, x_len)
+    small_n = min(small_subset, x_len)
+    skipped: dict[str, Target] = {}
+    handles = {}
+    specs = select_targets(section.runtimes)
+    try:
+        for spec in specs:
+            reason = runtime_class(spec.runtime).unavailable_reason()
+            if reason is None and spec.kind not in paths:
+                reason = f"no {spec.kind} artifact was built"
+            if reason is not None:
+                skipped[spec.name] = Target(**_names(spec), status="skipped", reason=reason)
+                continue
+            job = Job(
+                **_names(spec),
+                path=paths[spec.kind],
+                test=dataset.test,
+                mean=dataset.mean,
+                std=dataset.std,
+                policy=policy,
+                warmup=section.timing.warmup,
+            )
+            handles[spec.name] = TargetProcess(job) if spawn else InProcess(job)
+        session = run_session(handles, section, timed_images=max(timed_n, small_n), step=step)
+    finally:
+        for handle in handles.values():
+            handle.close()
+    ratios = _speedups({n: o.rounds for n, o in session.outcomes.items() if o.failure is None})
+    labels = dataset.test.labels.numpy()
+    targets = []
+    for spec in specs:
+        if spec.name in skipped:
+            targets.append(skipped[spec.name])
+            continue
+        outcome = session.outcomes[spec.name]
+        targets.append(_target(spec, outcome, ratios.get(spec.name), labels, timed_n, small_n))
+    logits = {
+        name: o.logits
+        for name, o in session.outcomes.items()
+        if o.failure is None and o.logits is not None
+    }
     if logits:
-        reference = logits[REFERENCE] if REFERENCE in logits else _reference_logits(paths, dataset)
-        targets = [_with_agreement(t, logits.get(t.target), reference) for t in targets]
-    return targets, demo(dataset, logits)
+        reference = logits.get(REFERENCE)
+        if reference is None and REFERENCE not in session.outcomes:
+            reference = _reference_logits(paths, dataset)
+        if reference is not None:
+            targets = [_with_agreement(t, logits.get(t.target), reference) for t in targets]
+    return targets, demo(dataset, logits), host_check(session, targets), policy
+
+
+def _speedups(rounds: dict[str, list[list[float]]]) -> dict[str, Speedup]:
+    """Per-round ratios vs the reference over the rounds where the reference has samples."""
+    if REFERENCE not in rounds:
+        return {}
+    kept = [r for r, times in enumerate(rounds[REFERENCE]) if times]
+    if not kept:
+        return {}
+    aligned = {name: [per[r] for r in kept if r < len(per)] for name, per in rounds.items()}
+    return {
+        name: Speedup(**ratio.model_dump()) for name, ratio in speedups(aligned, REFERENCE).items()
+    }
+
+
+def _target(
+    spec: TargetSpec,
+    outcome: Outcome,
+    speedup: Speedup | None,
+    labels: np.ndarray,
+    timed_n: int,
+    small_n: int,
+) -> Target:
+    """The Target record of one outcome: failed with its reason, or every figure."""
+    from resnest_bench.harness.build.int8 import top1_percent  # imports ONNX Runtime
+
+    if outcome.failure is not None:
+        return Target(**_names(spec), status="failed", reason=outcome.failure)
+    logits, per_image = outcome.logits, outcome.per_image_s
+    latency = Stats.from_samples([s for r in outcome.rounds for s in r]).scaled(1e3)
+    throughput = {
+        str(b): Throughput(images_per_s=b / stats.median, batch_ms=stats.scaled(1e3))
+        for b, stats in outcome.throughput.items()
+    }
+    avg_ms = float(np.mean(per_image[:timed_n]) * 1e3)
+    batched = [t.batch_ms.median / int(b) for b, t in throughput.items()]
+    return Target(
+        **_names(spec),
+        status="ok",
+        threads=outcome.load["threads"],
+        speedup=speedup,
+        flag=row_disagreement(latency.median, avg_ms, min(batched, default=None), cpu=True),
+        load_s=outcome.load["load_s"],
+        first_inference_s=outcome.load["first_inference_s"],
+        latency_ms=latency,
+        throughput=throughput,
+        images_timed=timed_n,
+        avg_ms_per_image=avg_ms,
+        avg_ms_per_image_small=float(np.mean(per_image[:small_n]) * 1e3),
+        top1_full=top1_percent(logits, labels),
+        top1_small=top1_percent(logits[:small_n], labels[:small_n]),
+        images_full=len(labels),
+        images_small=small_n,
+        rss_before_load_bytes=outcome.load["rss_before_load_bytes"],
+        peak_rss_bytes=outcome.peak_rss,
+    )
+
+
+def host_check(session: Session, targets: list[Target]) -> HostCheck:
+    """Busy host or a flagged row -> not trustworthy, with every reason in one line each."""
+    overall = session.overall
+    busy_rounds = [r for r, load in enumerate(session.round_loads) if load.busy]
+    busy = (overall.busy or bool(busy_rounds)) if overall.busy is not None else None
+    reasons = []
+    if overall.busy:
+        reasons.append(f"host busy while timing: {overall.reason}")
+    elif busy_rounds:
+        shown = ", ".join(str(r + 1) for r in busy_rounds)
+        first = session.round_loads[busy_rounds[0]].reason
+        reasons.append(f"host busy in round(s) {shown}: {first}")
+    reasons += [f"{t.target}: figures disagree: {t.flag}" for t in targets if t.flag]
+    return HostCheck(
+        overall=overall,
+        rounds=session.round_loads,
+        busy=busy,
+        trustworthy=not reasons if busy is not None else None,
+        reasons=reasons,
+    )
 
 
 def demo(dataset: Dataset, logits: dict[str, np.ndarray]) -> Demo:
@@ -134,7 +268,6 @@ def _reference_logits(paths: dict[str, Path], dataset: Dataset) -> np.ndarray:
 
     from resnest_bench.harness.checkpoints import load_torch_artifact
     from resnest_bench.harness.data import normalize
-    from resnest_bench.harness.errors import BenchError
     from resnest_bench.harness.measure.target import EVAL_BATCH
 
     if "state_dict" not in paths:

@@ -1,30 +1,40 @@
-"""One target (a runtime on one artifact) measured in its own freshly spawned process.
+"""One target (a runtime on one artifact) served by its own spawned process for the whole run.
 
-A fresh interpreter per target makes its cold start (imports done, nothing cached) and its peak
-RSS its own. Inside that process, in order: load (timed), first inference (timed apart),
-batch-1 latency (MLPerf SingleStream style, through the timing loop), throughput at larger
-batches, then one pass over the test set: batch 1 and timed per image for the first
-`timed_images` images (the seed's "average time per image"), untimed batches for the rest,
-giving top-1 on the full and the small set. The logits go back for agreement and the demo.
+A fresh interpreter per target makes its cold start (imports done, nothing cached) and its
+peak RSS its own; keeping it alive lets the parent time every target in interleaved rounds
+(harness.rounds) so drift on a shared host lands in no ratio. The parent sends requests over a
+pipe and the child answers each (TargetProcess.call):
+
+    load                 -> load_s, first_inference_s, threads   (cold start, warm-up)
+    round  timing        -> per-call seconds of batch-1 calls     (one round of the timing loop)
+    throughput batch     -> Stats of batch times, seconds
+    accuracy             -> per-image seconds (first `timed`), logits of the whole test set
+    rss                  -> peak RSS of the process
+    stop
+
+A request that raises answers ("error", one line); a child that dies answers nothing, and the
+parent reports that with its exit code. Either way only this target fails.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from resnest_bench.harness.build.gate import top1_percent
-from resnest_bench.harness.config import DeploySection
+from resnest_bench.harness.build.files import first_line
+from resnest_bench.harness.config import TimingSection
 from resnest_bench.harness.data import ImageSet, normalize
 from resnest_bench.harness.envinfo import peak_rss_bytes
-from resnest_bench.harness.measure.timing import measure
-from resnest_bench.harness.results.deployment import Target, Throughput
+from resnest_bench.harness.measure.threads import child_environment
+from resnest_bench.harness.measure.timing import measure, sample
+from resnest_bench.harness.results.deployment import ThreadPolicy
 from resnest_bench.harness.runtimes import get_runtime
 
 EVAL_BATCH = 32  # batch of the untimed part of the test-set pass (and of reference logits)
@@ -41,78 +51,144 @@ class Job:
     test: ImageSet
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    section: DeploySection
-    small_subset: int
+    policy: ThreadPolicy
+    warmup: int
 
 
-def spawned(job: Job) -> tuple[Target, np.ndarray]:
-    """measure_target in a fresh interpreter (spawn: no inherited threads, caches or memory)."""
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(measure_target, job).result()
+class TargetFailed(Exception):
+    """The target's process raised or died; str() is the one-line reason."""
 
 
-def measure_target(job: Job) -> tuple[Target, np.ndarray]:
-    """Measure one target in this process; returns it with its test-set logits."""
-    import psutil
+class Worker:
+    """The child side: one loaded runtime and the test images, answering requests."""
 
-    section = job.section
-    x = normalize(job.test.images, job.mean, job.std).numpy()
-    labels = job.test.labels.numpy()
-    runtime = get_runtime(job.runtime, threads=section.threads)
-    rss_before = psutil.Process().memory_info().rss
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.x = normalize(job.test.images, job.mean, job.std).numpy()
+        self.singles = itertools.cycle([self.x[i : i + 1] for i in range(len(self.x))])
+        self.runtime = get_runtime(job.runtime, threads=job.policy.threads)
+        self.runtime.spinning = job.policy.ort_spinning  # read by ONNX Runtime sessions only
 
-    start = time.perf_counter()
-    runtime.load(job.path)
-    load_s = time.perf_counter() - start
-    start = time.perf_counter()
-    runtime.run(x[:1])
-    first_s = time.perf_counter() - start
+    def load(self) -> dict[str, Any]:
+        import psutil
 
-    singles = itertools.cycle([x[i : i + 1] for i in range(len(x))])
-    latency = measure(lambda: runtime.run(next(singles)), section.timing)
-    throughput = {}
-    for batch in section.throughput_batches:
-        chunks = itertools.cycle(_batches(x, batch, whole=True))
-        stats = measure(lambda chunks=chunks: runtime.run(next(chunks)), section.timing)
-        throughput[str(batch)] = Throughput(
-            images_per_s=batch / stats.median, batch_ms=stats.scaled(1e3)
-        )
-
-    timed_n = len(x) if section.timed_images is None else min(section.timed_images, len(x))
-    small_n = min(job.small_subset, len(x))
-    times, outputs = [], []
-    for i in range(max(timed_n, small_n)):
+        rss_before = psutil.Process().memory_info().rss
         start = time.perf_counter()
-        outputs.append(runtime.run(x[i : i + 1]))
-        times.append(time.perf_counter() - start)
-    rest = x[len(outputs) :]
-    outputs += [runtime.run(chunk) for chunk in _batches(rest, EVAL_BATCH, whole=False)]
-    logits = np.concatenate(outputs).astype(np.float32)
-    target = Target(
-        target=job.target,
-        runtime=job.runtime,
-        artifact=job.artifact,
-        status="ok",
-        threads=runtime.threads,
-        load_s=load_s,
-        first_inference_s=first_s,
-        latency_ms=latency.scaled(1e3),
-        throughput=throughput,
-        images_timed=timed_n,
-        avg_ms_per_image=float(np.mean(times[:timed_n]) * 1e3),
-        avg_ms_per_image_small=float(np.mean(times[:small_n]) * 1e3),
-        top1_full=top1_percent(logits, labels),
-        top1_small=top1_percent(logits[:small_n], labels[:small_n]),
-        images_full=len(labels),
-        images_small=small_n,
-        rss_before_load_bytes=rss_before,
-        peak_rss_bytes=_own_peak_rss(),
-    )
-    return target, logits
+        self.runtime.load(self.job.path)
+        load_s = time.perf_counter() - start
+        start = time.perf_counter()
+        self.runtime.run(self.x[:1])
+        first_s = time.perf_counter() - start
+        for _ in range(self.job.warmup):
+            self.runtime.run(next(self.singles))
+        return {
+            "load_s": load_s,
+            "first_inference_s": first_s,
+            "threads": self.runtime.threads,
+            "rss_before_load_bytes": rss_before,
+        }
+
+    def round(self, timing: TimingSection) -> list[float]:
+        return sample(lambda: self.runtime.run(next(self.singles)), timing)
+
+    def throughput(self, batch: int, timing: TimingSection):
+        chunks = itertools.cycle(batches(self.x, batch, whole=True))
+        return measure(lambda: self.runtime.run(next(chunks)), timing)
+
+    def accuracy(self, timed: int) -> tuple[list[float], np.ndarray]:
+        times, outputs = [], []
+        for i in range(min(timed, len(self.x))):
+            start = time.perf_counter()
+            outputs.append(self.runtime.run(self.x[i : i + 1]))
+            times.append(time.perf_counter() - start)
+        rest = self.x[len(outputs) :]
+        outputs += [self.runtime.run(chunk) for chunk in batches(rest, EVAL_BATCH, whole=False)]
+        return times, np.concatenate(outputs).astype(np.float32)
+
+    def rss(self) -> int:
+        return own_peak_rss()
 
 
-def _own_peak_rss() -> int:
+def serve(connection: Any, job: Job) -> None:
+    """Child entry point: answer requests until `stop` or the parent goes away."""
+    worker: Worker | None = None
+    while True:
+        try:
+            op, kwargs = connection.recv()
+        except EOFError:
+            return
+        if op == "stop":
+            return
+        try:
+            if worker is None:
+                worker = Worker(job)
+            connection.send(("ok", getattr(worker, op)(**kwargs)))
+        except Exception as exc:  # any failure of this target is reported, never raised here
+            connection.send(("error", first_line(exc)))
+
+
+class TargetProcess:
+    """The parent side: a spawned child serving one Job; call() sends a request and waits.
+    The child starts at the first call, so no target's start-up (imports) overlaps another
+    target's timed load."""
+
+    def __init__(self, job: Job) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.job = job
+        self.connection, self._child = context.Pipe()
+        self.process = context.Process(target=serve, args=(self._child, job), daemon=True)
+
+    def call(self, op: str, **kwargs: Any) -> Any:
+        """The answer to `op`; TargetFailed with one line when the child raised or died."""
+        if self.process.pid is None:
+            with child_environment(self.job.policy):
+                self.process.start()
+            self._child.close()
+        try:
+            self.connection.send((op, kwargs))
+            status, value = self.connection.recv()
+        except (EOFError, OSError, BrokenPipeError):
+            self.process.join(timeout=5)
+            raise TargetFailed(
+                f"measurement process died during {op} (exit code {self.process.exitcode})"
+            ) from None
+        if status == "error":
+            raise TargetFailed(f"{op} failed: {value}")
+        return value
+
+    def close(self) -> None:
+        if self.process.pid is None:
+            self._child.close()
+        elif self.process.is_alive():
+            with contextlib.suppress(OSError, BrokenPipeError):
+                self.connection.send(("stop", {}))
+            self.process.join(timeout=10)
+        if self.process.pid is not None and self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.connection.close()
+
+
+class InProcess:
+    """A Worker in this process behind the same call() (tests; no cold start of its own)."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.worker: Worker | None = None
+
+    def call(self, op: str, **kwargs: Any) -> Any:
+        try:
+            if self.worker is None:
+                self.worker = Worker(self.job)
+            return getattr(self.worker, op)(**kwargs)
+        except Exception as exc:
+            raise TargetFailed(f"{op} failed: {first_line(exc)}") from exc
+
+    def close(self) -> None:
+        self.worker = None
+
+
+def own_peak_rss() -> int:
     """Peak RSS of this process image. Linux's ru_maxrss (envinfo.peak_rss_bytes) carries the
     parent's peak across fork+exec, so a spawned child reads VmHWM, which exec resets."""
     try:
@@ -124,7 +200,7 @@ def _own_peak_rss() -> int:
     return peak_rss_bytes()
 
 
-def _batches(x: np.ndarray, size: int, *, whole: bool) -> list[np.ndarray]:
+def batches(x: np.ndarray, size: int, *, whole: bool) -> list[np.ndarray]:
     """Consecutive slices of `size`; whole=True drops a short tail (and repeats x if too few)."""
     if whole and len(x) < size:
         x = np.concatenate([x] * (size // len(x) + 1))

@@ -25,6 +25,18 @@ def measure(
     on_iter: Callable[[int], None] | None = None,
 ) -> Stats:
     """Time `fn` as `timing` says; on_iter(i) runs after timed call i, outside the timed region."""
+    return Stats.from_samples(sample(fn, timing, sync=sync, clock=clock, on_iter=on_iter))
+
+
+def sample(
+    fn: Callable[[], object],
+    timing: TimingSection,
+    *,
+    sync: Callable[[], None] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+    on_iter: Callable[[int], None] | None = None,
+) -> list[float]:
+    """The seconds of each timed call of `fn` (what measure summarises)."""
     sync_fn = sync or (lambda: None)
     for _ in range(timing.warmup):
         fn()
@@ -45,7 +57,7 @@ def measure(
             break
         if timing.max_seconds is not None and elapsed >= timing.max_seconds:
             break
-    return Stats.from_samples(samples)
+    return samples
 
 
 def cuda_sync(device: object) -> Callable[[], None] | None:

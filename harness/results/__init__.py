@@ -65,6 +65,8 @@ class RunResult(Record):
     config: RunConfig
     training: Training | None = None
     deployment: Deployment | None = None
+    # steps that failed after others had results (step -> one-line reason); those were kept
+    failed_steps: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("created")
     @classmethod

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from resnest_bench.harness.hostload import HostLoad
 from resnest_bench.harness.results.environment import CgroupLimits
 from resnest_bench.harness.results.record import Record
 from resnest_bench.harness.results.stats import Stats
@@ -23,8 +24,19 @@ class Throughput(Record):
     batch_ms: Stats
 
 
+class Speedup(Record):
+    """Speed-up over PyTorch eager fp32: the median of per-round ratios (each round timed both
+    side by side) with their range; `rounds` is how many rounds both ran."""
+
+    median: float
+    low: float
+    high: float
+    rounds: int
+
+
 class Target(Record):
-    """One runtime on one artifact. A skipped target says why and has no measurements.
+    """One runtime on one artifact. A skipped target says why and has no measurements; a
+    failed one (its process raised or died) says why in one line and keeps no figures.
 
     latency_ms is batch 1; throughput is keyed by batch size (as a string, JSON's only key
     type); avg_ms_per_image is batch 1 over the timed test images; agreement_top1_pct and
@@ -34,9 +46,11 @@ class Target(Record):
     target: str
     runtime: str
     artifact: str
-    status: Literal["ok", "skipped"]
+    status: Literal["ok", "skipped", "failed"]
     reason: str | None = None
     threads: int | None = None
+    speedup: Speedup | None = None
+    flag: str | None = None  # why this row's own figures contradict each other (hostload)
     load_s: float | None = None
     first_inference_s: float | None = None
     latency_ms: Stats | None = None
@@ -204,12 +218,34 @@ class ArtifactsRecord(Record):
         return data
 
 
+class ThreadPolicy(Record):
+    """How the runtimes were told to use the CPU (harness.measure.threads): intra-op threads,
+    whether ONNX Runtime's idle workers spin, and torch's OpenMP wait policy, with why."""
+
+    threads: int
+    ort_spinning: bool
+    omp_wait_policy: Literal["PASSIVE", "ACTIVE"]
+    reason: str
+
+
+class HostCheck(Record):
+    """The host's load over the whole timing (before -> after) and per round, and the
+    verdict: trustworthy False when the host was busy or a row's figures disagree."""
+
+    overall: HostLoad | None = None
+    rounds: list[HostLoad] = Field(default_factory=list)
+    busy: bool | None = None
+    trustworthy: bool | None = None
+    reasons: list[str] = Field(default_factory=list)
+
+
 class DeployEnvironment(Record):
     """Threads and limits in force while measuring: the context every number depends on."""
 
     usable_cpus: int
     threads: int
     cgroup: CgroupLimits
+    thread_policy: ThreadPolicy | None = None
     torch: str | None = None
     onnxruntime: str | None = None
     providers: list[str] = Field(default_factory=list)
@@ -232,6 +268,8 @@ class Deployment(Record):
     artifacts: ArtifactsRecord
     targets: list[Target]
     demo: Demo
+    rounds: int | None = None  # interleaved timing rounds (harness.rounds)
+    host: HostCheck | None = None
 
     def ok_targets(self) -> list[Target]:
         return [t for t in self.targets if t.ok]

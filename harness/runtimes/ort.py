@@ -1,7 +1,8 @@
 """ONNX Runtime sessions on CPU, CUDA and TensorRT; .onnx (fp32 or int8 QDQ) and .ort files.
 
 Session settings are the ones a deployment would use: all graph optimisations, intra-op threads
-set to the usable CPUs (cgroup-aware), one inter-op thread, sequential execution.
+set to the usable CPUs (cgroup-aware), one inter-op thread, sequential execution; idle workers
+spin unless the thread policy (harness.measure.threads) sets `spinning` False.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class OrtRuntime(Runtime):
     """An InferenceSession on `providers` (the first must really be used, or load fails)."""
 
     providers: ClassVar[tuple[str, ...]]
+    # Idle intra-op workers spin (ORT's default); the thread policy turns it off on shared hosts.
+    spinning: bool = True
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -62,6 +65,9 @@ class OrtRuntime(Runtime):
         import onnxruntime as ort
 
         options = session_options(self.threads, SESSION_OPTIMIZATION)
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if self.spinning else "0"
+        )
         if path.suffix == ".ort":
             options.add_session_config_entry("session.load_model_format", "ORT")
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
 @register
 class TorchEager(Runtime):
-    """model(x) under inference_mode, torch.set_num_threads(threads)."""
+    """model(x) under inference_mode, torch.set_num_threads(threads), one inter-op thread."""
 
     name = "torch-eager"
     artifacts = ("state_dict",)
@@ -26,6 +27,11 @@ class TorchEager(Runtime):
         from resnest_bench.harness.checkpoints import load_torch_artifact
 
         torch.set_num_threads(self.threads)
+        # one model call at a time: no inter-op pool competing for the same cores (set once per
+        # process; a process that already ran parallel work keeps its pool). OpenMP's wait
+        # policy comes from the environment the measuring process was started with.
+        with contextlib.suppress(RuntimeError):
+            torch.set_num_interop_threads(1)
         self.model = self._prepare(load_torch_artifact(path))
 
     def _prepare(self, model: nn.Module) -> nn.Module:

@@ -1,0 +1,165 @@
+"""The report's first screen: trust verdict, what to ship (never a flagged figure), one summary
+table; SYNTHETIC named everywhere; compare marks synthetic runs and names each run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from resnest_bench.harness.compare import render_comparison
+from resnest_bench.harness.report import render, write_report
+from resnest_bench.harness.results import RunResult
+from resnest_bench.harness.results.stats import Stats
+
+ENVIRONMENT = {"python": {"version": "3.11.9"}, "cpu": {}, "versions": {}}
+QUIET = {
+    "seconds": 30.0,
+    "load_1m_before": 0.1,
+    "load_1m_after": 0.2,
+    "other_cores": 0.05,
+    "steal_fraction": 0.0,
+    "cpu_mhz_min": None,
+    "cpu_mhz_max": None,
+    "busy": False,
+    "reason": "quiet: other processes used 0.05 cores",
+}
+BUSY = {**QUIET, "other_cores": 1.9, "busy": True, "reason": "other processes used 1.90 cores"}
+
+
+def _target(name: str, speedup: float, top1: float, ms: float, flag: str | None = None) -> dict:
+    runtime, label = name.split(":")
+    kind = {"fp32": "onnx_fp32", "int8": "onnx_int8"}[label]
+    if runtime == "torch-eager":
+        kind = "state_dict"
+    latency = Stats.from_samples([ms, ms * 1.1, ms * 0.9]).model_dump()
+    return {
+        "target": name,
+        "runtime": runtime,
+        "artifact": kind,
+        "status": "ok",
+        "threads": 2,
+        "speedup": {"median": speedup, "low": speedup * 0.9, "high": speedup * 1.1, "rounds": 5},
+        "flag": flag,
+        "latency_ms": latency,
+        "top1_full": top1,
+        "images_full": 500,
+        "peak_rss_bytes": 300 * 2**20,
+    }
+
+
+def _result(host: dict, *, flagged: bool, synthetic: bool = True) -> RunResult:
+    targets = [
+        _target("torch-eager:fp32", 1.0, 80.0, 40.0),
+        _target("ort-cpu:fp32", 4.0, 80.0, 10.0),
+        _target(
+            "ort-cpu:int8", 8.0, 79.8, 5.0, flag="batch-1 p50 9 ms vs 2 ms" if flagged else None
+        ),
+        {
+            "target": "ort-cuda:fp32",
+            "runtime": "ort-cuda",
+            "artifact": "onnx_fp32",
+            "status": "failed",
+            "reason": "measurement process died during round (exit code -9)",
+        },
+    ]
+    reasons = ["ort-cpu:int8: figures disagree: batch-1 p50 9 ms vs 2 ms"] if flagged else []
+    if host["busy"]:
+        reasons.insert(0, f"host busy while timing: {host['reason']}")
+    deployment = {
+        "config": {"int8_max_drop": 0.5},
+        "environment": {"usable_cpus": 2, "threads": 2, "cgroup": {}},
+        "artifacts": {
+            "files": {"state_dict": "model.pt", "onnx_fp32": "m.onnx", "onnx_int8": "m.int8.onnx"},
+            "sizes_bytes": {
+                "state_dict": 10 * 2**20,
+                "onnx_fp32": 10 * 2**20,
+                "onnx_int8": 3 * 2**20,
+            },
+        },
+        "targets": targets,
+        "demo": {"index": 0, "label": "cat", "classes": ["cat", "dog"], "probs": {}},
+        "rounds": 5,
+        "host": {
+            "overall": host,
+            "rounds": [host] * 5,
+            "busy": host["busy"],
+            "trustworthy": not reasons,
+            "reasons": reasons,
+        },
+    }
+    return RunResult.model_validate(
+        {
+            "kind": "deploy",
+            "run_id": "20261123-000000-cpu-runtime",
+            "created": "2026-11-23T00:00:00+00:00",
+            "command": ["resnest-bench", "run", "cpu-runtime", "--quick"],
+            "seed": 0,
+            "environment": ENVIRONMENT,
+            "config": {
+                "suite": "cpu-runtime",
+                "settings": {
+                    "model": {"names": ["resnest50d"], "stem": "imagenet"},
+                    "data": {"dataset": "synthetic" if synthetic else "cifar10"},
+                },
+            },
+            "deployment": deployment,
+        }
+    )
+
+
+def _first_screen(text: str) -> str:
+    return text.split("## Run")[0]
+
+
+def test_quiet_run_ships_the_fastest_within_the_limit():
+    text = render(_result(QUIET, flagged=False), [])
+    first = _first_screen(text)
+    assert first.startswith("# resnest-bench deploy: cpu-runtime (SYNTHETIC data)")
+    assert "**Trust: figures trustworthy**" in first
+    assert "Ship: **ort-cpu:int8**, 8.00x" in first and "-0.20 pts vs fp32" in first
+    assert (
+        "| ort-cpu:int8 | 8.00x (7.20-8.80, 5 rounds) | 79.8% | -0.20 pts | 3.0 | 300.0 |" in first
+    )
+    assert "SHIP: fastest within 0.5 pts" in first
+    assert "failed: measurement process died" in first
+    assert "Abbreviations:" in first and "RSS = resident set size" in first
+    assert "threads per runtime 2" in first and "resnest50d, imagenet stem" in first
+    for section in ("## Summary", "## Deployment details", "Table 5"):
+        line = next(line for line in text.splitlines() if line.startswith(section))
+        assert "SYNTHETIC" in line, line
+
+
+def test_flagged_row_is_never_the_headline_and_busy_host_is_said_first():
+    text = render(_result(BUSY, flagged=True), [])
+    first = _first_screen(text)
+    trust = next(line for line in first.splitlines() if line.startswith("**Trust"))
+    assert trust.startswith("**Trust: NOT trustworthy**")
+    assert "host busy while timing" in trust and "ort-cpu:int8: figures disagree" in trust
+    assert "Ship: **ort-cpu:fp32**" in first and "(host busy: treat as indicative)" in first
+    assert "not comparable: its own figures disagree" in first
+    assert "ort-cpu:int8 [FLAGGED]" in text
+
+
+def test_plots_are_written_and_titled(tmp_path: Path):
+    names = write_report(tmp_path, _result(QUIET, flagged=True))
+    assert names == ["report.md", "latency.png", "tradeoff.png"]
+    assert all((tmp_path / n).stat().st_size > 5000 for n in names[1:])
+
+
+def test_compare_names_runs_and_marks_synthetic():
+    text = render_comparison(
+        [_result(QUIET, flagged=False), _result(QUIET, flagged=False, synthetic=False)], False
+    )
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "ort-cpu:fp32" in line]
+    assert len(rows) == 2
+    assert "[SYNTHETIC]" in rows[0] and "[SYNTHETIC]" not in rows[1]
+    assert all(row.rstrip(" |").endswith("20261123-000000-cpu-runtime") for row in rows)
+
+
+def test_report_command_takes_a_run_directory(tmp_path: Path, capsys):
+    from resnest_bench.harness.cli import main
+    from resnest_bench.harness.results import write_result
+
+    write_result(tmp_path / "result.json", _result(QUIET, flagged=False))
+    assert main(["report", str(tmp_path), "--quiet"]) == 0
+    assert (tmp_path / "report.md").read_text().startswith("# resnest-bench deploy")
+    assert str(tmp_path / "tradeoff.png") in capsys.readouterr().out
