@@ -61,8 +61,8 @@ def test_registry_imports_neither_torch_nor_onnxruntime():
 
 
 def test_unknown_runtime_names_the_known_ones():
-    with pytest.raises(BenchError, match=r"unknown runtime 'openvino'; choose one of .*ort-cpu"):
-        get_runtime("openvino")
+    with pytest.raises(BenchError, match=r"unknown runtime 'caffe2'; choose one of .*ort-cpu"):
+        get_runtime("caffe2")
     with pytest.raises(BenchError, match="unknown runtime"):
         runtime_class("")
 

@@ -177,7 +177,7 @@ def _target(
     small_n: int,
 ) -> Target:
     """The Target record of one outcome: failed with its reason, or every figure."""
-    from resnest_bench.harness.build.int8 import top1_percent  # imports ONNX Runtime
+    from resnest_bench.harness.build.gate import top1_percent
 
     if outcome.failure is not None:
         return Target(**_names(spec), status="failed", reason=outcome.failure)
