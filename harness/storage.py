@@ -49,11 +49,13 @@ def probe_writable(folder: Path, what: str) -> None:
     probe = folder / f".probe-{uuid.uuid4().hex[:8]}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with probe.open("wb") as handle:
-            handle.write(b"probe")
-            handle.flush()
-            os.fsync(handle.fileno())
-        probe.unlink()
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, b"probe")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            probe.unlink()
     except OSError as exc:
         raise BenchError(os_error_message(exc, what)) from None
 
