@@ -248,7 +248,7 @@ def run_suite(request: RunRequest) -> Path:
             return _run_claimed(request, claim.run_id, device)
         except CheckpointWriteError as exc:
             hint = (
-                f"; free space, then continue with --resume {claim.run_id}"
+                f"; once that is fixed, continue with --resume {claim.run_id}"
                 if exc.previous_epoch
                 else ""
             )

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnest_bench.harness import checkpoints, runs
+from resnest_bench.harness import atomic, checkpoints, runs
 from resnest_bench.harness.atomic import staged_dir
 from resnest_bench.harness.cli import main
 from resnest_bench.harness.data import load_dataset
@@ -112,6 +112,20 @@ def test_free_space_check_names_both_sizes(tmp_path) -> None:
         check_free_space(tmp_path, 1 << 60, "reports folder")
 
 
+def test_failed_write_names_its_file_and_keeps_the_old_one(tmp_path, monkeypatch) -> None:
+    target = tmp_path / "checkpoint.pt"
+    atomic.atomic_write_bytes(target, b"epoch 1")
+
+    def full(_fd):  # the kernel's write/fsync errors carry no file name
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(atomic.os, "fsync", full)
+    with pytest.raises(OSError) as info:
+        atomic.atomic_write_bytes(target, b"epoch 2")
+    assert info.value.filename == str(target) and info.value.errno == errno.ENOSPC
+    assert target.read_bytes() == b"epoch 1" and list(tmp_path.iterdir()) == [target]
+
+
 def test_disk_full_at_a_checkpoint_keeps_the_last_one_and_says_how_to_resume(
     tmp_path, monkeypatch, capsys
 ) -> None:
@@ -122,7 +136,7 @@ def test_disk_full_at_a_checkpoint_keeps_the_last_one_and_says_how_to_resume(
     def full_at_second(obj, path):
         calls.append(path)
         if len(calls) == 2:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f"{path}.tmp")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         real(obj, path)
 
     reports = tmp_path / "r"
@@ -131,9 +145,11 @@ def test_disk_full_at_a_checkpoint_keeps_the_last_one_and_says_how_to_resume(
         assert main(_train(reports, tmp_path / "d", epochs=2)) == 2
     line = _one_error(capsys)
     (run_id,) = [p.name for p in (reports / "work").iterdir()]
-    assert "could not write checkpoint of epoch 2" in line and "no space left on device" in line
-    assert f"checkpoint of epoch 1 is kept whole; free space, then continue with --resume {run_id}"
-    assert line.endswith(f"--resume {run_id}")
+    assert f"could not write checkpoint of epoch 2: {calls[1]}: no space left on device" in line
+    assert line.endswith(
+        f"the checkpoint of epoch 1 is kept whole; once that is fixed, continue with "
+        f"--resume {run_id}"
+    )
     assert checkpoints.read_checkpoint(calls[0]).epoch == 1
     assert main([*_train(reports, tmp_path / "d", epochs=2), "--resume", run_id]) == 0
     (run,) = read_result(reports / run_id / "result.json").training.runs
