@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from resnest_bench.harness.runs import LOCK_NAME, WORK, stale, unlocked
+from resnest_bench.harness.runs import LOCK_NAME, WORK, holder, stale, unlocked
 
 YOUNG_S = 60.0  # a work folder this new may be mid-reservation (created, not yet locked)
 
@@ -36,8 +36,10 @@ def _size(path: Path) -> int:
 
 def _work_entry(reports: Path, work: Path) -> Entry:
     run_id = work.name
-    if not unlocked(work) or time.time() - work.stat().st_mtime < YOUNG_S:
-        return Entry(work, "in use by a running process", _size(work), remove=False)
+    if not unlocked(work):
+        return Entry(work, f"in use by {holder(work)}", _size(work), remove=False)
+    if not (work / LOCK_NAME).exists() and time.time() - work.stat().st_mtime < YOUNG_S:
+        return Entry(work, "just reserved by a starting run", _size(work), remove=False)
     if (reports / run_id / "result.json").is_file():
         return Entry(work, f"checkpoints of finished run {run_id}", _size(work), remove=True)
     files = [p for p in work.rglob("*") if p.is_file() and p.name != LOCK_NAME]

@@ -58,7 +58,8 @@ def _lock(work: Path) -> int | None:
     return fd
 
 
-def _holder(work: Path) -> str:
+def holder(work: Path) -> str:
+    """Who holds a run, as its lock file says: 'process 123 on host'."""
     try:
         pid, host = (work / LOCK_NAME).read_text().split()[:2]
     except (OSError, ValueError):
@@ -94,7 +95,7 @@ def hold(reports: Path, run_id: str) -> Claim:
     fd = _lock(work)
     if fd is None:
         raise BenchError(
-            f"run {run_id} is in use by {_holder(work)}: wait for it to finish, or stop it "
+            f"run {run_id} is in use by {holder(work)}: wait for it to finish, or stop it "
             "and resume again"
         )
     return Claim(run_id, work, fd)
