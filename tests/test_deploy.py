@@ -69,7 +69,8 @@ def test_all_fields_filled(result, data):
     assert sorted(p.name for p in out.iterdir()) == sorted(ARTIFACT_FILES.values())
     doc = res.model_dump(mode="json")
     json.dumps(doc, allow_nan=False)
-    assert list(doc) == ["config", "environment", "artifacts", "targets", "demo"]
+    assert list(doc) == ["config", "environment", "artifacts", "targets", "demo", "data"]
+    assert doc["data"] is None  # which images were used: the pipeline adds it (it knows the data)
     assert [t["target"] for t in doc["targets"]] == [
         "torch-eager:fp32",
         "ort-cpu:fp32",
