@@ -1,58 +1,45 @@
 """Where and how fast training runs: device choice, precision, memory layout, compilation, power.
 
 Everything that differs between a K80 and an H100 lives here, so the training loop itself
-reads the same on every machine. Peak FLOP/s per precision (dense, no 2:4 sparsity) come
-from NVIDIA's datasheets and turn achieved FLOP/s into MFU; GPUs not in the table get None,
-never a guess.
+reads the same on every machine. The decisions themselves (auto precision, what a compute
+capability allows, peak FLOP/s for MFU) come from the torch-free table in harness.gpus.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import shutil
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, get_args
 
 import torch
 from torch import nn
 
-from resnest_bench.harness.config import Precision
+from resnest_bench.harness import gpus
+from resnest_bench.harness.config import CompileMode, Precision
 from resnest_bench.harness.errors import BenchError, GpuRequiredError
 from resnest_bench.harness.results.training import AccelInfo
 
 PRECISIONS: tuple[str, ...] = get_args(Precision)
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
-_T = 1e12
-# (name pattern, {precision: dense peak FLOP/s}); first match wins, so variants precede the
-# generic name. Pre-Ampere GPUs have no TF32: the tf32 switch is a no-op there, so tf32 runs
-# at the fp32 rate; bf16 is absent where the hardware has no bf16 arithmetic. A K80 is two
-# GK210 dies and each die is one CUDA device, so its numbers are per die (boost clock).
-PEAK_FLOPS: tuple[tuple[str, dict[str, float]], ...] = (
-    (r"K80", {"fp32": 4.37 * _T, "tf32": 4.37 * _T, "fp16": 4.37 * _T}),
-    (r"P100.*PCIE", {"fp32": 9.3 * _T, "tf32": 9.3 * _T, "fp16": 18.7 * _T}),
-    (r"P100", {"fp32": 10.6 * _T, "tf32": 10.6 * _T, "fp16": 21.2 * _T}),
-    (r"V100.*PCIE", {"fp32": 14.0 * _T, "tf32": 14.0 * _T, "fp16": 112 * _T}),
-    (r"V100", {"fp32": 15.7 * _T, "tf32": 15.7 * _T, "fp16": 125 * _T}),
-    (r"\bT4\b", {"fp32": 8.1 * _T, "tf32": 8.1 * _T, "fp16": 65 * _T}),
-    (r"A100", {"fp32": 19.5 * _T, "tf32": 156 * _T, "bf16": 312 * _T, "fp16": 312 * _T}),
-    (r"\bL4\b", {"fp32": 30.3 * _T, "tf32": 60 * _T, "bf16": 121 * _T, "fp16": 121 * _T}),
-    (r"H100.*PCIE", {"fp32": 51 * _T, "tf32": 378 * _T, "bf16": 756 * _T, "fp16": 756 * _T}),
-    (r"H100", {"fp32": 67 * _T, "tf32": 495 * _T, "bf16": 989 * _T, "fp16": 989 * _T}),
-    (r"H200", {"fp32": 67 * _T, "tf32": 495 * _T, "bf16": 989 * _T, "fp16": 989 * _T}),
-    (r"B200", {"fp32": 75 * _T, "tf32": 1100 * _T, "bf16": 2250 * _T, "fp16": 2250 * _T}),
-)
+
+def c_compiler() -> str | None:
+    """The C compiler Triton would use to build its kernel launchers ($CC, cc or gcc)."""
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
 
 
-def peak_flops(gpu_name: str, precision: str) -> float | None:
-    """Dense peak FLOP/s of `gpu_name` (as torch/nvidia-smi spell it) at `precision`, or None."""
-    for pattern, peaks in PEAK_FLOPS:
-        if re.search(pattern, gpu_name, flags=re.IGNORECASE):
-            return peaks.get(precision)
-    return None
+def device_capability(device: torch.device) -> tuple[int, int] | None:
+    """Compute capability of a CUDA device; None on the CPU."""
+    if device.type != "cuda":
+        return None
+    major, minor = torch.cuda.get_device_capability(device)
+    return int(major), int(minor)
 
 
 def _cuda_missing_reason() -> str:
@@ -97,7 +84,9 @@ class Accel:
     """The speed settings of one run, validated for its device; `describe()` goes in results.
 
     A suite's values are validated when it loads; these checks are for what only the device
-    can tell (bf16 and compile need newer GPUs) and for callers that build an Accel directly.
+    can tell (bf16 and compile need newer GPUs, compile a C compiler) and for callers that
+    build an Accel directly. precision "auto" is resolved here, once, from the device
+    (harness.gpus.auto_precision), and `precision_reason` says why.
     """
 
     device: torch.device
@@ -105,6 +94,7 @@ class Accel:
     channels_last: bool = False
     compile: bool = False
     compile_mode: str = "default"
+    precision_reason: str = field(default="as requested", compare=False)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -113,14 +103,25 @@ class Accel:
             raise BenchError(
                 f"unknown compile mode {self.compile_mode!r}; use one of {COMPILE_MODES}"
             )
-        if self.device.type != "cuda":
+        cc = device_capability(self.device)
+        if self.precision == "auto":
+            precision, reason = gpus.auto_precision(cc)
+            object.__setattr__(self, "precision", precision)
+            object.__setattr__(self, "precision_reason", reason)
+        if cc is None:
             return
-        major, minor = torch.cuda.get_device_capability(self.device)
-        gpu = f"{torch.cuda.get_device_name(self.device)} (sm_{major}{minor})"
-        if self.precision == "bf16" and major < 8:
-            raise BenchError(f"bf16 needs an Ampere or newer GPU; {gpu} has none: use fp16")
-        if self.compile and major < 7:
-            raise BenchError(f"torch.compile (Triton) needs compute capability >= 7.0; {gpu}")
+        gpu = torch.cuda.get_device_name(self.device)
+        problem = gpus.precision_problem(self.precision, cc)
+        if problem is None and self.compile:
+            problem = gpus.compile_problem(cc, c_compiler() is not None)
+        if problem is not None:
+            raise BenchError(f"{gpu}: {problem}")
+
+    @property
+    def cudnn_enabled(self) -> bool:
+        """cuDNN is switched off where its kernels do not reach the GPU (Kepler, sm_37)."""
+        cc = device_capability(self.device)
+        return cc is None or gpus.cudnn_usable(cc)
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
@@ -131,12 +132,14 @@ class Accel:
         return device_name(self.device)
 
     def configure_backends(self) -> None:
-        """Process-wide switches: cuDNN autotuning on; TF32 only when tf32 is asked for.
+        """Process-wide switches: cuDNN on where it has kernels for the GPU, autotuning on;
+        TF32 only when tf32 is asked for.
 
         PyTorch enables TF32 for cuDNN convolutions by default, so fp32 must turn it off
         explicitly or an "fp32" number on an A100 would silently be a TF32 number.
         """
         tf32 = self.precision == "tf32"
+        torch.backends.cudnn.enabled = self.cudnn_enabled
         torch.backends.cudnn.benchmark = True
         torch.backends.cudnn.allow_tf32 = tf32
         torch.backends.cuda.matmul.allow_tf32 = tf32
@@ -166,17 +169,19 @@ class Accel:
         return torch.compile(model, mode=mode)
 
     def peak_flops(self) -> float | None:
-        return peak_flops(self.name, self.precision) if self.device.type == "cuda" else None
+        return gpus.peak_flops(self.name, self.precision) if self.device.type == "cuda" else None
 
     def describe(self) -> AccelInfo:
         return AccelInfo(
             device=str(self.device),
             device_name=self.name,
             precision=self.precision,
+            precision_reason=self.precision_reason,
             channels_last=self.channels_last,
             compile=self.compile,
             compile_mode=self.compile_mode if self.compile else None,
-            cudnn_benchmark=self.device.type == "cuda",
+            cudnn_benchmark=self.device.type == "cuda" and self.cudnn_enabled,
+            cudnn_enabled=self.cudnn_enabled,
             peak_flops=self.peak_flops(),
         )
 

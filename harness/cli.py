@@ -12,11 +12,11 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from resnest_bench.harness import console
-from resnest_bench.harness.config import Suite, load_suite, step_suite
-from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.config import CompileMode, Precision, Suite, load_suite, step_suite
+from resnest_bench.harness.errors import BenchError, Int8Rejected
 from resnest_bench.harness.storage import os_error_message
 from resnest_bench.models import ModelError
 
@@ -56,6 +56,13 @@ def _given(**values: Any) -> dict[str, Any]:
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     """Only the flags the user gave, as a suite-shaped dict merged over the suite's values."""
+    # How to run (not what to learn): `run` applies these to every training step.
+    speed = _given(
+        precision=_precision(args) if hasattr(args, "amp") else None,
+        channels_last=getattr(args, "channels_last", None) or None,
+        compile=getattr(args, "torchcompile", None) or None,
+        compile_mode=getattr(args, "compile_mode", None),
+    )
     recipe = _given(
         epochs=getattr(args, "epochs", None),
         batch_size=getattr(args, "batch_size", None),
@@ -63,13 +70,11 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         milestones=getattr(args, "milestones", None),
         step_size=getattr(args, "step_size", None),
         label_smoothing=getattr(args, "smoothing", None),
-        precision=_precision(args) if hasattr(args, "amp") else None,
-        channels_last=getattr(args, "channels_last", None) or None,
-        compile=getattr(args, "torchcompile", None) or None,
         auto_batch=getattr(args, "auto_batch", None) or None,
         target_accuracy=getattr(args, "target", None),
         flip=False if getattr(args, "no_flip", False) else None,
         crop_padding=getattr(args, "crop_padding", None),
+        **speed,
     )
     transfer = args.command == "transfer"
     sections = {
@@ -90,11 +95,16 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
             runtimes=getattr(args, "runtimes", None),
             threads=getattr(args, "threads", None),
             timed_images=getattr(args, "timed_images", None),
+            calibration_images=getattr(args, "calibration_images", None),
+            int8_max_drop=getattr(args, "int8_max_drop", None),
+            allow_int8_loss=getattr(args, "allow_int8_loss", None) or None,
         ),
         ("transfer" if transfer else "train"): recipe,
     }
     if transfer and getattr(args, "dataset", None):
         sections["transfer"]["dataset"] = args.dataset
+    if args.command == "run" and speed:
+        sections["transfer"] = speed
     top = _given(seed=getattr(args, "seed", None), device=getattr(args, "device", None))
     return {**top, **{name: values for name, values in sections.items() if values}}
 
@@ -129,8 +139,27 @@ def _run(args: argparse.Namespace, suite: Suite, suite_path: Path | None) -> int
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from resnest_bench.harness.doctor import failures, quick_checks
+
     suite, path = load_suite(args.suite, quick=args.quick, overrides=overrides_from(args))
+    checks = quick_checks(suite, reports_root(args.reports), data_root(args.data_dir))
+    for check in failures(checks):
+        raise BenchError(f"preflight (resnest-bench doctor): {check.line()}")
     return _run(args, suite, path)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from resnest_bench.harness.doctor import failures, quick_checks, smoke
+
+    over = {"device": args.device} if args.device else None
+    suite, _ = load_suite(args.suite, quick=True, overrides=over)
+    checks = quick_checks(suite, reports_root(args.reports), data_root(args.data_dir))
+    for check in checks:
+        print(check.line(), flush=True)
+    if not args.no_smoke:
+        checks.append(smoke(suite))
+        print(checks[-1].line())
+    return 1 if failures(checks) else 0
 
 
 def cmd_step(args: argparse.Namespace) -> int:
@@ -138,6 +167,15 @@ def cmd_step(args: argparse.Namespace) -> int:
     if step in ("transfer", "deploy", "export") and not args.checkpoint:
         raise BenchError(f"{args.command} needs --checkpoint (a trained model to start from)")
     return _run(args, step_suite(step, overrides_from(args)), None)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from resnest_bench.harness.plan import make_plan
+
+    suite, _ = load_suite(args.suite, quick=args.quick)
+    plan = make_plan(suite, quick=args.quick, gpu=args.gpu, driver=args.driver)
+    print(plan.to_json() if args.json else plan.to_markdown(), end="" if not args.json else "\n")
+    return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -215,11 +253,20 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--milestones", type=int, nargs="*", help="epochs where lr is multiplied by 0.1")
     p.add_argument("--step-size", type=int, help="StepLR period in epochs (instead of milestones)")
     p.add_argument("--smoothing", type=float, help="label smoothing")
-    p.add_argument("--precision", choices=["fp32", "tf32", "bf16", "fp16"])
+    p.add_argument(
+        "--precision",
+        choices=get_args(Precision),
+        help="auto (default): bf16 on sm_80+, fp16 on 7.x, fp32 below and on CPU",
+    )
     p.add_argument("--amp", action="store_true", help="mixed precision (fp16, or --amp-dtype)")
     p.add_argument("--amp-dtype", choices=["float16", "bfloat16"], default="float16")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--torchcompile", action="store_true", help="torch.compile the model")
+    p.add_argument(
+        "--compile-mode",
+        choices=get_args(CompileMode),
+        help="torch.compile mode (reduce-overhead: CUDA graphs)",
+    )
     p.add_argument("--auto-batch", action="store_true", help="halve the batch size on OOM")
     p.add_argument("--target", type=float, help="top-1 for time-to-accuracy (default 0.89)")
     p.add_argument(
@@ -233,6 +280,18 @@ def _add_deploy(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtimes", nargs="+", help="torch-eager torch-compile ort-cpu ort-cuda ...")
     p.add_argument("--threads", type=int, help="threads per runtime (default: usable CPUs)")
     p.add_argument("--timed-images", type=int, help="test images timed one by one")
+
+
+def _add_int8(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--calibration-images", type=int, help="training images that calibrate int8")
+    p.add_argument(
+        "--int8-max-drop", type=float, help="top-1 points int8 may lose vs fp32 (held-out images)"
+    )
+    p.add_argument(
+        "--allow-int8-loss",
+        action="store_true",
+        help="ship an int8 model that loses more than --int8-max-drop (else the run exits 3)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -258,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(run)
     _add_training(run)
     _add_deploy(run)
+    _add_int8(run)
     run.set_defaults(handler=cmd_run)
 
     helps = {
@@ -277,7 +337,25 @@ def build_parser() -> argparse.ArgumentParser:
             _add_training(step)
         if name == "infer":
             _add_deploy(step)
+        if name in ("export", "infer"):
+            _add_int8(step)
         step.set_defaults(handler=cmd_step)
+
+    doctor = sub.add_parser("doctor", help="check this machine before a long run (and smoke it)")
+    doctor.add_argument("suite", nargs="?", default="gpu", help="suite to check for (default gpu)")
+    doctor.add_argument("--no-smoke", action="store_true", help="the quick checks only")
+    doctor.add_argument("--reports", help="reports folder (default $RESNEST_BENCH_REPORTS)")
+    doctor.add_argument("--data-dir", help="dataset cache (default $RESNEST_BENCH_DATA)")
+    doctor.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the suite's)")
+    doctor.set_defaults(handler=cmd_doctor)
+
+    plan = sub.add_parser("plan", help="what a suite would run on this GPU or a named one")
+    plan.add_argument("suite", help="bundled suite name or path to a suite .toml")
+    plan.add_argument("--gpu", help="plan for a named GPU (V100, T4, H100 NVL, ...), not this one")
+    plan.add_argument("--driver", help="NVIDIA driver version to plan for, e.g. 535.104")
+    plan.add_argument("--quick", action="store_true", help="the suite's minutes-long form")
+    plan.add_argument("--json", action="store_true", help="machine-readable output")
+    plan.set_defaults(handler=cmd_plan)
 
     compare = sub.add_parser("compare", help="merge results from several machines into one table")
     compare.add_argument("results", nargs="+", help="result.json files or run directories")
@@ -304,6 +382,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
+    except Int8Rejected as exc:
+        print(f"resnest-bench: {exc}", file=sys.stderr)
+        return 3
     except (BenchError, ModelError) as exc:
         print(f"resnest-bench: error: {exc}", file=sys.stderr)
         return 2

@@ -31,7 +31,8 @@ SUITES_DIR = Path(
 
 Step = Literal["train", "transfer", "export", "deploy"]
 DatasetName = Literal["cifar10", "cifar100", "synthetic", "folder"]
-Precision = Literal["fp32", "tf32", "bf16", "fp16"]
+Precision = Literal["auto", "fp32", "tf32", "bf16", "fp16"]  # auto: by the card (harness.gpus)
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -89,10 +90,10 @@ class TrainSection(Section):
     step_size: int | None = Field(default=None, ge=1)
     gamma: float = Field(default=0.1, gt=0, le=1)
     label_smoothing: float = Field(default=0.0, ge=0, lt=1)
-    precision: Precision = "fp32"
+    precision: Precision = "auto"
     channels_last: bool = False
     compile: bool = False
-    compile_mode: str = "default"
+    compile_mode: CompileMode = "default"
     target_accuracy: float = Field(default=0.89, gt=0, le=1)
     auto_batch: bool = False
     flip: bool = True  # random horizontal flip (off for digits, text, oriented images)
@@ -167,7 +168,7 @@ class DeploySection(Section):
     timed_images: int | None = Field(default=None, ge=1)
     calibration_images: int = Field(default=512, ge=1)
     int8_max_drop: float = Field(default=1.0, ge=0)
-    int8_strict: bool = False
+    allow_int8_loss: bool = False  # ship an int8 model outside int8_max_drop (else exit non-zero)
     parity_atol: float = Field(default=1e-3, gt=0)
 
     @field_validator("throughput_batches")

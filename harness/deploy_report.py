@@ -119,22 +119,32 @@ def artifacts_table(deployment: Deployment) -> str:
     return md.table(["artifact", "file", "MiB", "of state_dict"], rows)
 
 
+def _int8_verdict(int8: Int8Record) -> str:
+    if int8.within_limit:
+        return "within the limit"
+    if int8.allowed_loss:
+        return "OUTSIDE the limit, shipped because --allow-int8-loss was given"
+    return "REJECTED: outside the limit (the run exits 3; --allow-int8-loss ships it)"
+
+
 def _int8_line(int8: Int8Record | None) -> str:
     if int8 is None:
         return "int8: not built"
+    settings = int8.settings
     tried = "; ".join(
         f"{a.variant}: top-1 {md.num(a.top1, 4)}% (drop {md.num(a.drop_pts, 3)} pts, "
         f"{a.excluded_nodes} nodes kept fp32{', accepted' if a.accepted else ''})"
         for a in int8.attempts
     )
     return (
-        f"int8 (ONNX Runtime static quantization, {int8.settings.quant_format}, "
-        f"per-channel {int8.settings.per_channel}, calibrated on "
-        f"{int8.calibration_images} training images): shipped variant `{int8.variant}`, "
-        f"fp32 top-1 {md.num(int8.fp32_top1, 4)}% vs int8 {md.num(int8.int8_top1, 4)}% on "
-        f"{int8.heldout_images} held-out images (limit {int8.max_drop_pts} pts"
-        f"{'' if int8.within_limit else '; EXCEEDED: no variant kept accuracy'}). "
-        f"Tried: {tried}"
+        f"int8 ({settings.method}, {settings.quant_format}, per-channel "
+        f"{settings.per_channel}, {settings.calibration} calibration on "
+        f"{int8.calibration_images} training images; schemes for this CPU: "
+        f"{', '.join(s.name for s in settings.schemes) or '-'}, because "
+        f"{settings.scheme_reason}): "
+        f"variant `{int8.variant}`, fp32 top-1 {md.num(int8.fp32_top1, 4)}% vs int8 "
+        f"{md.num(int8.int8_top1, 4)}% on {int8.heldout_images} held-out images (limit "
+        f"{int8.max_drop_pts} pts: {_int8_verdict(int8)}). Tried: {tried}"
     )
 
 
@@ -151,7 +161,6 @@ def latency_series(deployment: Deployment) -> tuple[list[str], list[float], list
 def deployment_section(deployment: Deployment) -> str:
     env = deployment.environment
     quota, memory = env.cgroup.cpu_quota_cores, env.cgroup.memory_bytes
-    pt2e = deployment.artifacts.pt2e
     return "\n".join(
         [
             "## Deployment",
@@ -175,8 +184,6 @@ def deployment_section(deployment: Deployment) -> str:
             "",
             artifacts_table(deployment),
             "",
-            f"- {_int8_line(deployment.artifacts.int8)}",
-            f"- PyTorch int8 (torchao pt2e): {pt2e.status if pt2e else '-'}"
-            f"{' - ' + pt2e.reason if pt2e and pt2e.reason else ''}",
+            *(f"- {_int8_line(r)}" for r in deployment.artifacts.int8_records() or [None]),
         ]
     )

@@ -33,7 +33,17 @@ from resnest_bench.harness.results.environment import (
 # Kernels report "no memory limit" as a huge page-aligned number near 2**63.
 _UNLIMITED_BYTES = 2**62
 # CPU features that decide which kernels (int8 VNNI, bf16, AMX) a runtime can use.
-_ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "neon")
+_ISA_FLAGS = (
+    "avx2",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_int8",
+    "neon",
+    "asimddp",
+)
 _PROBE_TIMEOUT_S = 5.0
 _REPO_DIR = Path(__file__).resolve().parent.parent
 
@@ -191,6 +201,11 @@ def _cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
         "model": model or platform.processor() or None,
         "isa_flags": [f for f in _ISA_FLAGS if f in flags],
     }
+
+
+def isa_flags() -> list[str]:
+    """The instruction-set extensions that decide kernels (VNNI for int8, AVX-512, AMX...)."""
+    return _cpu_info()["isa_flags"]
 
 
 def cpu_model() -> str | None:

@@ -16,6 +16,11 @@ class GpuRequiredError(BenchError):
     """A GPU was asked for and none is present."""
 
 
+class Int8Rejected(BenchError):
+    """The run finished and its report is written, but its int8 model is outside the accuracy
+    limit and the user did not allow that: exit code 3, so scripts cannot ship it by mistake."""
+
+
 def validation_message(exc: ValidationError) -> str:
     """The first problem of a pydantic ValidationError as '<json.path[i]>: <problem>'."""
     error = exc.errors()[0]

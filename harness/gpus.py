@@ -93,10 +93,21 @@ class Image:
     tag: str
     profile: str | None  # compose profile that enables the service
     min_cc: tuple[int, int]
+    max_cc: tuple[int, int] | None  # the newest architecture its torch build has kernels for
     min_driver: tuple[int, ...]  # the CUDA build's minimum Linux driver
     torch: str
     cuda: str
     onnxruntime: str
+    c_compiler: bool = True  # compose APT_PACKAGES carries gcc (Triton builds C launchers)
+
+    @property
+    def ort_gpu(self) -> bool:
+        """Whether the image's ONNX Runtime is a CUDA build (the Kepler image's is CPU only)."""
+        return self.onnxruntime.startswith("onnxruntime-gpu")
+
+    @property
+    def label(self) -> str:
+        return f"{self.service} ({self.tag})"
 
 
 # Newest first; each serves everything from its min_cc up to the next newer one's. CUDA 13
@@ -110,6 +121,7 @@ IMAGES: tuple[Image, ...] = (
         "resnest-bench-gpu:0.1.0-cu130",
         None,
         (7, 5),
+        None,
         (580, 65, 6),
         "2.13.0",
         "13.0",
@@ -121,6 +133,7 @@ IMAGES: tuple[Image, ...] = (
         "resnest-bench-gpu:0.1.0-cu126",
         "volta",
         (6, 0),
+        (9, 0),
         (525, 60, 13),
         "2.9.1",
         "12.6",
@@ -132,6 +145,7 @@ IMAGES: tuple[Image, ...] = (
         "resnest-bench-gpu:0.1.0-cu118",
         "kepler",
         (3, 7),
+        (9, 0),
         (450, 80, 2),
         "2.7.1",
         "11.8",
@@ -148,11 +162,18 @@ def parse_driver(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
+def format_driver(numbers: tuple[int, ...]) -> str:
+    """(580, 65, 6) -> '580.65.06', as NVIDIA writes driver versions."""
+    return ".".join([str(n) if i == 0 else f"{n:02d}" for i, n in enumerate(numbers)])
+
+
 def image_for(cc: tuple[int, int], driver: tuple[int, ...] | None = None) -> Image:
     """The newest image that serves `cc` and runs on `driver` (None: assume new enough).
 
-    ValueError names the GPU generation and what is missing (a newer driver, or no image)."""
-    served = [image for image in IMAGES if cc >= image.min_cc]
+    An older driver falls back to an older CUDA build where that build still has kernels for
+    the GPU (cu126 and cu118 end at sm_90). ValueError, one line, names what is missing: the
+    driver version needed, or that no image serves the GPU."""
+    served = [i for i in IMAGES if cc >= i.min_cc and (i.max_cc is None or cc <= i.max_cc)]
     if not served:
         oldest = IMAGES[-1].min_cc
         raise ValueError(
@@ -162,9 +183,15 @@ def image_for(cc: tuple[int, int], driver: tuple[int, ...] | None = None) -> Ima
     for image in served:
         if driver is None or driver >= image.min_driver:
             return image
-    need = ".".join(map(str, served[-1].min_driver))
-    have = ".".join(map(str, driver or ()))
-    raise ValueError(f"driver {have} is older than any image for sm_{cc[0]}{cc[1]} needs ({need})")
+    oldest_ok, newest = served[-1], served[0]
+    also = ""
+    if newest is not oldest_ok:
+        also = f"; >= {format_driver(newest.min_driver)} for {newest.service} (CUDA {newest.cuda})"
+    raise ValueError(
+        f"NVIDIA driver {format_driver(driver or ())} is too old for sm_{cc[0]}{cc[1]}: install "
+        f">= {format_driver(oldest_ok.min_driver)} for {oldest_ok.service} (CUDA {oldest_ok.cuda})"
+        f"{also}"
+    )
 
 
 def auto_precision(cc: tuple[int, int] | None) -> tuple[str, str]:
@@ -180,6 +207,69 @@ def auto_precision(cc: tuple[int, int] | None) -> tuple[str, str]:
     return "fp32", f"auto: {sm} has no tensor cores"
 
 
+def resolve_precision(requested: str, cc: tuple[int, int] | None) -> tuple[str, str]:
+    """The precision a run uses and why: `auto` goes by the card, anything else as asked."""
+    if requested == "auto":
+        return auto_precision(cc)
+    return requested, "as requested"
+
+
+def precision_problem(precision: str, cc: tuple[int, int] | None) -> str | None:
+    """Why `precision` cannot train on compute capability `cc` (None: it can, or CPU)."""
+    if cc is not None and precision == "bf16" and cc < (8, 0):
+        return (
+            f"bf16 needs an Ampere or newer GPU (sm_80+), this one is sm_{cc[0]}{cc[1]}: use fp16"
+        )
+    return None
+
+
+def compile_problem(cc: tuple[int, int] | None, c_compiler: bool) -> str | None:
+    """Why torch.compile cannot run on GPU `cc` (None: it can, or CPU where inductor needs C++)."""
+    if cc is None:
+        return None
+    if cc < (7, 0):
+        return (
+            f"torch.compile (Triton) needs compute capability >= 7.0, this GPU is sm_{cc[0]}{cc[1]}"
+        )
+    if not c_compiler:
+        return "torch.compile on a GPU needs a C compiler for Triton (install gcc or set $CC)"
+    return None
+
+
 def cudnn_usable(cc: tuple[int, int]) -> bool:
     """cuDNN 9 (the one every supported torch build brings) has no kernels below sm_50."""
     return cc >= (5, 0)
+
+
+def image_table() -> str:
+    """README's "Which image for my GPU" table: every GPU in the table, the image it gets with
+    a current driver, the older images an older driver falls back to, and auto's precision."""
+    from resnest_bench.harness.markdown import table
+
+    rows = []
+    for spec in GPUS:
+        cc = spec.compute_capability
+        image = image_for(cc)
+        older = [
+            f"`{i.service}` (>= {format_driver(i.min_driver)})"
+            for i in IMAGES
+            if i is not image
+            and cc >= i.min_cc
+            and (i.max_cc is None or cc <= i.max_cc)
+            and i.min_driver < image.min_driver
+        ]
+        precision, _ = auto_precision(cc)
+        rows.append(
+            [
+                spec.name,
+                f"{cc[0]}.{cc[1]}",
+                f"`{image.service}`",
+                f"{image.torch} / CUDA {image.cuda}",
+                f">= {format_driver(image.min_driver)}",
+                ", ".join(older) or "none",
+                precision,
+                "on" if cudnn_usable(cc) else "off",
+            ]
+        )
+    head = ["GPU", "compute capability", "image", "torch / CUDA", "driver", "older driver"]
+    return table([*head, "precision (auto)", "cuDNN"], rows)

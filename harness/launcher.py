@@ -1,10 +1,12 @@
 """Host-side launcher: run the GPU image that matches this host's GPU, via the Docker SDK.
 
 PyTorch and ONNX Runtime ship one CUDA build per range of GPU generations, so the image must
-follow the GPU: `compose.yaml` defines one service per generation and this module picks it from
-`nvidia-smi`'s compute capability, runs it with that GPU attached, the reports folder bind-mounted
-and owned by the caller, streams its output and returns its exit code. Images are built by
-compose (`docker compose [--profile P] build SERVICE`); the launcher only runs them.
+follow the GPU: `compose.yaml` defines one service per image (harness.gpus.IMAGES) and this
+module picks it from the GPU's compute capability (nvidia-smi, NVML on R470, else the name table)
+and the driver version (an older driver gets an older CUDA build where one serves), runs it with
+that GPU attached, the reports folder bind-mounted and owned by the caller, streams its output
+and returns its exit code. Images are built by compose (`docker compose [--profile P] build
+SERVICE`); the launcher only runs them.
 
     python -m resnest_bench.harness.launcher                 # run gpu, on GPU 0
     python -m resnest_bench.harness.launcher --gpu 1 -- run gpu --quick
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from resnest_bench.harness import gpus
 from resnest_bench.harness.errors import BenchError, GpuRequiredError
 
 PROJECT = "resnest-bench"  # compose project name: prefixes the named volume
@@ -29,38 +32,19 @@ DEFAULT_COMMAND = ("run", "gpu")
 
 
 @dataclass(frozen=True)
-class Generation:
-    """A range of GPU generations that one image (compose service) serves."""
+class HostGpu:
+    """One GPU of this host as the driver reports it."""
 
+    index: int
     name: str
-    min_cc: tuple[int, int]  # lowest compute capability served (inclusive)
-    service: str
-    image: str
-    profile: str | None  # compose profile that enables the service, if any
+    compute_capability: tuple[int, int]
+    driver: tuple[int, ...] | None
+    cc_source: str  # "nvidia-smi", "NVML" or "name table" (R470 has no compute_cap field)
 
-
-# Newest first; each serves everything from its min_cc up to the next newer one's. CUDA 13 (cu130)
-# starts at Turing; Maxwell goes with Kepler because the cu118 torch build still carries sm_50
-# and its CPU onnxruntime cannot fail on a missing CUDA kernel.
-GENERATIONS = (
-    Generation("turing+", (7, 5), "bench-gpu", "resnest-bench-gpu:0.1.0-cu130", None),
-    Generation("pascal-volta", (6, 0), "bench-gpu-volta", "resnest-bench-gpu:0.1.0-cu126", "volta"),
-    Generation(
-        "kepler-maxwell", (3, 7), "bench-gpu-kepler", "resnest-bench-gpu:0.1.0-cu118", "kepler"
-    ),
-)
-
-
-def generation_for(cc: tuple[int, int]) -> Generation:
-    """The image generation for a compute capability, e.g. (8, 0) -> turing+."""
-    for gen in GENERATIONS:
-        if cc >= gen.min_cc:
-            return gen
-    oldest = GENERATIONS[-1].min_cc
-    raise GpuRequiredError(
-        f"GPU compute capability {cc[0]}.{cc[1]} is older than any image supports "
-        f"(oldest: {oldest[0]}.{oldest[1]}, Kepler K80)"
-    )
+    def describe(self) -> str:
+        cc = self.compute_capability
+        driver = gpus.format_driver(self.driver) if self.driver else "unknown"
+        return f"{self.name} (sm_{cc[0]}{cc[1]} from {self.cc_source}, driver {driver})"
 
 
 def parse_compute_caps(text: str) -> list[tuple[int, int]]:
@@ -74,24 +58,81 @@ def parse_compute_caps(text: str) -> list[tuple[int, int]]:
     return caps
 
 
-def query_compute_caps(
-    run: Callable[..., subprocess.CompletedProcess] = subprocess.run,
-) -> list[tuple[int, int]]:
-    """Compute capability of every GPU on this host, in nvidia-smi's index order."""
-    cmd = ["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"]
+def _smi(
+    run: Callable[..., subprocess.CompletedProcess], fields: str
+) -> subprocess.CompletedProcess:
+    cmd = ["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader"]
     try:
-        proc = run(cmd, capture_output=True, text=True, timeout=30, check=False)
+        return run(cmd, capture_output=True, text=True, timeout=30, check=False)
     except FileNotFoundError:
         raise GpuRequiredError("no NVIDIA GPU here: nvidia-smi is not installed") from None
     except subprocess.TimeoutExpired:
         raise GpuRequiredError("nvidia-smi did not answer in 30 s") from None
-    if proc.returncode != 0:
-        why = (proc.stderr or proc.stdout).strip().splitlines()
-        raise GpuRequiredError(f"nvidia-smi failed: {why[0] if why else proc.returncode}")
-    caps = parse_compute_caps(proc.stdout)
-    if not caps:
+
+
+def _first_line(proc: subprocess.CompletedProcess) -> str:
+    why = (proc.stderr or proc.stdout).strip().splitlines()
+    return why[0] if why else f"exit code {proc.returncode}"
+
+
+def nvml_compute_caps() -> list[tuple[int, int]] | None:
+    """Compute capabilities through NVML (nvidia-ml-py), which R470 has; None without NVML."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            count = pynvml.nvmlDeviceGetCount()
+            return [
+                tuple(
+                    pynvml.nvmlDeviceGetCudaComputeCapability(pynvml.nvmlDeviceGetHandleByIndex(i))
+                )
+                for i in range(count)
+            ]
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # ImportError, NVMLError: NVML is a fallback, the name table is next
+        return None
+
+
+def query_gpus(
+    run: Callable[..., subprocess.CompletedProcess] = subprocess.run,
+    nvml: Callable[[], list[tuple[int, int]] | None] = nvml_compute_caps,
+) -> list[HostGpu]:
+    """Every GPU of this host, in nvidia-smi's index order, with compute capability and driver.
+
+    nvidia-smi gives names and the driver on every driver; its compute_cap field is missing on
+    R470 (the last driver for the K80), so capability comes from NVML, else the name table."""
+    listed = _smi(run, "name,driver_version")
+    if listed.returncode != 0:
+        raise GpuRequiredError(f"nvidia-smi failed: {_first_line(listed)}")
+    rows = [line.rsplit(",", 1) for line in listed.stdout.splitlines() if line.strip()]
+    if not rows:
         raise GpuRequiredError("nvidia-smi lists no GPU")
-    return caps
+    caps_proc = _smi(run, "compute_cap")
+    caps, source = None, "nvidia-smi"
+    if caps_proc.returncode == 0:
+        caps = parse_compute_caps(caps_proc.stdout)
+    else:
+        caps, source = nvml(), "NVML"
+    found = []
+    for index, (name, driver) in enumerate(rows):
+        name = name.strip()
+        cc, cc_source = (caps[index], source) if caps and index < len(caps) else (None, "")
+        if cc is None:
+            spec = gpus.find_gpu(name)
+            if spec is None:
+                raise GpuRequiredError(
+                    f"cannot tell the compute capability of {name}: nvidia-smi has no compute_cap "
+                    f"({_first_line(caps_proc)}) and NVML is missing: pip install nvidia-ml-py"
+                )
+            cc, cc_source = spec.compute_capability, "name table"
+        try:
+            parsed = gpus.parse_driver(driver)
+        except ValueError:
+            parsed = None
+        found.append(HostGpu(index, name, cc, parsed, cc_source))
+    return found
 
 
 def docker_sdk() -> Any:
@@ -127,34 +168,44 @@ def docker_client() -> Any:
 class LaunchPlan:
     """Everything the container run needs; built without touching Docker (and tested so)."""
 
-    generation: Generation
-    gpu_index: int
+    image: gpus.Image
+    gpu: HostGpu
     command: tuple[str, ...]
     reports: Path
     user: str
 
+    @property
+    def gpu_index(self) -> int:
+        return self.gpu.index
+
     def describe(self) -> str:
-        gen = self.generation
+        image = self.image
         return (
-            f"GPU {self.gpu_index} -> {gen.name}: {gen.image} {' '.join(self.command)} "
-            f"(reports -> {self.reports}, user {self.user})"
+            f"GPU {self.gpu_index} {self.gpu.describe()} -> {image.generation}: {image.tag} "
+            f"{' '.join(self.command)} (reports -> {self.reports}, user {self.user})"
         )
 
 
 def plan(
-    caps: Sequence[tuple[int, int]],
+    host_gpus: Sequence[HostGpu],
     *,
     gpu_index: int = 0,
     command: Sequence[str] = DEFAULT_COMMAND,
     reports: Path = Path("reports"),
     user: str | None = None,
 ) -> LaunchPlan:
-    """Pick the image for GPU `gpu_index` and fix the run's mounts and user."""
-    if not 0 <= gpu_index < len(caps):
-        raise BenchError(f"no GPU {gpu_index}: this host has {len(caps)} (0..{len(caps) - 1})")
+    """Pick the image for GPU `gpu_index` (by capability and driver), fix mounts and user."""
+    count = len(host_gpus)
+    if not 0 <= gpu_index < count:
+        raise BenchError(f"no GPU {gpu_index}: this host has {count} (0..{count - 1})")
+    gpu = host_gpus[gpu_index]
+    try:
+        image = gpus.image_for(gpu.compute_capability, gpu.driver)
+    except ValueError as exc:
+        raise GpuRequiredError(f"GPU {gpu_index} ({gpu.name}): {exc}") from None
     return LaunchPlan(
-        generation=generation_for(caps[gpu_index]),
-        gpu_index=gpu_index,
+        image=image,
+        gpu=gpu,
         command=tuple(command) or DEFAULT_COMMAND,
         reports=reports.resolve(),
         user=user or f"{os.getuid()}:{os.getgid()}",
@@ -165,18 +216,18 @@ def run(p: LaunchPlan, client: Any, out: Callable[[bytes], object] | None = None
     """Run the plan's container, stream its output to `out`, return its exit code."""
     docker = docker_sdk()
 
-    gen = p.generation
+    image = p.image
     try:
-        client.images.get(gen.image)
+        client.images.get(image.tag)
     except docker.errors.ImageNotFound:
-        profile = f"--profile {gen.profile} " if gen.profile else ""
+        profile = f"--profile {image.profile} " if image.profile else ""
         raise BenchError(
-            f"image {gen.image} is not built: docker compose {profile}build {gen.service}"
+            f"image {image.tag} is not built: docker compose {profile}build {image.service}"
         ) from None
     p.reports.mkdir(parents=True, exist_ok=True)
     try:
         container = client.containers.run(
-            gen.image,
+            image.tag,
             list(p.command),
             detach=True,
             user=p.user,
@@ -199,7 +250,7 @@ def run(p: LaunchPlan, client: Any, out: Callable[[bytes], object] | None = None
                 f"Docker cannot attach the GPU (is the NVIDIA Container Toolkit installed?): "
                 f"{reason}"
             ) from None
-        raise BenchError(f"docker could not start {gen.image}: {reason}") from None
+        raise BenchError(f"docker could not start {image.tag}: {reason}") from None
     try:
         write = out or sys.stdout.buffer.write
         for chunk in container.logs(stream=True, follow=True):
@@ -230,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     try:
-        p = plan(query_compute_caps(), gpu_index=args.gpu, command=command, reports=args.reports)
+        p = plan(query_gpus(), gpu_index=args.gpu, command=command, reports=args.reports)
         print(p.describe(), file=sys.stderr)
         return 0 if args.dry_run else run(p, docker_client())
     except BenchError as exc:

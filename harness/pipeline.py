@@ -31,7 +31,7 @@ from resnest_bench.harness.config import Suite
 from resnest_bench.harness.data import Dataset, load_dataset
 from resnest_bench.harness.deploy import run_deploy
 from resnest_bench.harness.envinfo import fingerprint
-from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.errors import BenchError, Int8Rejected
 from resnest_bench.harness.report import write_report
 from resnest_bench.harness.results import RunConfig, RunResult, write_result
 from resnest_bench.harness.results.deployment import DataUse, Deployment
@@ -328,4 +328,19 @@ def _run_claimed(request: RunRequest, run_id: str, device: str) -> Path:
         )
         write_result(stage / RESULT_NAME, result)
         write_report(stage, result)
+    _refuse_rejected_int8(deployment, final)
     return final
+
+
+def _refuse_rejected_int8(deployment: Deployment | None, final: Path) -> None:
+    """After the report is published: an int8 model outside the limit, not allowed, ends the
+    run with one line (exit 3) so that no script ships it unknowingly."""
+    records = deployment.artifacts.int8_records() if deployment else []
+    int8 = next((r for r in records if r.rejected), None)
+    if int8 is not None:
+        raise Int8Rejected(
+            f"int8 rejected ({int8.settings.method}): best variant {int8.variant} loses "
+            f"{int8.drop_pts:.2f} pts of "
+            f"top-1 (limit {int8.max_drop_pts}) after {len(int8.attempts)} attempts; all "
+            f"figures are in {final / 'report.md'}; --allow-int8-loss ships it anyway"
+        )

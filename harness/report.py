@@ -62,6 +62,21 @@ def _block_label(run: TrainingRun) -> str:
     return f"{model.block} ({model.name}, {model.stem} stem)"
 
 
+def accel_notes(runs: list[TrainingRun]) -> list[str]:
+    """What precision ran and why, and cuDNN where it was off: once per distinct setting."""
+    notes: list[str] = []
+    for run in runs:
+        accel = run.accel
+        line = f"- Precision on {accel.device_name}: {accel.precision}"
+        if accel.precision_reason:
+            line += f" ({accel.precision_reason})"
+        if not accel.cudnn_enabled:
+            line += "; cuDNN off: cuDNN 9 has no kernels for this GPU (sm < 5.0)"
+        if line not in notes:
+            notes.append(line)
+    return notes
+
+
 def training_tables(runs: list[TrainingRun]) -> str:
     """The seed's Table 2 (accuracy per block) and Table 3 (s/epoch), with spread and more."""
     accuracy_rows, time_rows = [], []
@@ -121,7 +136,10 @@ def training_tables(runs: list[TrainingRun]) -> str:
     return (
         "Table 2: test accuracy per block\n\n" + accuracy + "\n\n"
         "Table 3: training seconds per epoch (device-synchronised; evaluation excluded; "
-        "epoch 1 holds warm-up/compile and is reported apart from the steady state)\n\n" + seconds
+        "epoch 1 holds warm-up/compile and is reported apart from the steady state)\n\n"
+        + seconds
+        + "\n\n"
+        + "\n".join(accel_notes(runs))
     )
 
 

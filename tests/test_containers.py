@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from resnest_bench.harness import launcher
+from resnest_bench.harness import gpus, launcher
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
@@ -94,13 +94,20 @@ def test_gpu_services_reserve_a_gpu_and_run_the_gpu_suite(compose, name):
     assert re.fullmatch(r"[\w-]+==[\d.]+", args["ORT_PACKAGE"]) and args["TORCH_VERSION"]
 
 
-def test_launcher_table_matches_compose(compose):
+def test_image_table_matches_compose(compose):
+    """harness.gpus.IMAGES (launcher, plan, README) says what compose.yaml builds."""
     services = compose["services"]
-    assert {g.service for g in launcher.GENERATIONS} == set(GPU_SERVICES)
-    for gen in launcher.GENERATIONS:
-        service = services[gen.service]
-        assert service["image"] == gen.image
-        assert service.get("profiles", [None]) == [gen.profile]
+    assert {i.service for i in gpus.IMAGES} == set(GPU_SERVICES)
+    for image in gpus.IMAGES:
+        service = services[image.service]
+        args = service["build"]["args"]
+        assert service["image"] == image.tag
+        assert service.get("profiles", [None]) == [image.profile]
+        assert args["TORCH_VERSION"] == image.torch
+        assert args["TORCH_INDEX_URL"].endswith("/cu" + image.cuda.replace(".", ""))
+        assert image.onnxruntime.startswith(args["ORT_PACKAGE"].replace("==", " "))
+        assert ("gcc" in args.get("APT_PACKAGES", "").split()) is image.c_compiler
+        assert "nvml" in args["EXTRA"].split(",")  # energy and R470 capability need NVML
     assert compose["name"] == launcher.PROJECT
     assert compose["volumes"]["bench-data"]["name"] == launcher.DATA_VOLUME
 

@@ -10,8 +10,9 @@ import torch
 
 from resnest_bench import models
 from resnest_bench.harness.build import ARTIFACT_FILES, build_artifacts
-from resnest_bench.harness.build import int8 as build_int8
 from resnest_bench.harness.build import onnx as build_onnx
+from resnest_bench.harness.build.gate import GateData
+from resnest_bench.harness.build.int8_schemes import schemes_for_this_cpu
 from resnest_bench.harness.config import DeploySection, TimingSection
 from resnest_bench.harness.data import load_dataset
 from resnest_bench.harness.deploy import run_deploy
@@ -93,7 +94,7 @@ def test_all_fields_filled(result, data):
     sizes = doc["artifacts"]["sizes_bytes"]
     assert all(sizes[k] == (out / name).stat().st_size for k, name in ARTIFACT_FILES.items())
     assert doc["artifacts"]["export"]["exporter"] == "torchscript"
-    assert doc["artifacts"]["int8"]["variant"] == "full"
+    assert doc["artifacts"]["int8"]["variant"] == schemes_for_this_cpu()[0][0].name
     assert doc["environment"]["threads"] == 1 and "cgroup" in doc["environment"]
 
 
@@ -140,11 +141,13 @@ def test_unknown_runtime(model, data, tmp_path):
 
 
 def test_failed_run_leaves_nothing(model, data, tmp_path, monkeypatch):
-    scores = iter([90.0, 10.0, 10.0])  # held-out top-1 of fp32, then of each int8 variant
-    monkeypatch.setattr(build_int8, "top1_percent", lambda *_: next(scores))
+    def broken(*_):
+        raise BenchError("the int8 check failed")
+
+    monkeypatch.setattr(GateData, "top1", broken)
     out = tmp_path / "run"
-    with pytest.raises(BenchError, match="int8 model loses more than"):
-        run_deploy(model, data, out, _section(int8_max_drop=1.0, int8_strict=True), small_subset=6)
+    with pytest.raises(BenchError, match="the int8 check failed"):
+        run_deploy(model, data, out, _section(), small_subset=6)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -89,6 +89,7 @@ def test_auto_precision_on_cpu_is_fp32():
         ("P100", "525.60.13", "bench-gpu-volta"),
         ("K80", "470.256.02", "bench-gpu-kepler"),  # R470, the last K80 driver
         ("K80", None, "bench-gpu-kepler"),
+        ("H100", "550.54.15", "bench-gpu-volta"),  # cu126 still has sm_90 kernels
     ],
 )
 def test_image_follows_capability_and_driver(name, driver, service):
@@ -98,12 +99,26 @@ def test_image_follows_capability_and_driver(name, driver, service):
 
 
 def test_too_old_driver_or_gpu_is_refused_with_a_reason():
-    with pytest.raises(ValueError, match=r"driver 418\.67 is older"):
+    with pytest.raises(ValueError, match=r"driver 418\.67 is too old for sm_70: install >= 450"):
         gpus.image_for((7, 0), gpus.parse_driver("418.67"))
+    # Blackwell has kernels only in the cu130 build: an R550 driver cannot fall back
+    with pytest.raises(ValueError, match=r"550\.54 is too old for sm_100: install >= 580\.65\.06"):
+        gpus.image_for((10, 0), gpus.parse_driver("550.54"))
     with pytest.raises(ValueError, match="older than any image"):
         gpus.image_for((3, 5))
     with pytest.raises(ValueError, match="not a driver version"):
         gpus.parse_driver("N/A")
+
+
+def test_precision_and_compile_rules():
+    assert gpus.resolve_precision("fp32", (9, 0)) == ("fp32", "as requested")
+    assert gpus.resolve_precision("auto", (7, 0))[0] == "fp16"
+    assert "sm_75" in gpus.precision_problem("bf16", (7, 5))
+    assert gpus.precision_problem("bf16", (8, 0)) is None
+    assert gpus.precision_problem("bf16", None) is None  # CPU autocast has bf16
+    assert "7.0" in gpus.compile_problem((6, 0), c_compiler=True)
+    assert "C compiler" in gpus.compile_problem((9, 0), c_compiler=False)
+    assert gpus.compile_problem((9, 0), c_compiler=True) is None
 
 
 def test_cudnn_is_off_on_kepler_only():
@@ -116,3 +131,35 @@ def test_the_table_imports_without_torch():
 
     code = "import resnest_bench.harness.gpus, sys; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    ("gpu", "precision", "peak"),
+    [
+        ("NVIDIA H100 80GB HBM3", "bf16", 989e12),
+        ("NVIDIA H100 PCIe", "fp16", 756e12),
+        ("NVIDIA H200", "tf32", 495e12),
+        ("NVIDIA A100-SXM4-40GB", "fp32", 19.5e12),
+        ("Tesla V100-SXM2-16GB", "fp16", 125e12),
+        ("Tesla V100-PCIE-16GB", "fp16", 112e12),
+        ("Tesla V100-SXM2-16GB", "bf16", None),  # no bf16 arithmetic before Ampere
+        ("Tesla P100-PCIE-16GB", "tf32", 9.3e12),  # tf32 is a no-op: runs at the fp32 rate
+        ("Tesla K80", "fp32", 4.37e12),
+        ("NVIDIA L4", "bf16", 121e12),
+        ("NVIDIA L40S", "bf16", 362e12),  # not an L4
+        ("NVIDIA B200", "bf16", 2250e12),
+        ("Some Future GPU", "fp32", None),
+    ],
+)
+def test_peak_flops_table(gpu, precision, peak):
+    assert gpus.peak_flops(gpu, precision) == (pytest.approx(peak) if peak else None)
+
+
+def test_readme_gpu_table_is_the_generated_one():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start, end = "<!-- gpu-table:start -->\n", "\n<!-- gpu-table:end -->"
+    assert start in readme and end in readme
+    block = readme.split(start, 1)[1].split(end, 1)[0]
+    assert block == gpus.image_table()

@@ -80,6 +80,7 @@ def test_run_writes_complete_report(tiny_run: Path) -> None:
     report = (tiny_run / "report.md").read_text()
     for heading in ("Table 2", "Table 3", "Table 4", "Table 5", "SYNTHETIC", "ort-cpu:int8"):
         assert heading in report
+    assert ": fp32 (auto: CPU, fp32)" in report  # what precision ran, and why
     assert (tiny_run / "accuracy.png").read_bytes().startswith(b"\x89PNG")
 
 
@@ -287,3 +288,40 @@ def test_export_builds_checked_artifacts_without_timing(tiny_run: Path, tmp_path
     assert deployment.targets == [] and result.kind == "deploy"
     assert deployment.artifacts.export.parity.top1_agreement >= 0.99
     assert {p.name for p in (run_dir / "artifacts").iterdir()} >= {"model.onnx", "model.int8.onnx"}
+
+
+EXPORT_SUITE = TINY_SUITE.replace('steps = ["train", "deploy"]', 'steps = ["train", "export"]')
+EXPORT_SUITE = EXPORT_SUITE.replace(
+    'names = ["resnest-tiny", "resnest-tiny-basic"]', 'names = ["resnest-tiny"]'
+)
+EXPORT_SUITE = EXPORT_SUITE.replace("epochs = 2", "epochs = 1").replace(
+    "int8_max_drop = 100.0", "int8_max_drop = 1.0"
+)
+
+
+def test_int8_outside_the_limit_is_reported_then_refused(tmp_path, monkeypatch, capsys):
+    from resnest_bench.harness.build.gate import GateData
+
+    scores = iter([90.0] + [10.0] * 20)  # fp32, then every int8 attempt loses 80 points
+    monkeypatch.setattr(GateData, "top1", lambda *_: next(scores))
+    suite = tmp_path / "export.toml"
+    suite.write_text(EXPORT_SUITE)
+    argv = ["--quiet", "run", str(suite), "--reports", str(tmp_path / "r")]
+    assert main([*argv, "--data-dir", str(tmp_path / "d")]) == 3
+    (run_dir,) = [p for p in (tmp_path / "r").iterdir() if p.name != "work"]
+    int8 = read_result(run_dir / "result.json").deployment.artifacts.int8
+    assert not int8.within_limit and int8.rejected and len(int8.attempts) > 1
+    assert "REJECTED" in (run_dir / "report.md").read_text()  # every figure kept
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("resnest-bench: int8 rejected") and "--allow-int8-loss" in last
+
+
+def test_allow_int8_loss_reaches_the_deploy_section():
+    from resnest_bench.harness.cli import build_parser, overrides_from
+
+    args = build_parser().parse_args(
+        ["run", "cpu-runtime", "--allow-int8-loss", "--int8-max-drop", "2"]
+    )
+    assert overrides_from(args)["deploy"] == {"allow_int8_loss": True, "int8_max_drop": 2.0}
+    args = build_parser().parse_args(["export", "--checkpoint", "m.pt"])
+    assert "allow_int8_loss" not in overrides_from(args).get("deploy", {})

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnest_bench.harness.accel import Accel, PowerMeter, peak_flops, select_device
+from resnest_bench.harness.accel import Accel, PowerMeter, select_device
 from resnest_bench.harness.checkpoints import read_checkpoint
 from resnest_bench.harness.config import TrainSection, TransferSection, step_suite
 from resnest_bench.harness.data import load_dataset
@@ -147,28 +147,6 @@ def test_gpu_requested_without_one_fails_in_one_line(monkeypatch):
         select_device("tpu")
 
 
-@pytest.mark.parametrize(
-    ("gpu", "precision", "peak"),
-    [
-        ("NVIDIA H100 80GB HBM3", "bf16", 989e12),
-        ("NVIDIA H100 PCIe", "fp16", 756e12),
-        ("NVIDIA H200", "tf32", 495e12),
-        ("NVIDIA A100-SXM4-40GB", "fp32", 19.5e12),
-        ("Tesla V100-SXM2-16GB", "fp16", 125e12),
-        ("Tesla V100-PCIE-16GB", "fp16", 112e12),
-        ("Tesla V100-SXM2-16GB", "bf16", None),  # no bf16 arithmetic before Ampere
-        ("Tesla P100-PCIE-16GB", "tf32", 9.3e12),  # tf32 is a no-op: runs at the fp32 rate
-        ("Tesla K80", "fp32", 4.37e12),
-        ("NVIDIA L4", "bf16", 121e12),
-        ("NVIDIA L40S", "bf16", None),  # not an L4
-        ("NVIDIA B200", "bf16", 2250e12),
-        ("Some Future GPU", "fp32", None),
-    ],
-)
-def test_peak_flops_table(gpu, precision, peak):
-    assert peak_flops(gpu, precision) == (pytest.approx(peak) if peak else None)
-
-
 def test_precision_settings():
     cpu = torch.device("cpu")
     assert Accel(cpu, precision="fp16").grad_scaler().is_enabled()
@@ -294,7 +272,10 @@ def test_result_round_trips_json(trained):
     assert TrainingRun.model_validate_json(text) == result
     out = json.loads(text)
     assert out["config"] == {"suite": "test"}
-    assert out["recipe"]["milestones"] == [3] and out["options"]["precision"] == "fp32"
+    assert out["recipe"]["milestones"] == [3] and out["options"]["precision"] == "auto"
+    assert out["accel"]["precision"] == "fp32" and out["accel"]["precision_reason"].startswith(
+        "auto: CPU"
+    )
     assert out["options"]["target_top1"] == RECIPE.target_accuracy
     assert out["options"]["device"] == "cpu" and out["options"]["seed"] == 0
     assert out["model"]["name"] == "resnest-tiny" and out["model"]["num_classes"] == CLASSES

@@ -1,7 +1,8 @@
 """Build stage: every deployable file of a trained model, each checked before it is kept.
 
 state_dict (PyTorch), ONNX fp32 (parity-checked against PyTorch on real test images), ONNX
-int8 (accuracy-gated against fp32 on held-out images) and the int8 graph as an .ort file.
+int8 (accuracy-gated against fp32 on held-out images), the int8 graph as an .ort file, and
+OpenVINO IRs (fp32, gated NNCF int8) when OpenVINO is installed and its runtime is selected.
 The record names files within the output folder, so it stays true when the folder moves.
 """
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from resnest_bench.harness.build.gate import GateData, artifact_bytes
 from resnest_bench.harness.build.int8 import quantize_int8
 from resnest_bench.harness.build.onnx import export_onnx
 from resnest_bench.harness.build.ort_format import convert_to_ort
@@ -19,6 +21,7 @@ from resnest_bench.harness.checkpoints import save_torch_artifact
 from resnest_bench.harness.config import DeploySection
 from resnest_bench.harness.data import Dataset, ImageSet, normalize
 from resnest_bench.harness.results.deployment import ArtifactsRecord
+from resnest_bench.harness.runtimes import runtime_class
 
 ARTIFACT_FILES = {
     "state_dict": "model.pt",
@@ -41,28 +44,42 @@ def build_artifacts(
     exported = export_onnx(
         model, paths["onnx_fp32"], parity_x, atol=section.parity_atol, threads=section.threads
     )
-    int8 = quantize_int8(
-        paths["onnx_fp32"],
-        paths["onnx_int8"],
+    gate = GateData(
         calibration=dataset.train,
         calibration_images=section.calibration_images,
         heldout=_head(dataset.test, HELDOUT_IMAGES),
         mean=dataset.mean,
         std=dataset.std,
         max_drop_pts=section.int8_max_drop,
-        strict=section.int8_strict,
+        allow_loss=section.allow_int8_loss,
         threads=section.threads,
     )
+    int8 = quantize_int8(paths["onnx_fp32"], paths["onnx_int8"], gate)
     ort_file = convert_to_ort(paths["onnx_int8"], paths["ort"])
-    sizes = {kind: path.stat().st_size for kind, path in paths.items()}
+    openvino = None
+    if _wanted("openvino", section):
+        from resnest_bench.harness.build.openvino import build_openvino
+
+        openvino = build_openvino(paths["onnx_fp32"], out_dir, gate)
+        paths["openvino_fp32"] = out_dir / openvino.fp32_path
+        paths["openvino_int8"] = out_dir / openvino.int8.path
+    sizes = {kind: artifact_bytes(path) for kind, path in paths.items()}
     return ArtifactsRecord(
-        files=dict(ARTIFACT_FILES),
+        files={kind: path.name for kind, path in paths.items()},
         sizes_bytes=sizes,
         int8_vs_state_dict=sizes["onnx_int8"] / sizes["state_dict"],
         export=exported,
         int8=int8,
         ort=ort_file,
+        openvino=openvino,
     )
+
+
+def _wanted(runtime: str, section: DeploySection) -> bool:
+    """Build a runtime's own format only when it is selected (all: when it is installed)."""
+    if section.runtimes is not None:
+        return runtime in section.runtimes
+    return runtime_class(runtime).unavailable_reason() is None
 
 
 def _head(images: ImageSet, n: int) -> ImageSet:

@@ -6,9 +6,10 @@ do not match inference and a broken model (the seed study's lesson). Convolution
 int8 weights and static activation ranges in QDQ form; dynamic quantization is never used (it
 leaves convolutions in fp32 and adds run-time range computation).
 
-If int8 top-1 on held-out images falls more than `max_drop_pts` below fp32, the split-attention
-path (the Softmax/Sigmoid gates and the ops feeding and applying them) is kept in fp32 and the
-model is quantized again; the result says which variant shipped, or BenchError if none passes.
+The scheme (u8s8, 7-bit weights, u8u8) follows the CPU (int8_schemes). If int8 top-1 on
+held-out images falls more than `max_drop_pts` below fp32, the gate tries the CPU's other
+schemes, then keeps the stem's first conv in fp32, then also the split-attention path (the
+Softmax/Sigmoid gates and the ops feeding and applying them); every attempt is recorded.
 """
 
 from __future__ import annotations
@@ -18,10 +19,8 @@ import io
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from onnxruntime.quantization import (
@@ -32,198 +31,93 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
+from resnest_bench.harness.build.fp32_nodes import KEEP_FP32, kept_fp32
+from resnest_bench.harness.build.gate import Candidate, GateData, int8_record, run_gate
+from resnest_bench.harness.build.int8_schemes import schemes_for_this_cpu
 from resnest_bench.harness.build.onnx import load_onnx
-from resnest_bench.harness.data import ImageSet, normalize
 from resnest_bench.harness.errors import BenchError
-from resnest_bench.harness.results.deployment import Int8Attempt, Int8Record, Int8Settings
+from resnest_bench.harness.results.deployment import Int8Record, Int8Scheme, Int8Settings
 from resnest_bench.harness.runtimes.ort import OrtCpu
 
 Triple = tuple[float, float, float]
-VARIANTS: tuple[str, ...] = ("full", "attention-fp32")
-_ATTENTION_GATES = ("Softmax", "Sigmoid")
-_POOLS = ("ReduceMean", "GlobalAveragePool")
-_SHAPE_OPS = ("Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Split", "Slice")
-_FORMATS = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
-_ACTIVATION_TYPES = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
-_CALIBRATORS = {
-    "minmax": CalibrationMethod.MinMax,
-    "entropy": CalibrationMethod.Entropy,
-    "percentile": CalibrationMethod.Percentile,
-}
-
-
-@dataclass(frozen=True)
-class Int8Scheme:
-    """How ORT static quantization is asked to work (weights: always symmetric int8).
-
-    activations "uint8" with int8 weights is ORT's U8S8 path, the fast one on x86 (VNNI);
-    reduce_range (7-bit weights) only helps CPUs without VNNI, where U8S8 can saturate.
-    """
-
-    activations: Literal["uint8", "int8"] = "uint8"
-    per_channel: bool = True
-    reduce_range: bool = False
-    activation_symmetric: bool = False
-    quant_format: Literal["qdq", "qoperator"] = "qdq"
-    calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
-    calibration_batch: int = 32
-
-
-SCHEME = Int8Scheme()
+QUANT_FORMAT = "qdq"  # Q/DQ pairs around fp32 ops: every runtime's optimiser fuses them
+PER_CHANNEL = True
+CALIBRATION = "minmax"
+CALIBRATION_BATCH = 32
+_TYPES = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
 
 
 def quantize_int8(
     onnx_fp32: str | os.PathLike[str],
     out_path: str | os.PathLike[str],
+    data: GateData,
     *,
-    calibration: ImageSet,
-    calibration_images: int,
-    heldout: ImageSet,
-    mean: Triple,
-    std: Triple,
-    max_drop_pts: float,
-    strict: bool = False,
-    scheme: Int8Scheme = SCHEME,
-    variants: Sequence[str] = VARIANTS,
-    threads: int | None = None,
-    seed: int = 0,
+    schemes: tuple[list[Int8Scheme], str] | None = None,
+    keep_fp32: Sequence[str] = KEEP_FP32,
 ) -> Int8Record:
-    """Quantize `onnx_fp32` to `out_path`, trying `variants` in order until one keeps accuracy;
-    the record names the file (path is its name).
-
-    `calibration` should be training images (a class-balanced subset of
-    `calibration_images` is drawn with `seed`); `heldout` must not overlap them.
-    When no variant stays within `max_drop_pts`, the one that lost least ships with
-    within_limit=False, so the report shows the loss instead of the run ending without one;
-    strict=True makes that a BenchError with nothing written instead.
+    """Quantize `onnx_fp32` to `out_path`, trying each fp32 exclusion with each scheme (this
+    CPU's, from int8_schemes, unless given) until one keeps accuracy on `data`'s held-out
+    images; the record names the file. When no variant stays within the limit, the least lossy
+    one is written and recorded with within_limit=False, so its figures are measured and
+    reported; it counts as shipped only with data.allow_loss (else the run ends with exit 3).
     """
-    from resnest_bench.harness.data.split import stratified_subset
-
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown or not variants:
-        raise BenchError(f"unknown int8 variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
-    if len(heldout) == 0:
-        raise BenchError("int8 accuracy check needs at least one held-out image")
+    unknown = [k for k in keep_fp32 if k not in KEEP_FP32]
+    if unknown or not keep_fp32:
+        raise BenchError(f"unknown int8 exclusion(s) {unknown}; choose from {', '.join(KEEP_FP32)}")
+    offered, reason = schemes or schemes_for_this_cpu()
     load_onnx(onnx_fp32)  # fail early, with a clear message, on a missing or corrupt model
     target = Path(out_path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    calib = stratified_subset(calibration, calibration_images, seed)
-    heldout_x = normalize(heldout.images, mean, std).numpy()
-    heldout_y = heldout.labels.numpy()
-    fp32_top1 = top1_percent(_ort_logits(onnx_fp32, heldout_x, threads), heldout_y)
+    fp32_top1 = data.top1(_ort_session(onnx_fp32, data.threads))
 
-    attempts: list[Int8Attempt] = []
-    excluded_by_variant: dict[str, tuple[str, ...]] = {}
     with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as work:
         prepared = Path(work) / "prepared.onnx"
-        _pre_process(Path(onnx_fp32), prepared)
-        for variant in variants:
-            excluded = attention_nodes(prepared) if variant == "attention-fp32" else ()
-            excluded_by_variant[variant] = excluded
-            candidate = Path(work) / f"{variant}.onnx"
-            reader_images = normalize(calib.images, mean, std).numpy()
-            _quantize(prepared, candidate, reader_images, scheme, excluded)
-            _compact(candidate)
-            top1 = top1_percent(_ort_logits(candidate, heldout_x, threads), heldout_y)
-            drop = fp32_top1 - top1
-            accepted = drop <= max_drop_pts
-            attempts.append(
-                Int8Attempt(
-                    variant=variant,
-                    excluded_nodes=len(excluded),
-                    top1=top1,
-                    drop_pts=drop,
-                    accepted=accepted,
-                )
-            )
-            if accepted:
-                break
-        best = next((a for a in attempts if a.accepted), None)
-        if best is None:
-            tried = ", ".join(
-                f"{a.variant} {a.top1:.2f}% (-{a.drop_pts:.2f} pts)" for a in attempts
-            )
-            if strict:
-                raise BenchError(
-                    f"int8 model loses more than {max_drop_pts} pts of top-1 (fp32 "
-                    f"{fp32_top1:.2f}%; tried {tried}); raise the allowed drop or deploy fp32"
-                )
-            best = min(attempts, key=lambda a: a.drop_pts)
-        os.replace(Path(work) / f"{best.variant}.onnx", target)
-    return Int8Record(
-        path=target.name,
-        size_bytes=target.stat().st_size,
-        variant=best.variant,
-        settings=Int8Settings(**asdict(scheme), calibration_images=len(calib)),
-        fp32_top1=fp32_top1,
-        int8_top1=best.top1,
-        drop_pts=best.drop_pts,
-        max_drop_pts=max_drop_pts,
-        within_limit=best.accepted,
-        heldout_images=len(heldout),
-        calibration_images=len(calib),
-        excluded_nodes=list(excluded_by_variant[best.variant]),
-        attempts=attempts,
+        prepare_onnx(Path(onnx_fp32), prepared)
+
+        def candidate(keep: str, scheme: Int8Scheme) -> Candidate:
+            variant = scheme.name if keep == "none" else f"{scheme.name}+{keep}-fp32"
+            excluded = kept_fp32(prepared, keep)
+            out = Path(work) / f"{variant}.onnx"
+
+            def build() -> Path:
+                _quantize(prepared, out, data.calibration_x, scheme, excluded)
+                _compact(out)
+                return out
+
+            return Candidate(variant, excluded, build)
+
+        outcome = run_gate(
+            (candidate(k, s) for k in keep_fp32 for s in offered),
+            lambda path: data.top1(_ort_session(path, data.threads)),
+            fp32_top1=fp32_top1,
+            max_drop_pts=data.max_drop_pts,
+        )
+        os.replace(outcome.path, target)
+    settings = Int8Settings(
+        method="ONNX Runtime static quantization",
+        quant_format=QUANT_FORMAT,
+        per_channel=PER_CHANNEL,
+        calibration=CALIBRATION,
+        calibration_images=len(data.calibration_x),
+        schemes=offered,
+        scheme_reason=reason,
     )
+    return int8_record(outcome, target, settings, data, fp32_top1)
 
 
-def attention_nodes(onnx_path: str | os.PathLike[str]) -> tuple[str, ...]:
-    """Names of the split-attention nodes: each Softmax/Sigmoid gate, the chain feeding it back
-    to the global pool (pool, fc1, act, fc2, reshapes) and the reshapes, slices and Muls applying
-    it (one Mul per radix split).
-
-    Only data inputs (input 0) are followed, so shape-computing side branches are not swept in.
-    """
-    graph = load_onnx(onnx_path).graph
-    producer = {out: node for node in graph.node for out in node.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    chosen: list[str] = []
-    for gate in (n for n in graph.node if n.op_type in _ATTENTION_GATES):
-        chain = [gate]
-        node = gate
-        while node.input and node.input[0] in producer and node.op_type not in _POOLS:
-            node = producer[node.input[0]]
-            chain.append(node)
-            if len(chain) > 32:  # not a split-attention block: keep just the gate
-                chain = [gate]
-                break
-        frontier = list(gate.output)
-        while frontier:
-            for user in consumers.get(frontier.pop(), []):
-                if user.op_type in _SHAPE_OPS:
-                    chain.append(user)
-                    frontier.extend(user.output)
-                elif user.op_type == "Mul":
-                    chain.append(user)
-        chosen.extend(n.name for n in chain if n.name not in chosen)
-    return tuple(chosen)
-
-
-def top1_percent(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Top-1 accuracy in percent."""
-    return float(np.mean(logits.argmax(1) == labels) * 100.0)
-
-
-# ---------------------------------------------------------------------------------------------
-
-
-def _ort_logits(
-    path: str | os.PathLike[str], images: np.ndarray, threads: int | None
-) -> np.ndarray:
+def _ort_session(path: str | os.PathLike[str], threads: int | None) -> Callable:
+    """batch -> logits through an ONNX Runtime CPU session on `path`."""
     runtime = OrtCpu(threads=threads)
     runtime.load(path)
-    return np.concatenate([runtime.run(images[i : i + 64]) for i in range(0, len(images), 64)])
+    return runtime.run
 
 
-def _pre_process(source: Path, out: Path) -> None:
+def prepare_onnx(source: Path, out: Path) -> None:
     """ORT's recommended first step: symbolic shape inference + graph clean-up; names nodes."""
     import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    with _quiet():
+    with quiet():
         try:
             quant_pre_process(str(source), str(out))
         except Exception:  # symbolic inference cannot follow computed Reshape shapes (TorchScript)
@@ -274,24 +168,23 @@ def _quantize(
     import onnx
 
     input_name = onnx.load(str(source), load_external_data=False).graph.input[0].name
-    with _quiet():
+    with quiet():
         quantize_static(
             str(source),
             str(out),
-            _Reader(input_name, images, scheme.calibration_batch),
-            quant_format=_FORMATS[scheme.quant_format],
-            per_channel=scheme.per_channel,
+            _Reader(input_name, images, CALIBRATION_BATCH),
+            quant_format=QuantFormat.QDQ,
+            per_channel=PER_CHANNEL,
             reduce_range=scheme.reduce_range,
-            activation_type=_ACTIVATION_TYPES[scheme.activations],
-            weight_type=QuantType.QInt8,
+            activation_type=_TYPES[scheme.activations],
+            weight_type=_TYPES[scheme.weights],
             nodes_to_exclude=list(excluded),
-            calibrate_method=_CALIBRATORS[scheme.calibration],
-            extra_options={"ActivationSymmetric": scheme.activation_symmetric},
+            calibrate_method=CalibrationMethod.MinMax,
         )
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet():
     """ORT's quantization tools print and log progress; keep the benchmark's output clean."""
     logger = logging.getLogger()
     level = logger.level

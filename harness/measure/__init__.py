@@ -24,6 +24,8 @@ KIND_LABELS = {
     "onnx_fp32": "fp32",
     "onnx_int8": "int8",
     "ort": "int8-ort-format",
+    "openvino_fp32": "fp32",
+    "openvino_int8": "int8",
 }
 REFERENCE = "torch-eager:fp32"
 DEMO_INDEX = 0  # the test image whose per-class softmax the demo table shows

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from resnest_bench.harness.build.int8 import top1_percent
+from resnest_bench.harness.build.gate import top1_percent
 from resnest_bench.harness.config import DeploySection
 from resnest_bench.harness.data import ImageSet, normalize
 from resnest_bench.harness.envinfo import peak_rss_bytes

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from resnest_bench.harness.results.environment import CgroupLimits
 from resnest_bench.harness.results.record import Record
 from resnest_bench.harness.results.stats import Stats
-
-ArtifactKind = Literal["state_dict", "onnx_fp32", "onnx_int8", "ort"]
 
 
 class Throughput(Record):
@@ -80,23 +78,33 @@ class ExportRecord(Record):
     fallback_reason: str | None = None
 
 
-class Int8Settings(Record):
-    """ORT static quantization knobs (weights always symmetric int8, per tensor or channel)."""
+class Int8Scheme(Record):
+    """How ORT stores and multiplies int8: activation and weight types, 7-bit weights or not."""
 
-    activations: Literal["uint8", "int8"] = "uint8"
-    per_channel: bool = True
-    reduce_range: bool = False
-    activation_symmetric: bool = False
-    quant_format: Literal["qdq", "qoperator"] = "qdq"
-    calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
-    calibration_images: int = 512
-    calibration_batch: int = 32
+    name: str  # "u8s8", "u8s8-reduce-range", "u8u8"
+    activations: Literal["uint8", "int8"]
+    weights: Literal["int8", "uint8"]
+    reduce_range: bool
+
+
+class Int8Settings(Record):
+    """How a quantizer was asked to work, and the schemes this CPU is offered (in the order
+    tried) with the reason drawn from its instruction set (empty where the runtime picks its
+    own kernels, as OpenVINO does)."""
+
+    method: str = "ONNX Runtime static quantization"
+    quant_format: str
+    per_channel: bool
+    calibration: str
+    calibration_images: int
+    schemes: list[Int8Scheme]
+    scheme_reason: str
 
 
 class Int8Attempt(Record):
-    """One quantization try: variant, nodes kept fp32, held-out top-1 (%) and its drop."""
+    """One quantization try: scheme, which nodes stayed fp32, held-out top-1 (%) and its drop."""
 
-    variant: str
+    variant: str  # scheme name, plus "+first-conv-fp32" / "+attention-fp32"
     excluded_nodes: int
     top1: float
     drop_pts: float
@@ -104,8 +112,9 @@ class Int8Attempt(Record):
 
 
 class Int8Record(Record):
-    """The shipped int8 model and the evidence for it; within_limit False: no variant kept
-    accuracy within max_drop_pts and the least bad one shipped."""
+    """The int8 model and the evidence for it. within_limit False: no variant kept accuracy
+    within max_drop_pts; the least lossy one was built and measured, and it ships only if the
+    user allowed the loss (allowed_loss), else the run ends non-zero after its report."""
 
     path: str
     size_bytes: int
@@ -116,10 +125,40 @@ class Int8Record(Record):
     drop_pts: float
     max_drop_pts: float
     within_limit: bool
+    allowed_loss: bool = False
     heldout_images: int
     calibration_images: int
     excluded_nodes: list[str]
     attempts: list[Int8Attempt]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate(cls, data: Any) -> Any:
+        """Results before int8 schemes recorded ORT's knobs flat (activations, reduce_range):
+        their one scheme is rebuilt from them; an out-of-limit model then always shipped."""
+        old = data.get("settings") if isinstance(data, dict) else None
+        if not isinstance(old, dict) or "schemes" in old:
+            return data
+        scheme = {
+            "name": "u8s8" + ("-reduce-range" if old.get("reduce_range") else ""),
+            "activations": old.get("activations", "uint8"),
+            "weights": "int8",
+            "reduce_range": bool(old.get("reduce_range")),
+        }
+        settings = {
+            "quant_format": old.get("quant_format", "qdq"),
+            "per_channel": old.get("per_channel", True),
+            "calibration": old.get("calibration", "minmax"),
+            "calibration_images": old.get("calibration_images", data.get("calibration_images")),
+            "schemes": [scheme],
+            "scheme_reason": "recorded before schemes were chosen per CPU",
+        }
+        return {**data, "settings": settings, "allowed_loss": not data.get("within_limit", True)}
+
+    @property
+    def rejected(self) -> bool:
+        """Outside the accuracy limit and not allowed by the user: must not be shipped."""
+        return not self.within_limit and not self.allowed_loss
 
 
 class OrtRecord(Record):
@@ -131,11 +170,14 @@ class OrtRecord(Record):
     size_bytes: int
 
 
-class Pt2eRecord(Record):
-    """PyTorch's own int8 path (torchao pt2e): recorded with the reason it was not built."""
+class OpenVinoRecord(Record):
+    """OpenVINO IRs (harness.build.openvino): fp32 and the gated NNCF int8 model."""
 
-    status: Literal["ok", "skipped"]
-    reason: str | None = None
+    version: str
+    fp32_path: str
+    fp32_size_bytes: int
+    fp32_top1: float
+    int8: Int8Record
 
 
 class ArtifactsRecord(Record):
@@ -147,7 +189,19 @@ class ArtifactsRecord(Record):
     export: ExportRecord | None = None
     int8: Int8Record | None = None
     ort: OrtRecord | None = None
-    pt2e: Pt2eRecord | None = None
+    openvino: OpenVinoRecord | None = None
+
+    def int8_records(self) -> list[Int8Record]:
+        """Every gated int8 model of the run (ONNX Runtime's, OpenVINO's)."""
+        return [r for r in (self.int8, self.openvino.int8 if self.openvino else None) if r]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_pt2e(cls, data: Any) -> Any:
+        """Older results carried a "pt2e" record that only ever said "skipped"."""
+        if isinstance(data, dict) and "pt2e" in data:
+            return {k: v for k, v in data.items() if k != "pt2e"}
+        return data
 
 
 class DeployEnvironment(Record):

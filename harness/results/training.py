@@ -15,6 +15,8 @@ from resnest_bench.harness.results.record import Record
 from resnest_bench.harness.results.stats import Stats
 
 Precision = Literal["fp32", "tf32", "bf16", "fp16"]
+# What a suite asks for: a precision, or "auto" (resolved per device; AccelInfo says what ran)
+RequestedPrecision = Literal["auto", "fp32", "tf32", "bf16", "fp16"]
 
 
 class Recipe(Record):
@@ -42,7 +44,7 @@ class RunOptions(Record):
     """How it was run: device, speed settings, seed, target accuracy, OOM policy."""
 
     device: str
-    precision: Precision
+    precision: RequestedPrecision
     channels_last: bool
     compile: bool
     compile_mode: str
@@ -66,15 +68,20 @@ class RunOptions(Record):
 
 
 class AccelInfo(Record):
-    """The speed settings in force on the device (harness.accel.Accel.describe())."""
+    """The speed settings in force on the device (harness.accel.Accel.describe()).
+
+    precision is what ran and precision_reason why (auto: the card's tensor cores; or as
+    requested); cudnn_enabled is False where cuDNN has no kernels for the GPU (Kepler)."""
 
     device: str
     device_name: str
-    precision: str
+    precision: Precision
+    precision_reason: str | None = None
     channels_last: bool
     compile: bool
     compile_mode: str | None
     cudnn_benchmark: bool
+    cudnn_enabled: bool = True
     peak_flops: float | None
 
 

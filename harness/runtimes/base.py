@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -16,8 +17,19 @@ import numpy as np
 
 from resnest_bench.harness.envinfo import usable_cpus
 from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.gpus import Image
 
 RUNTIMES: dict[str, type[Runtime]] = {}
+
+
+@dataclass(frozen=True)
+class Machine:
+    """Where a plan's targets would run: the GPU's compute capability (None: CPU only), the
+    image that would carry them (None: no GPU image) and whether a C compiler is there."""
+
+    cc: tuple[int, int] | None
+    image: Image | None
+    c_compiler: bool
 
 
 class Runtime(ABC):
@@ -42,6 +54,12 @@ class Runtime(ABC):
     @classmethod
     def unavailable_reason(cls) -> str | None:
         """Why this runtime cannot run here (one line, with what to do), or None if it can."""
+        return None
+
+    @classmethod
+    def plan_skip_reason(cls, machine: Machine) -> str | None:
+        """Why this runtime would be skipped on `machine` (a GPU and image, maybe not this
+        one), or None if it would run; `resnest-bench plan` asks every runtime."""
         return None
 
     def load(self, artifact: str | os.PathLike[str]) -> None:

@@ -12,7 +12,7 @@ from typing import ClassVar
 import numpy as np
 
 from resnest_bench.harness.errors import BenchError
-from resnest_bench.harness.runtimes.base import Runtime, register
+from resnest_bench.harness.runtimes.base import Machine, Runtime, register
 
 # Graph optimisation for measured sessions: everything, layout changes for this CPU included
 # (a deployment optimises for the machine it runs on).
@@ -107,9 +107,27 @@ class OrtCuda(OrtRuntime):
     artifacts = ("onnx_fp32",)
     providers = ("CUDAExecutionProvider", "CPUExecutionProvider")
 
+    @classmethod
+    def plan_skip_reason(cls, machine: Machine) -> str | None:
+        """Needs a GPU and an image whose onnxruntime is a CUDA build (not the Kepler one)."""
+        if machine.cc is None:
+            return "no GPU"
+        image = machine.image
+        if image is not None and not image.ort_gpu:
+            return f"the {image.service} image has a CPU-only onnxruntime: {image.onnxruntime}"
+        return None
+
 
 @register
-class OrtTensorRT(OrtRuntime):
+class OrtTensorRT(OrtCuda):
     name = "ort-tensorrt"
     artifacts = ("onnx_fp32",)
     providers = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+    @classmethod
+    def plan_skip_reason(cls, machine: Machine) -> str | None:
+        """onnxruntime-gpu lists the TensorRT provider, but no image installs TensorRT."""
+        reason = super().plan_skip_reason(machine)
+        if reason is None and machine.image is not None:
+            return "TensorRT libraries are not installed in the image"
+        return reason

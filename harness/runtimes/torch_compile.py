@@ -10,7 +10,8 @@ import os
 import shutil
 from typing import TYPE_CHECKING
 
-from resnest_bench.harness.runtimes.base import register
+from resnest_bench.harness import gpus
+from resnest_bench.harness.runtimes.base import Machine, register
 from resnest_bench.harness.runtimes.torch_eager import TorchEager
 
 if TYPE_CHECKING:
@@ -33,6 +34,11 @@ class TorchCompile(TorchEager):
         if _cxx_compiler() is None:
             return "torch.compile on CPU needs a C++ compiler: install g++ or set $CXX"
         return None
+
+    @classmethod
+    def plan_skip_reason(cls, machine: Machine) -> str | None:
+        """On a GPU, Triton needs sm_70+ and a C compiler."""
+        return gpus.compile_problem(machine.cc, machine.c_compiler)
 
     def _prepare(self, model: nn.Module) -> nn.Module:
         import torch

@@ -1,0 +1,147 @@
+"""The int8 accuracy gate every runtime's quantizer goes through.
+
+Candidates are built lazily, in the order given, and each is scored on held-out images; the
+first within `max_drop_pts` of fp32 wins. When none is, the least lossy one is kept and marked
+outside the limit: it is measured and reported, and ships only if the user allowed the loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from resnest_bench.harness.data import ImageSet, normalize
+from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.results.deployment import Int8Attempt, Int8Record, Int8Settings
+
+
+@dataclass(frozen=True)
+class GateData:
+    """What every quantizer is calibrated and judged on, in the model's own preprocessing:
+    a class-balanced subset of `calibration_images` training images (drawn with `seed`), and
+    held-out images that must not overlap them."""
+
+    calibration: ImageSet
+    calibration_images: int
+    heldout: ImageSet
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    max_drop_pts: float
+    allow_loss: bool = False
+    threads: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.heldout) == 0:
+            raise BenchError("int8 accuracy check needs at least one held-out image")
+
+    @cached_property
+    def calibration_x(self) -> np.ndarray:
+        from resnest_bench.harness.data.split import stratified_subset
+
+        chosen = stratified_subset(self.calibration, self.calibration_images, self.seed)
+        return normalize(chosen.images, self.mean, self.std).numpy()
+
+    @cached_property
+    def heldout_x(self) -> np.ndarray:
+        return normalize(self.heldout.images, self.mean, self.std).numpy()
+
+    @property
+    def heldout_y(self) -> np.ndarray:
+        return self.heldout.labels.numpy()
+
+    def top1(self, logits_of: Callable[[np.ndarray], np.ndarray]) -> float:
+        """Held-out top-1 (%) of a model given as batch -> logits, in batches of 64."""
+        x = self.heldout_x
+        logits = np.concatenate([logits_of(x[i : i + 64]) for i in range(0, len(x), 64)])
+        return top1_percent(logits, self.heldout_y)
+
+
+def top1_percent(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy in percent."""
+    return float(np.mean(logits.argmax(1) == labels) * 100.0)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to quantize: its name, the nodes it keeps fp32, and how to build it (-> file)."""
+
+    variant: str
+    excluded: tuple[str, ...]
+    build: Callable[[], Path]
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    best: Int8Attempt
+    path: Path  # the best candidate's file
+    excluded: tuple[str, ...]
+    attempts: list[Int8Attempt]
+
+
+def run_gate(
+    candidates: Iterable[Candidate],
+    score: Callable[[Path], float],
+    *,
+    fp32_top1: float,
+    max_drop_pts: float,
+) -> GateOutcome:
+    """Build and score candidates until one keeps accuracy; the least lossy one otherwise."""
+    attempts: list[Int8Attempt] = []
+    built: dict[str, tuple[Path, tuple[str, ...]]] = {}
+    for candidate in candidates:
+        path = candidate.build()
+        top1 = score(path)
+        drop = fp32_top1 - top1
+        attempt = Int8Attempt(
+            variant=candidate.variant,
+            excluded_nodes=len(candidate.excluded),
+            top1=top1,
+            drop_pts=drop,
+            accepted=drop <= max_drop_pts,
+        )
+        attempts.append(attempt)
+        built[candidate.variant] = (path, candidate.excluded)
+        if attempt.accepted:
+            break
+    if not attempts:
+        raise ValueError("the int8 gate needs at least one candidate")
+    best = next((a for a in attempts if a.accepted), None) or min(
+        attempts, key=lambda a: a.drop_pts
+    )
+    path, excluded = built[best.variant]
+    return GateOutcome(best=best, path=path, excluded=excluded, attempts=attempts)
+
+
+def int8_record(
+    outcome: GateOutcome, path: Path, settings: Int8Settings, data: GateData, fp32_top1: float
+) -> Int8Record:
+    """The record of a gated int8 model now at `path` (named by its file name; sizes count an
+    OpenVINO IR's .bin beside its .xml)."""
+    best = outcome.best
+    return Int8Record(
+        path=path.name,
+        size_bytes=artifact_bytes(path),
+        variant=best.variant,
+        settings=settings,
+        fp32_top1=fp32_top1,
+        int8_top1=best.top1,
+        drop_pts=best.drop_pts,
+        max_drop_pts=data.max_drop_pts,
+        within_limit=best.accepted,
+        allowed_loss=data.allow_loss and not best.accepted,
+        heldout_images=len(data.heldout),
+        calibration_images=settings.calibration_images,
+        excluded_nodes=list(outcome.excluded),
+        attempts=outcome.attempts,
+    )
+
+
+def artifact_bytes(path: Path) -> int:
+    """Bytes on disk of one artifact: an OpenVINO IR is its .xml plus the .bin of weights."""
+    weights = path.with_suffix(".bin")
+    return path.stat().st_size + (weights.stat().st_size if path.suffix == ".xml" else 0)

@@ -1,0 +1,100 @@
+"""OpenVINO IRs of the exported model: fp32, and int8 by NNCF post-training quantization.
+
+The IR is converted from the same ONNX graph ONNX Runtime runs (after ORT's quantization
+pre-processing, which names every node), so both runtimes see one model. int8 goes through the
+same calibration images (training set, the model's own preprocessing), the same held-out
+accuracy gate and the same fp32 fallbacks (stem conv, then split attention) as ORT's int8;
+NNCF's PERFORMANCE preset (symmetric activations), and OpenVINO picks its own kernels per CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from resnest_bench.harness.build.fp32_nodes import KEEP_FP32, kept_fp32
+from resnest_bench.harness.build.gate import (
+    Candidate,
+    GateData,
+    artifact_bytes,
+    int8_record,
+    run_gate,
+)
+from resnest_bench.harness.build.int8 import CALIBRATION_BATCH, prepare_onnx, quiet
+from resnest_bench.harness.results.deployment import Int8Settings, OpenVinoRecord
+from resnest_bench.harness.runtimes.openvino import OpenVinoCpu
+
+FP32_FILE = "model.openvino.xml"
+INT8_FILE = "model.int8.openvino.xml"
+
+
+def build_openvino(onnx_fp32: Path, out_dir: Path, data: GateData) -> OpenVinoRecord:
+    """Write the fp32 and the gated int8 IR into `out_dir`; the record names both files."""
+    import nncf
+    import openvino as ov
+
+    nncf.set_log_level(logging.ERROR)  # its INFO lines and progress bars are not our output
+
+    def score(xml: Path) -> float:
+        runtime = OpenVinoCpu(threads=data.threads)
+        runtime.load(xml)
+        return data.top1(runtime.run)
+
+    fp32_xml, int8_xml = out_dir / FP32_FILE, out_dir / INT8_FILE
+    with tempfile.TemporaryDirectory(prefix=".openvino.", dir=out_dir) as work:
+        prepared = Path(work) / "prepared.onnx"
+        prepare_onnx(onnx_fp32, prepared)
+        model = ov.convert_model(str(prepared))
+        ov.save_model(model, str(fp32_xml), compress_to_fp16=False)
+        fp32_top1 = score(fp32_xml)
+        names = {op.get_friendly_name() for op in model.get_ops()}
+        calib_x = data.calibration_x
+        batches = [
+            calib_x[i : i + CALIBRATION_BATCH] for i in range(0, len(calib_x), CALIBRATION_BATCH)
+        ]
+
+        def candidate(keep: str) -> Candidate:
+            variant = "nncf" if keep == "none" else f"nncf+{keep}-fp32"
+            excluded = tuple(n for n in kept_fp32(prepared, keep) if n in names)
+            out = Path(work) / f"{variant}.xml"
+
+            def build() -> Path:
+                with quiet():
+                    quantized = nncf.quantize(
+                        model,
+                        nncf.Dataset(batches),
+                        preset=nncf.QuantizationPreset.PERFORMANCE,
+                        subset_size=len(batches),
+                        ignored_scope=nncf.IgnoredScope(names=list(excluded)),
+                    )
+                ov.save_model(quantized, str(out), compress_to_fp16=False)
+                return out
+
+            return Candidate(variant, excluded, build)
+
+        outcome = run_gate(
+            (candidate(keep) for keep in KEEP_FP32),
+            score,
+            fp32_top1=fp32_top1,
+            max_drop_pts=data.max_drop_pts,
+        )
+        os.replace(outcome.path, int8_xml)
+        os.replace(outcome.path.with_suffix(".bin"), int8_xml.with_suffix(".bin"))
+    settings = Int8Settings(
+        method="NNCF post-training quantization (OpenVINO)",
+        quant_format="fakequantize",
+        per_channel=True,
+        calibration="minmax (PERFORMANCE preset)",
+        calibration_images=len(calib_x),
+        schemes=[],
+        scheme_reason="OpenVINO picks its int8 kernels for the CPU it runs on",
+    )
+    return OpenVinoRecord(
+        version=ov.__version__,
+        fp32_path=fp32_xml.name,
+        fp32_size_bytes=artifact_bytes(fp32_xml),
+        fp32_top1=fp32_top1,
+        int8=int8_record(outcome, int8_xml, settings, data, fp32_top1),
+    )

@@ -1,0 +1,356 @@
+"""`resnest-bench plan`: what a suite would do on this GPU, or on a named one, before it runs.
+
+A plan resolves the suite against a GPU (the one present, through torch or the launcher's
+nvidia-smi/NVML query, or one named from harness.gpus): the image that serves it, the precision
+`auto` picks and why, cuDNN on or off, compile, batch sizes, every deploy target with run/skip
+and its reason (each runtime's own rule), and an estimate of the training time with the MFU it
+assumes. Nothing is trained, built or timed; the model is only built on the meta device.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+from pydantic import BaseModel, ConfigDict
+
+from resnest_bench.harness import gpus
+from resnest_bench.harness import markdown as md
+from resnest_bench.harness.config import Suite, TrainSection
+from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.runtimes.base import Machine
+
+# Assumed model FLOP utilisation for the estimate, from two anchors. fp32: the seed's V100
+# took 22 s per CIFAR-10 epoch for ResNeSt-50 (ImageNet stem, 32x32: 0.11 GMACs), 3.3e13 FLOPs
+# / 22 s = 1.5 TFLOP/s, about 10% of its fp32 peak. Tensor cores (fp16/bf16/tf32): the team's
+# review estimates 3-4.5 s per such epoch on an H100 in bf16, about 1% of its peak; tiny 32x32
+# images leave them mostly idle.
+ASSUMED_MFU = {"fp32": 0.10, "tensor cores": 0.01}
+# Training images per data set when the suite takes no subset (synthetic: its default size).
+DATASET_TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "synthetic": 2048}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class GpuPlan(_Model):
+    name: str
+    source: str  # "--gpu" (named), or how the present one was found
+    compute_capability: str
+    driver: str | None
+    memory_gib: int | None
+    peak_flops: dict[str, float]
+
+
+class ImagePlan(_Model):
+    service: str
+    tag: str
+    torch: str
+    cuda: str
+    onnxruntime: str
+    command: str  # how to run it
+
+    @classmethod
+    def of(cls, image: gpus.Image, suite: str) -> ImagePlan:
+        profile = f"--profile {image.profile} " if image.profile else ""
+        return cls(
+            service=image.service,
+            tag=image.tag,
+            torch=image.torch,
+            cuda=image.cuda,
+            onnxruntime=image.onnxruntime,
+            command=f"docker compose {profile}run --rm {image.service} run {suite}",
+        )
+
+
+class StepPlan(_Model):
+    """One training step (train or transfer) as it would run."""
+
+    step: str
+    models: list[str]
+    dataset: str
+    train_images: int | None
+    epochs: int
+    batch_size: int
+    precision: str
+    precision_reason: str
+    channels_last: bool
+    compile: bool
+    compile_mode: str | None
+    problem: str | None  # why it would stop (bf16 on Volta, compile without a compiler)
+    flops_per_epoch: dict[str, float]  # per model: 3 x 2 x MACs x train images
+    estimate_s: float | None
+
+
+class TargetPlan(_Model):
+    runtime: str
+    artifacts: list[str]
+    run: bool
+    reason: str | None
+
+
+class Plan(_Model):
+    suite: str
+    quick: bool
+    device: str
+    gpu: GpuPlan | None
+    image: ImagePlan | None
+    image_problem: str | None
+    cudnn: bool
+    steps: list[StepPlan]
+    throughput_batches: list[int]
+    targets: list[TargetPlan]
+    estimate_s: float | None
+    estimate_assumption: str
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2)
+
+    def to_markdown(self) -> str:
+        gpu = self.gpu
+        lines = [f"# Plan: {self.suite}{' (--quick)' if self.quick else ''}", ""]
+        if gpu is None:
+            lines.append(f"- Device: {self.device} (no GPU)")
+        else:
+            lines.append(
+                f"- GPU: {gpu.name} (sm_{gpu.compute_capability.replace('.', '')}, "
+                f"{gpu.memory_gib or '?'} GiB, {gpu.source}), driver "
+                f"{gpu.driver or 'not given (assumed new enough; --driver X.Y)'}"
+            )
+        if self.image is not None:
+            image = self.image
+            lines.append(
+                f"- Image: {image.service} `{image.tag}`: torch {image.torch}, CUDA {image.cuda}, "
+                f"{image.onnxruntime}; run with `{image.command}`"
+            )
+        if self.image_problem:
+            lines.append(f"- Image: NONE: {self.image_problem}")
+        if gpu is not None:
+            lines.append(
+                f"- cuDNN: {'on' if self.cudnn else 'off (no cuDNN 9 kernels below sm_50)'}"
+            )
+        rows = [
+            [
+                s.step,
+                ", ".join(s.models),
+                f"{s.dataset} ({s.train_images or '?'} images)",
+                str(s.epochs),
+                str(s.batch_size),
+                f"{s.precision} ({s.precision_reason})",
+                f"{s.compile_mode}" if s.compile else "off",
+                md.num(s.estimate_s / 60) + " min" if s.estimate_s is not None else md.MISSING,
+                s.problem or "ok",
+            ]
+            for s in self.steps
+        ]
+        if rows:
+            head = ["step", "models", "data", "epochs", "batch", "precision", "compile"]
+            lines += ["", md.table([*head, "estimate", "check"], rows)]
+        if self.targets:
+            lines += [
+                "",
+                f"Deploy targets (throughput batches {self.throughput_batches}):",
+                "",
+                md.table(
+                    ["runtime", "artifacts", "runs", "reason"],
+                    [
+                        [
+                            t.runtime,
+                            ", ".join(t.artifacts),
+                            "run" if t.run else "skip",
+                            t.reason or "",
+                        ]
+                        for t in self.targets
+                    ],
+                ),
+            ]
+        total = md.num(self.estimate_s / 3600) + " h" if self.estimate_s else "unknown"
+        lines += ["", f"Estimated training time: {total} ({self.estimate_assumption})"]
+        return "\n".join(lines) + "\n"
+
+
+def _present_gpu(device: str) -> tuple[str, tuple[int, int], tuple[int, ...] | None, str] | None:
+    """(name, capability, driver, source) of the GPU this suite's device names on this machine:
+    torch when it sees it, else the launcher's nvidia-smi/NVML query; None when there is none."""
+    if device == "cpu":
+        return None
+    from resnest_bench.harness import launcher
+
+    index = int(device.partition(":")[2] or 0)
+    try:
+        host = launcher.query_gpus()
+    except BenchError:
+        host = []
+    host_gpu = host[index] if index < len(host) else None
+    driver = host_gpu.driver if host_gpu else None
+    import torch
+
+    if torch.cuda.is_available() and index < torch.cuda.device_count():
+        major, minor = torch.cuda.get_device_capability(index)
+        return torch.cuda.get_device_name(index), (major, minor), driver, "present (torch)"
+    if host_gpu is not None:
+        cc, source = host_gpu.compute_capability, f"present ({host_gpu.cc_source})"
+        return host_gpu.name, cc, driver, source
+    return None
+
+
+def _gpu_plan(
+    name: str, cc: tuple[int, int], driver: tuple[int, ...] | None, source: str
+) -> GpuPlan:
+    spec = gpus.find_gpu(name)
+    return GpuPlan(
+        name=name,
+        source=source,
+        compute_capability=f"{cc[0]}.{cc[1]}",
+        driver=gpus.format_driver(driver) if driver else None,
+        memory_gib=spec.memory_gib if spec else None,
+        peak_flops=dict(spec.peak_flops) if spec else {},
+    )
+
+
+def _macs(suite: Suite, name: str, num_classes: int) -> int:
+    """MACs of one 32x32 forward pass of `name` with the suite's model overrides."""
+    section = suite.model
+    overrides = {"stem": section.stem, "radix": section.radix, "cardinality": section.cardinality}
+    given = tuple((k, v) for k, v in overrides.items() if v is not None)
+    return _count_macs(name, num_classes, given)
+
+
+@functools.lru_cache(maxsize=64)
+def _count_macs(name: str, num_classes: int, overrides: tuple[tuple[str, object], ...]) -> int:
+    """Counted on the meta device (no weights, no compute); cached, plans repeat models."""
+    import torch
+
+    from resnest_bench import models
+    from resnest_bench.models.profile import count_macs
+
+    with torch.device("meta"):
+        model = models.create_model(name, num_classes=num_classes, **dict(overrides))
+    return count_macs(model, 32)
+
+
+def _step(
+    suite: Suite,
+    step: str,
+    section: TrainSection,
+    dataset: str,
+    names: list[str],
+    machine: Machine,
+    peaks: dict[str, float],
+) -> StepPlan:
+    """Train runs every model; transfer runs the better one, estimated as the larger."""
+    cc = machine.cc
+    precision, reason = gpus.resolve_precision(section.precision, cc)
+    problem = gpus.precision_problem(precision, cc)
+    if problem is None and section.compile:
+        problem = gpus.compile_problem(cc, machine.c_compiler)
+    images = suite.data.train_subset or DATASET_TRAIN_IMAGES.get(
+        "synthetic" if suite.data.dataset == "synthetic" else dataset
+    )
+    classes = 100 if dataset == "cifar100" else 10
+    flops = {n: 6.0 * _macs(suite, n, classes) * images for n in names} if images else {}
+    per_epoch = (max(flops.values()) if step == "transfer" else sum(flops.values())) if flops else 0
+    peak = peaks.get(precision)
+    # pre-Ampere tf32 is the fp32 unit (same peak): it gets the fp32 assumption too
+    mfu = ASSUMED_MFU["fp32" if peak == peaks.get("fp32") else "tensor cores"]
+    estimate = section.epochs * per_epoch / (peak * mfu) if per_epoch and peak else None
+    return StepPlan(
+        step=step,
+        models=names if step == "train" else [f"the better of {', '.join(names)}"],
+        dataset=dataset,
+        train_images=images,
+        epochs=section.epochs,
+        batch_size=section.batch_size,
+        precision=precision,
+        precision_reason=reason,
+        channels_last=section.channels_last,
+        compile=section.compile,
+        compile_mode=section.compile_mode if section.compile else None,
+        problem=problem,
+        flops_per_epoch=flops,
+        estimate_s=estimate,
+    )
+
+
+def _targets(suite: Suite, machine: Machine, present: bool) -> list[TargetPlan]:
+    """Every deploy target with its runtime's own rule; on this machine, its real check too."""
+    from resnest_bench.harness.runtimes import RUNTIMES
+
+    out = []
+    for name in suite.deploy.runtimes or tuple(RUNTIMES):
+        cls = RUNTIMES[name]
+        reason = cls.plan_skip_reason(machine)
+        if reason is None and present:
+            reason = cls.unavailable_reason()
+        run = reason is None
+        out.append(TargetPlan(runtime=name, artifacts=list(cls.artifacts), run=run, reason=reason))
+    return out
+
+
+def _parse_driver(driver: str | None) -> tuple[int, ...] | None:
+    try:
+        return gpus.parse_driver(driver) if driver is not None else None
+    except ValueError as exc:
+        raise BenchError(f"--driver: {exc}") from None
+
+
+def make_plan(
+    suite: Suite, *, quick: bool = False, gpu: str | None = None, driver: str | None = None
+) -> Plan:
+    """Resolve `suite` against the named GPU (`gpu`, from harness.gpus) or the one present."""
+    from resnest_bench.harness.accel import c_compiler
+
+    given_driver = _parse_driver(driver)
+    present = gpu is None
+    if present:
+        found = _present_gpu(suite.device)
+    else:
+        spec = gpus.find_gpu(gpu)
+        if spec is None:
+            known = ", ".join(s.name for s in gpus.GPUS)
+            raise BenchError(f"unknown GPU {gpu!r}; known: {known}")
+        found = (spec.name, spec.compute_capability, None, "--gpu")
+    gpu_plan, cc, image, image_problem = None, None, None, None
+    if found is not None:
+        name, cc, detected, source = found
+        gpu_driver = given_driver or detected
+        gpu_plan = _gpu_plan(name, cc, gpu_driver, source)
+        try:
+            image = gpus.image_for(cc, gpu_driver)
+        except ValueError as exc:
+            image_problem = str(exc)
+    elif suite.device.startswith("cuda"):
+        image_problem = f"suite {suite.name} needs a GPU and none is visible (try --gpu NAME)"
+    has_c = c_compiler() is not None if present else bool(image and image.c_compiler)
+    machine = Machine(cc=cc, image=image, c_compiler=has_c)
+    peaks = gpu_plan.peak_flops if gpu_plan else {}
+    names = list(suite.model.names)
+    steps = []
+    if "train" in suite.steps:
+        steps.append(_step(suite, "train", suite.train, suite.data.dataset, names, machine, peaks))
+    if "transfer" in suite.steps:
+        transfer = suite.transfer
+        steps.append(_step(suite, "transfer", transfer, transfer.dataset, names, machine, peaks))
+    deploy = bool({"deploy", "export"} & set(suite.steps))
+    estimates = [s.estimate_s for s in steps if s.estimate_s is not None]
+    return Plan(
+        suite=suite.name,
+        quick=quick,
+        device=suite.device,
+        gpu=gpu_plan,
+        image=ImagePlan.of(image, suite.name) if image else None,
+        image_problem=image_problem,
+        cudnn=cc is None or gpus.cudnn_usable(cc),
+        steps=steps,
+        throughput_batches=list(suite.deploy.throughput_batches) if deploy else [],
+        targets=_targets(suite, machine, present) if deploy else [],
+        estimate_s=sum(estimates) if steps and len(estimates) == len(steps) else None,
+        estimate_assumption=(
+            "training compute only: FLOPs = 3 x 2 x MACs x images x epochs, at an assumed MFU "
+            f"of {ASSUMED_MFU['fp32']:.0%} of the dense fp32 peak (the seed's V100 epoch) or "
+            f"{ASSUMED_MFU['tensor cores']:.0%} of the tensor-core peak (the team's H100 bf16 "
+            "estimate); transfer counted for the larger block; evaluation, data loading and "
+            "deploy excluded"
+        ),
+    )

@@ -1,0 +1,55 @@
+"""OpenVINO's CPU plugin on an IR (.xml + .bin): fp32, and int8 from NNCF post-training
+quantization (harness.build.openvino).
+
+Compiled for latency with the runtime's threads. Inference precision is pinned to f32: on CPUs
+with AVX512-BF16 or AMX, OpenVINO otherwise runs an fp32 model in bf16, and the fp32 row would
+not be fp32.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from resnest_bench.harness.runtimes.base import Machine, Runtime, register
+
+
+@register
+class OpenVinoCpu(Runtime):
+    name = "openvino"
+    artifacts = ("openvino_fp32", "openvino_int8")
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        if importlib.util.find_spec("openvino") is None:
+            return "openvino is not installed: pip install 'resnest-bench[openvino]'"
+        return None
+
+    @classmethod
+    def plan_skip_reason(cls, machine: Machine) -> str | None:
+        """Only the CPU image carries OpenVINO; a GPU image has no use for it."""
+        if machine.image is not None:
+            return f"the {machine.image.service} image does not install openvino (CPU image only)"
+        return None
+
+    def _load(self, path: Path) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        self._compiled = core.compile_model(
+            core.read_model(str(path)),
+            "CPU",
+            {
+                "INFERENCE_NUM_THREADS": self.threads,
+                "PERFORMANCE_HINT": "LATENCY",
+                "INFERENCE_PRECISION_HINT": "f32",
+            },
+        )
+        self._request = self._compiled.create_infer_request()
+        self._output = self._compiled.output(0)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        result = self._request.infer({0: batch})
+        return np.asarray(result[self._output], dtype=np.float32)
