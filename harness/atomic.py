@@ -11,7 +11,9 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +30,10 @@ def _current_umask() -> int:
 
 
 _UMASK = _current_umask()
+# Staging folders are named .<final>.<host>-<pid>.<random>.staging, so a later run can tell a
+# live one from the leftovers of a killed one (harness.runs.stale).
+HOST = re.sub(r"[^A-Za-z0-9-]", "_", socket.gethostname()) or "host"
+STAGING_SUFFIX = ".staging"
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -58,9 +64,12 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            # a failed write() names no file; the user needs to know which one
+            raise OSError(exc.errno, exc.strerror, str(target)) from exc
         raise
     _fsync_dir(target.parent)
 
@@ -99,7 +108,8 @@ def staged_dir(final_dir: str | os.PathLike[str]) -> Iterator[Path]:
     if final.exists():
         raise BenchError(f"output directory already exists: {final}")
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".staging", dir=final.parent))
+    owner = f".{final.name}.{HOST}-{os.getpid()}."
+    staging = Path(tempfile.mkdtemp(prefix=owner, suffix=STAGING_SUFFIX, dir=final.parent))
     try:
         os.chmod(staging, 0o777 & ~_UMASK)  # mkdtemp makes 0700; a run dir is shared like any
         yield staging

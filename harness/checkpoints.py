@@ -25,8 +25,10 @@ from torch import nn
 
 from resnest_bench import models
 from resnest_bench.harness.atomic import atomic_torch_save
+from resnest_bench.harness.data.types import Preprocessing
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.results.training import EpochRecord
+from resnest_bench.harness.storage import os_error_message
 from resnest_bench.models.weights import load_file, load_state, state_dict_of
 
 TRAIN_FORMAT = "resnest-bench/train-checkpoint"
@@ -84,8 +86,17 @@ class TrainCheckpoint:
         return len(self.records)
 
 
+class CheckpointWriteError(BenchError):
+    """A checkpoint could not be written; the previous one, if any, is whole (atomic write)."""
+
+    def __init__(self, message: str, previous_epoch: int) -> None:
+        super().__init__(message)
+        self.previous_epoch = previous_epoch
+
+
 def write_checkpoint(path: str | os.PathLike[str], checkpoint: TrainCheckpoint) -> None:
-    """Atomically: a kill mid-write leaves the previous epoch's checkpoint whole."""
+    """Atomically: a kill or a full disk mid-write leaves the previous epoch's checkpoint whole
+    (CheckpointWriteError says so)."""
     payload = {
         "format": TRAIN_FORMAT,
         "version": TRAIN_VERSION,
@@ -96,7 +107,18 @@ def write_checkpoint(path: str | os.PathLike[str], checkpoint: TrainCheckpoint) 
         "failed_batch_sizes": list(checkpoint.failed_batch_sizes),
         "records": [record.model_dump() for record in checkpoint.records],
     }
-    atomic_torch_save(payload, path)
+    try:
+        atomic_torch_save(payload, path)
+    except OSError as exc:
+        kept = checkpoint.epoch - 1
+        survived = (
+            f"the checkpoint of epoch {kept} is kept whole" if kept else "no epoch was saved yet"
+        )
+        raise CheckpointWriteError(
+            f"could not write checkpoint of epoch {checkpoint.epoch}: {os_error_message(exc)}; "
+            f"{survived}",
+            kept,
+        ) from None
 
 
 _TRAIN_STATE_KEYS = ("model", "optimizer", "scaler", "rng")
@@ -130,8 +152,10 @@ def read_checkpoint(path: str | os.PathLike[str]) -> TrainCheckpoint:
 # Deployment artifacts
 
 
-def save_torch_artifact(model: nn.Module, path: str | os.PathLike[str]) -> int:
-    """Write {format, config, state_dict} atomically; returns the file size in bytes."""
+def save_torch_artifact(
+    model: nn.Module, path: str | os.PathLike[str], preprocessing: Preprocessing | None = None
+) -> int:
+    """Write {format, config, state_dict, preprocessing} atomically; returns the size in bytes."""
     config = getattr(model, "config", None)
     if not isinstance(config, models.ModelConfig):
         raise BenchError("only models built by models.create_model can be saved for deployment")
@@ -139,6 +163,7 @@ def save_torch_artifact(model: nn.Module, path: str | os.PathLike[str]) -> int:
         "format": ARTIFACT_FORMAT,
         "config": config_to_dict(config),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "preprocessing": preprocessing.to_dict() if preprocessing else None,
     }
     atomic_torch_save(payload, path)
     return Path(path).stat().st_size
@@ -180,13 +205,41 @@ def _carried_config(payload: object, path: Path) -> models.ModelConfig | None:
     return None
 
 
+def _carried_preprocessing(payload: object, path: Path) -> Preprocessing | None:
+    """The preprocessing a file of ours stores (artifacts; training checkpoints keep it in their
+    data set identity); None for foreign files and for ours written before it was stored."""
+    if not isinstance(payload, Mapping):
+        return None
+    raw = payload.get("preprocessing")
+    if payload.get("format") == TRAIN_FORMAT:
+        data = (payload.get("identity") or {}).get("dataset") or {}
+        raw = data if data.get("mean") else None
+    if raw is None:
+        return None
+    try:
+        return Preprocessing.from_dict(raw)
+    except ValueError as exc:
+        raise BenchError(f"{path} carries preprocessing this build cannot read ({exc})") from None
+
+
 def model_from_file(
     path: str | os.PathLike[str],
     *,
     fallback: Callable[[], models.ResNeSt],
     num_classes: int,
 ) -> models.ResNeSt:
-    """A model with the weights of `path`, read once.
+    """A model with the weights of `path` (see read_model_file)."""
+    return read_model_file(path, fallback=fallback, num_classes=num_classes)[0]
+
+
+def read_model_file(
+    path: str | os.PathLike[str],
+    *,
+    fallback: Callable[[], models.ResNeSt],
+    num_classes: int,
+) -> tuple[models.ResNeSt, Preprocessing | None]:
+    """A model with the weights of `path`, read once, and the preprocessing it was trained
+    with when the file carries it.
 
     Our files rebuild the network they were made with; plain state dicts and official/timm
     weights are loaded into `fallback()` (the suite's model). The file's class count must be
@@ -214,4 +267,4 @@ def model_from_file(
         load_state(model, state, path)
     except models.ModelError as exc:
         raise BenchError(str(exc)) from None
-    return model
+    return model, _carried_preprocessing(payload, path)

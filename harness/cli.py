@@ -17,6 +17,7 @@ from typing import Any, get_args
 from resnest_bench.harness import console
 from resnest_bench.harness.config import CompileMode, Precision, Suite, load_suite, step_suite
 from resnest_bench.harness.errors import BenchError, Int8Rejected
+from resnest_bench.harness.storage import os_error_message
 from resnest_bench.models import ModelError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -71,6 +72,8 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         label_smoothing=getattr(args, "smoothing", None),
         auto_batch=getattr(args, "auto_batch", None) or None,
         target_accuracy=getattr(args, "target", None),
+        flip=False if getattr(args, "no_flip", False) else None,
+        crop_padding=getattr(args, "crop_padding", None),
         **speed,
     )
     transfer = args.command == "transfer"
@@ -86,6 +89,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
             folder=getattr(args, "folder", None),
             train_subset=getattr(args, "train_subset", None),
             test_subset=getattr(args, "test_subset", None),
+            val_fraction=getattr(args, "val_fraction", None),
         ),
         "deploy": _given(
             runtimes=getattr(args, "runtimes", None),
@@ -210,6 +214,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_clean(args: argparse.Namespace) -> int:
+    from resnest_bench.harness.clean import remove, survey
+
+    root = reports_root(args.reports)
+    entries = survey(root)
+    for entry in entries:
+        action = ("removed" if args.apply else "would remove") if entry.remove else "kept"
+        print(f"{action:12} {entry.path}  ({entry.what}, {entry.size_bytes / 2**20:.1f} MB)")
+    doomed = [e for e in entries if e.remove]
+    total = sum(e.size_bytes for e in doomed) / 2**20
+    if args.apply:
+        remove(entries)
+        print(f"removed {len(doomed)} item(s), {total:.1f} MB, under {root}")
+    else:
+        print(f"dry run: {len(doomed)} item(s), {total:.1f} MB; remove them with --apply")
+    return 0
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reports", help="reports folder (default $RESNEST_BENCH_REPORTS or ./reports)")
     p.add_argument("--data-dir", help="dataset cache (default $RESNEST_BENCH_DATA)")
@@ -225,6 +247,11 @@ def _add_data(p: argparse.ArgumentParser, default_help: str) -> None:
     p.add_argument("--folder", help="image folder (one sub-folder per class) for --dataset folder")
     p.add_argument("--train-subset", type=int, help="use at most N training images")
     p.add_argument("--test-subset", type=int, help="use at most N test images")
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        help="held-out share of each class of a --folder without train/ and test/ (default 0.2)",
+    )
 
 
 def _add_model(p: argparse.ArgumentParser) -> None:
@@ -257,6 +284,10 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--auto-batch", action="store_true", help="halve the batch size on OOM")
     p.add_argument("--target", type=float, help="top-1 for time-to-accuracy (default 0.89)")
+    p.add_argument(
+        "--no-flip", action="store_true", help="no random horizontal flip (digits, text)"
+    )
+    p.add_argument("--crop-padding", type=int, help="random-crop zero padding in pixels (4)")
     p.add_argument("--resume", metavar="RUN_ID", help="continue a killed run from its checkpoints")
     p.add_argument(
         "--keep-checkpoints",
@@ -364,6 +395,13 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="re-render report.md and plots of a run")
     report.add_argument("result", help="a run directory or its result.json")
     report.set_defaults(handler=cmd_report)
+
+    clean = sub.add_parser(
+        "clean", help="list (--apply: remove) what killed, refused and finished runs left"
+    )
+    clean.add_argument("--reports", help="reports folder (default $RESNEST_BENCH_REPORTS)")
+    clean.add_argument("--apply", action="store_true", help="remove (default: only list)")
+    clean.set_defaults(handler=cmd_clean)
     return parser
 
 
@@ -388,6 +426,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and closed: not an error
         sys.stderr.close()
         return 0
+    except OSError as exc:  # a storage fault no earlier check caught: still one line
+        print(f"resnest-bench: error: {os_error_message(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("resnest-bench: interrupted", file=sys.stderr)
         return 130

@@ -63,10 +63,12 @@ class ModelSection(Section):
 
 
 class DataSection(Section):
-    """The data set; subsets cap the images used (None: all), small_subset is the seed's 50."""
+    """The data set; subsets cap the images used (None: all), small_subset is the seed's 50.
+    `val_fraction` of each class is held out of a folder that has no train/ + test/ (or val/)."""
 
     dataset: DatasetName = "cifar10"
     folder: Path | None = None
+    val_fraction: float = Field(default=0.2, gt=0, lt=1)
     train_subset: int | None = Field(default=None, ge=1)
     test_subset: int | None = Field(default=None, ge=1)
     small_subset: int = Field(default=50, ge=1)
@@ -94,6 +96,8 @@ class TrainSection(Section):
     compile_mode: CompileMode = "default"
     target_accuracy: float = Field(default=0.89, gt=0, le=1)
     auto_batch: bool = False
+    flip: bool = True  # random horizontal flip (off for digits, text, oriented images)
+    crop_padding: int = Field(default=4, ge=0)  # random crop from this much zero padding
 
     @model_validator(mode="before")
     @classmethod

@@ -21,12 +21,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from resnest_bench import models
 from resnest_bench.harness import console
 from resnest_bench.harness.accel import select_device
 from resnest_bench.harness.atomic import staged_dir
 from resnest_bench.harness.build.files import first_line
-from resnest_bench.harness.checkpoints import model_from_file
+from resnest_bench.harness.checkpoints import CheckpointWriteError, read_model_file
 from resnest_bench.harness.config import Suite
 from resnest_bench.harness.data import Dataset, load_dataset
 from resnest_bench.harness.deploy import run_deploy
@@ -34,14 +36,17 @@ from resnest_bench.harness.envinfo import fingerprint
 from resnest_bench.harness.errors import BenchError, Int8Rejected
 from resnest_bench.harness.report import write_report
 from resnest_bench.harness.results import RunConfig, RunResult, write_result
-from resnest_bench.harness.results.deployment import Deployment
+from resnest_bench.harness.results.deployment import DataUse, Deployment
 from resnest_bench.harness.results.training import EpochRecord, Training, TrainingRun
+from resnest_bench.harness.runs import claimed
+from resnest_bench.harness.storage import check_free_space, probe_writable, run_bytes
 from resnest_bench.harness.train import (
     Callbacks,
     create_seeded_model,
     load_transfer_weights,
     train,
 )
+from resnest_bench.models.profile import count_params
 
 RESULT_NAME = "result.json"
 TRAINING_RESULT_NAME = "training-result.json"  # in work/<run_id>, written when training ends
@@ -63,16 +68,6 @@ class RunRequest:
     argv: list[str] = field(default_factory=lambda: list(sys.argv))
 
 
-def new_run_id(label: str, reports_root: Path) -> str:
-    """Sortable, unique, readable: 20261123-051900-cpu-runtime (-2, -3 ... if taken)."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    run_id, n = f"{stamp}-{label}", 1
-    while (reports_root / run_id).exists() or (reports_root / "work" / run_id).exists():
-        n += 1
-        run_id = f"{stamp}-{label}-{n}"
-    return run_id
-
-
 def _load_data(request: RunRequest, name: str) -> Dataset:
     """The named data set with the suite's subsets; a synthetic suite stays synthetic in every
     step (transfer to cifar100 then gets 100 synthetic classes)."""
@@ -88,6 +83,7 @@ def _load_data(request: RunRequest, name: str) -> Dataset:
             train_subset=data.train_subset,
             test_subset=data.test_subset,
             seed=request.suite.seed,
+            val_fraction=data.val_fraction,
             num_classes=100 if name == "cifar100" and dataset == "synthetic" else None,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
@@ -157,13 +153,37 @@ def _train_one(
     return run
 
 
-def _load_checkpoint_model(request: RunRequest, num_classes: int) -> models.ResNeSt:
+def _load_checkpoint_model(
+    request: RunRequest, dataset: Dataset
+) -> tuple[models.ResNeSt, Dataset, str]:
     """A model from --checkpoint: its own config when it carries one (ours), else the suite's
-    first model (official/timm ImageNet weights, plain state dicts)."""
-    return model_from_file(
+    first model (official/timm ImageNet weights, plain state dicts); the data set fed with the
+    preprocessing the file carries (never recomputed from the folder given now), and where
+    that preprocessing came from."""
+    model, pre = read_model_file(
         request.checkpoint,
-        fallback=lambda: _build_model(request.suite, request.suite.model.names[0], num_classes),
-        num_classes=num_classes,
+        fallback=lambda: _build_model(
+            request.suite, request.suite.model.names[0], dataset.num_classes
+        ),
+        num_classes=dataset.num_classes,
+    )
+    if pre is None:
+        return model, dataset, f"the training images of {dataset.source} (the file carries none)"
+    origin = f"checkpoint {request.checkpoint}"
+    return model, dataset.preprocessed_as(pre, origin), f"the {origin}"
+
+
+def _data_use(dataset: Dataset, deployment: Deployment, preprocessing_from: str) -> DataUse:
+    int8 = deployment.artifacts.int8
+    calibrated = f"{int8.calibration_images} of " if int8 else ""
+    return DataUse(
+        dataset=dataset.source,
+        calibration=f"{calibrated}{dataset.train_split}",
+        evaluation=dataset.test_split,
+        mean=list(dataset.mean),
+        std=list(dataset.std),
+        image_size=dataset.image_size,
+        preprocessing_from=preprocessing_from,
     )
 
 
@@ -203,7 +223,10 @@ def _deploy(
 ) -> Deployment:
     """Export, quantize and (deploy step) time every target, one named step at a time."""
     suite = request.suite
-    model = trained[best][0] if best else _load_checkpoint_model(request, dataset.num_classes)
+    if best:
+        model, pre_from = trained[best][0], f"the training images of {dataset.source}"
+    else:
+        model, dataset, pre_from = _load_checkpoint_model(request, dataset)
     measure = "deploy" in suite.steps
     console.log(f"deploy: exporting, quantizing{', timing every target' * measure}")
     with console.steps("deploy") as step:
@@ -225,7 +248,7 @@ def _deploy(
         )
     if deployment.host and deployment.host.reasons:
         console.log("deploy: figures not trustworthy: " + "; ".join(deployment.host.reasons))
-    return deployment
+    return deployment.model_copy(update={"data": _data_use(dataset, deployment, pre_from)})
 
 
 def _kind(suite: Suite) -> str:
@@ -243,18 +266,52 @@ def resume_command(argv: list[str], run_id: str) -> str:
     return shlex.join([*words, "--resume", run_id])
 
 
+def _check_storage(request: RunRequest, work: Path) -> None:
+    """Stop in a second, not after an hour of training, when the run could not write its
+    checkpoints or report: write probes of each folder, free space against the run's size."""
+    suite, steps = request.suite, set(request.suite.steps)
+    probe_writable(work, "work folder")
+    if request.checkpoint is not None:  # fp32 weights: 4 bytes per parameter
+        params = [request.checkpoint.stat().st_size // 4]
+    else:
+        stem = {"stem": suite.model.stem} if suite.model.stem else {}
+        with torch.device("meta"):
+            params = [
+                count_params(models.create_model(name, num_classes=100, **stem))
+                for name in suite.model.names
+            ]
+    need = run_bytes(
+        params, train=bool(steps & {"train", "transfer"}), deploy=bool(steps & {"export", "deploy"})
+    )
+    check_free_space(request.reports_root, need, "reports folder")
+
+
 def run_suite(request: RunRequest) -> Path:
     """Run every step of the suite; return the published report directory. Ctrl-C or a crash
     names the run and the command that resumes it; finished runs drop their checkpoints."""
     suite, reports = request.suite, request.reports_root
     # "cuda" with no GPU -> GpuRequiredError, before any work
     device = str(select_device(suite.device))
-    run_id = request.resume or new_run_id(suite.name, reports)
-    work = reports / "work" / run_id
     if request.checkpoint is not None and not request.checkpoint.is_file():
         raise BenchError(f"weights file not found: {request.checkpoint}")
-    if request.resume and not work.is_dir():
-        raise BenchError(f"nothing to resume: {work} does not exist")
+    probe_writable(reports, "reports folder")
+    with claimed(reports, suite.name, request.resume) as claim:
+        _check_storage(request, claim.work)
+        try:
+            return _run_claimed(request, claim.run_id, device)
+        except CheckpointWriteError as exc:
+            hint = (
+                f"; once that is fixed, continue with --resume {claim.run_id}"
+                if exc.previous_epoch
+                else ""
+            )
+            raise BenchError(f"{exc}{hint}") from None
+
+
+def _run_claimed(request: RunRequest, run_id: str, device: str) -> Path:
+    """The run itself, once its id is reserved and its work folder locked by this process."""
+    reports = request.reports_root
+    work = reports / "work" / run_id
     final = reports / run_id
     if final.exists():
         raise BenchError(f"{final} already holds a finished run; start a new one")

@@ -66,6 +66,9 @@ def ours_to_external(key: str) -> str | None:
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format is a zip archive
 _PICKLE_MAGIC = b"\x80"  # torch.save's legacy format starts with a pickle protocol opcode
+_ORT_MAGIC = b"ORTM"  # the flatbuffer identifier of an .ort file, at byte 4
+# An ONNX ModelProto opens with ir_version (field 1: byte 0x08), then the producer's name.
+_ONNX_HINT = re.compile(rb"pytorch|onnx|tf2onnx|keras2onnx|skl2onnx", re.IGNORECASE)
 
 
 def load_file(path: str | Path) -> object:
@@ -96,9 +99,13 @@ def load_file(path: str | Path) -> object:
 
 def _not_torch(path: Path) -> str:
     with path.open("rb") as handle:
-        head = handle.read(4)
+        head = handle.read(64)
     if not head:
         what = "it is empty"
+    elif head[4:8] == _ORT_MAGIC:
+        what = "it is an ONNX Runtime .ort model, which holds no PyTorch weights"
+    elif path.suffix == ".onnx" or (head[:1] == b"\x08" and _ONNX_HINT.search(head)):
+        what = "it is an ONNX model, which holds no PyTorch weights"
     elif head.startswith((_ZIP_MAGIC, _PICKLE_MAGIC)):
         what = "it looks like a PyTorch file but is damaged or cut short"
     else:

@@ -70,7 +70,9 @@ def test_all_fields_filled(result, data):
     assert sorted(p.name for p in out.iterdir()) == sorted(ARTIFACT_FILES[k] for k in ALWAYS_BUILT)
     doc = res.model_dump(mode="json")
     json.dumps(doc, allow_nan=False)
-    assert list(doc) == ["config", "environment", "artifacts", "targets", "demo", "rounds", "host"]
+    keys = ["config", "environment", "artifacts", "targets", "demo", "rounds", "host", "data"]
+    assert list(doc) == keys
+    assert doc["data"] is None  # which images were used: the pipeline adds it (it knows the data)
     assert [t["target"] for t in doc["targets"]] == [
         "torch-eager:fp32",
         "ort-cpu:fp32",

@@ -42,7 +42,7 @@ def build_artifacts(
     """Write every artifact into `out_dir`; BenchError (and no record) when a check fails."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {kind: out_dir / ARTIFACT_FILES[kind] for kind in ALWAYS_BUILT}
-    save_torch_artifact(model, paths["state_dict"])
+    save_torch_artifact(model, paths["state_dict"], dataset.preprocessing)
     parity_x = normalize(dataset.test.images[:PARITY_IMAGES], dataset.mean, dataset.std)
     exported = export_onnx(
         model, paths["onnx_fp32"], parity_x, atol=section.parity_atol, threads=section.threads

@@ -16,7 +16,7 @@ from .folder import load_folder
 from .loader import DeviceLoader
 from .split import stratified_subset
 from .synthetic import DEFAULT_TEST, DEFAULT_TRAIN, make_synthetic
-from .types import Dataset, ImageSet, channel_stats, normalize
+from .types import Dataset, ImageSet, Preprocessing, channel_stats, normalize
 
 DATASETS = ("cifar10", "cifar100", "folder", "synthetic")
 
@@ -26,6 +26,7 @@ __all__ = [
     "Dataset",
     "DeviceLoader",
     "ImageSet",
+    "Preprocessing",
     "Progress",
     "load_dataset",
     "normalize",
@@ -42,6 +43,7 @@ def load_dataset(
     test_subset: int | None = None,
     image_size: int = 32,
     seed: int = 0,
+    val_fraction: float = 0.2,
     num_classes: int | None = None,
     archive: ArchiveSource | None = None,
     progress: Progress | None = None,
@@ -52,7 +54,8 @@ def load_dataset(
     `seed`. mean/std come from the full train split, so a --quick run normalises exactly
     like a full one. `num_classes` applies to "synthetic" only (default 10); `archive`
     replaces the official CIFAR URL/md5 (tests serve local archives); `progress` receives
-    (bytes done, bytes total) while downloading.
+    (bytes done, bytes total) while downloading. A folder without train/ and test/ (or val/)
+    sub-folders holds out `val_fraction` of each class.
     """
     if name not in DATASETS:
         raise BenchError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
@@ -71,10 +74,15 @@ def load_dataset(
         train, test, classes, source = load_cifar(
             name, Path(root), download=download, source=archive, progress=progress
         )
+        splits = f"the {name} training set", f"the {name} test set (held out)"
     elif name == "folder":
         if folder is None:
             raise BenchError("dataset 'folder' needs a folder of class sub-folders of images")
-        train, test, classes = load_folder(Path(folder), image_size=image_size, seed=seed)
+        loaded = load_folder(
+            Path(folder), image_size=image_size, seed=seed, val_fraction=val_fraction
+        )
+        train, test, classes = loaded.train, loaded.test, loaded.classes
+        splits = loaded.train_split, loaded.test_split
         source = str(Path(folder).resolve())
     else:
         classes_n = 10 if num_classes is None else num_classes
@@ -84,6 +92,7 @@ def load_dataset(
             classes_n, train_subset or DEFAULT_TRAIN, test_subset or DEFAULT_TEST, image_size, seed
         )
         source = f"synthetic(seed={seed})"
+        splits = "generated training images", "generated test images (held out)"
     mean, std = channel_stats(train.images)
     return Dataset(
         name=name,
@@ -94,4 +103,6 @@ def load_dataset(
         std=std,
         synthetic=name == "synthetic",
         source=source,
+        train_split=splits[0],
+        test_split=splits[1],
     )

@@ -22,6 +22,9 @@ from pathlib import Path, PurePosixPath
 
 from resnest_bench.harness.atomic import staged_dir
 from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.storage import os_error_message, probe_writable
+
+DATA_FOLDER = "data folder (--data-dir or $RESNEST_BENCH_DATA)"
 
 Progress = Callable[[int, int | None], None]
 """Called with (bytes done, bytes total or None) while an archive downloads."""
@@ -99,7 +102,7 @@ def _verified_archive(
             f"{archive} not found and downloading is off: download {source.url} "
             f"into {root}, or allow downloading"
         )
-    root.mkdir(parents=True, exist_ok=True)
+    probe_writable(root, DATA_FOLDER)  # before a download that could not be kept
     _download(source, archive, progress)
     return archive
 
@@ -118,7 +121,11 @@ def _extract_members(archive: Path, folder: str, members: tuple[str, ...], dest:
                 with reader, (dest / name).open("wb") as out:
                     shutil.copyfileobj(reader, out, _CHUNK)
                 found.add(name)
-    except (tarfile.TarError, EOFError, OSError) as exc:
+    except OSError as exc:  # writing the extracted files: a full or read-only disk
+        if exc.filename is None:  # tarfile's own read errors carry no file name
+            raise BenchError(f"cannot extract {archive} ({exc}): delete it and run again") from exc
+        raise BenchError(os_error_message(exc, "extracting into")) from None
+    except (tarfile.TarError, EOFError) as exc:
         raise BenchError(f"cannot extract {archive} ({exc}): delete it and run again") from exc
     missing = sorted(set(members) - found)
     if missing:
@@ -142,6 +149,7 @@ def ensure_extracted(
     if all((target / name).is_file() for name in members):
         return target
     archive = _verified_archive(source, root, download, progress)
+    probe_writable(root, DATA_FOLDER)
     if target.exists():  # our cache folder, but a file was deleted: rebuild it whole
         shutil.rmtree(target)
     with staged_dir(target) as staging:

@@ -1,9 +1,11 @@
-"""Users' own images: root/<class_name>/*.png|jpg, one sub-folder per class."""
+"""Users' own images: root/train/<class>/ with root/test/<class>/ (or val/), or root/<class>/
+with a held-out fraction of each class drawn by the seed."""
 
 from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ from .split import stratified_split
 from .types import ImageSet
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
-TEST_FRACTION = 0.2
+HELD_OUT_NAMES = ("test", "val")
 
 
 def _decode(path: Path, size: int) -> np.ndarray:
@@ -32,19 +34,24 @@ def _decode(path: Path, size: int) -> np.ndarray:
     return np.asarray(square, dtype=np.uint8).transpose(2, 0, 1)
 
 
-def _scan(folder: Path) -> tuple[tuple[str, ...], list[Path], list[int]]:
-    """Class names (sorted sub-folder names) and every image path with its class index."""
+def _class_dirs(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise BenchError(f"image folder {folder} does not exist")
-    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _scan(folder: Path, minimum: int) -> tuple[tuple[str, ...], list[Path], list[int]]:
+    """Class names (sorted sub-folder names) and every image path with its class index."""
+    class_dirs = _class_dirs(folder)
     paths: list[Path] = []
     labels: list[int] = []
     for index, class_dir in enumerate(class_dirs):
         files = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if len(files) < 2:
+        if len(files) < minimum:
+            need = "to have train and test images" if minimum > 1 else "to learn it"
             raise BenchError(
                 f"class folder {class_dir} holds {len(files)} images (.png/.jpg); "
-                f"each class needs at least 2 to have train and test images"
+                f"each class needs at least {minimum} {need}"
             )
         paths += files
         labels += [index] * len(files)
@@ -56,14 +63,60 @@ def _scan(folder: Path) -> tuple[tuple[str, ...], list[Path], list[int]]:
     return tuple(d.name for d in class_dirs), paths, labels
 
 
-def load_folder(
-    folder: Path, *, image_size: int, seed: int
-) -> tuple[ImageSet, ImageSet, tuple[str, ...]]:
-    """(train, test, class names), holding out 20% of each class by a `seed`-fixed draw."""
-    classes, paths, labels = _scan(folder)
+def _read(paths: list[Path], labels: list[int], image_size: int) -> ImageSet:
     workers = min(8, os.cpu_count() or 1)  # Pillow releases the GIL while decoding
     with ThreadPoolExecutor(workers) as pool:
         arrays = list(pool.map(lambda p: _decode(p, image_size), paths))
-    full = ImageSet(torch.from_numpy(np.stack(arrays)), torch.tensor(labels, dtype=torch.int64))
-    train_idx, test_idx = stratified_split(full.labels, TEST_FRACTION, seed)
-    return full.subset(train_idx), full.subset(test_idx), classes
+    return ImageSet(torch.from_numpy(np.stack(arrays)), torch.tensor(labels, dtype=torch.int64))
+
+
+def split_layout(folder: Path) -> tuple[Path, Path] | None:
+    """(train, held-out) sub-folders when `folder` is split already: train/ with test/ or val/."""
+    held_out = [folder / name for name in HELD_OUT_NAMES if (folder / name).is_dir()]
+    if (folder / "train").is_dir() and held_out:
+        return folder / "train", held_out[0]
+    return None
+
+
+@dataclass(frozen=True)
+class FolderData:
+    """A folder's images as train and held-out sets, and how they were split (for the report)."""
+
+    train: ImageSet
+    test: ImageSet
+    classes: tuple[str, ...]
+    train_split: str
+    test_split: str
+
+
+def load_folder(folder: Path, *, image_size: int, seed: int, val_fraction: float) -> FolderData:
+    """A train/ + test/ (or val/) layout as given; otherwise one sub-folder per class, of which
+    `val_fraction` of each class is held out by a `seed`-fixed draw."""
+    layout = split_layout(folder)
+    if layout is not None:
+        train_dir, test_dir = layout
+        classes, paths, labels = _scan(train_dir, minimum=1)
+        test_classes, test_paths, test_labels = _scan(test_dir, minimum=1)
+        if test_classes != classes:
+            raise BenchError(
+                f"{test_dir} has class folders {list(test_classes)} but {train_dir} has "
+                f"{list(classes)}: both need the same class sub-folders"
+            )
+        return FolderData(
+            _read(paths, labels, image_size),
+            _read(test_paths, test_labels, image_size),
+            classes,
+            f"{train_dir} ({len(paths)} images)",
+            f"{test_dir} ({len(test_paths)} images, held out)",
+        )
+    classes, paths, labels = _scan(folder, minimum=2)
+    full = _read(paths, labels, image_size)
+    train_idx, test_idx = stratified_split(full.labels, val_fraction, seed)
+    return FolderData(
+        full.subset(train_idx),
+        full.subset(test_idx),
+        classes,
+        f"{1 - val_fraction:.0%} of each class of {folder} ({len(train_idx)} images)",
+        f"the other {val_fraction:.0%} of each class, held out by seed {seed} "
+        f"({len(test_idx)} images)",
+    )

@@ -1,7 +1,8 @@
 """Batches straight from device memory: the whole set lives on the device as uint8.
 
-Shuffling, pad-4 random crop and horizontal flip are a handful of tensor ops per batch (no
-per-image Python, no worker processes), as in airbench. All randomness comes from a CPU
+Shuffling, random crop (from `pad` pixels of zero padding, 4 by default) and horizontal flip
+(unless turned off) are a handful of tensor ops per batch (no per-image Python, no worker
+processes), as in airbench. All randomness comes from a CPU
 torch.Generator seeded by (seed, epoch), so the same epoch yields the same batches on any
 device, and a resumed run sees exactly what an uninterrupted one would have seen.
 """
@@ -27,13 +28,15 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state))
 
 
-def crop_and_flip(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
-    """Zero-pad by PAD, take the HxW window at `offsets` (N, 2), mirror where `flips` (N,).
+def crop_and_flip(
+    images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, pad: int = PAD
+) -> torch.Tensor:
+    """Zero-pad by `pad`, take the HxW window at `offsets` (N, 2), mirror where `flips` (N,).
 
     One gather does crop and flip together: each output pixel names its source row/column.
     """
     n, channels, height, width = images.shape
-    padded = F.pad(images, (PAD, PAD, PAD, PAD))
+    padded = F.pad(images, (pad, pad, pad, pad))
     rows = offsets[:, :1] + torch.arange(height, device=images.device)
     cols = torch.arange(width, device=images.device).expand(n, width)
     cols = torch.where(flips[:, None], width - 1 - cols, cols) + offsets[:, 1:]
@@ -45,7 +48,8 @@ def crop_and_flip(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tens
 class DeviceLoader:
     """Iterable of (float32 normalised images, int64 labels) batches on `device`.
 
-    train=True: reshuffled every epoch, augmented, last partial batch dropped by default.
+    train=True: reshuffled every epoch, augmented (random crop from `pad` pixels of zero
+    padding, horizontal flip when `flip`), last partial batch dropped by default.
     train=False: original order, no augmentation, every sample seen once.
     Each iteration uses the current epoch and then advances it; set_epoch(e) chooses the
     epoch the next iteration uses (call it when resuming).
@@ -63,6 +67,8 @@ class DeviceLoader:
         seed: int = 0,
         drop_last: bool | None = None,
         channels_last: bool = False,
+        flip: bool = True,
+        pad: int = PAD,
     ) -> None:
         if batch_size <= 0:
             raise BenchError(f"batch size must be positive, got {batch_size}")
@@ -75,6 +81,7 @@ class DeviceLoader:
         self.seed = seed
         self.drop_last = train if drop_last is None else drop_last
         self.channels_last = channels_last
+        self.flip, self.pad = flip, pad
         self.epoch = 0
         if len(self) == 0:
             raise BenchError(
@@ -92,7 +99,7 @@ class DeviceLoader:
     def _batch(self, index: torch.Tensor, aug: tuple[torch.Tensor, torch.Tensor] | None):
         images = self.images[index]
         if aug is not None:
-            images = crop_and_flip(images, aug[0][index], aug[1][index])
+            images = crop_and_flip(images, aug[0][index], aug[1][index], self.pad)
         x = normalize(images, self.mean, self.std)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -103,8 +110,8 @@ class DeviceLoader:
         if self.train:
             gen = _epoch_generator(self.seed, self.epoch)
             order = torch.randperm(n, generator=gen).to(self.device)
-            offsets = torch.randint(0, 2 * PAD + 1, (n, 2), generator=gen).to(self.device)
-            flips = (torch.rand(n, generator=gen) < 0.5).to(self.device)
+            offsets = torch.randint(0, 2 * self.pad + 1, (n, 2), generator=gen).to(self.device)
+            flips = (torch.rand(n, generator=gen) < 0.5).to(self.device) & self.flip
             aug = (offsets, flips)  # indexed by sample, so a sample's draw ignores batching
         else:
             order, aug = torch.arange(n, device=self.device), None

@@ -6,6 +6,7 @@ CIFAR sets fit on any GPU, and `normalize` is the single place pixels become mod
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -43,11 +44,45 @@ class ImageSet:
 
 
 @dataclass(frozen=True)
+class Preprocessing:
+    """What turns a file's pixels into this model's input: it travels in every checkpoint and
+    deployment file, so deploying on another folder never recomputes it from that folder."""
+
+    mean: Triple
+    std: Triple
+    image_size: int
+    classes: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "image_size": self.image_size,
+            "classes": list(self.classes),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: object) -> Preprocessing:
+        """ValueError when `raw` is not what to_dict wrote."""
+        if not isinstance(raw, dict):
+            raise ValueError(f"expected a mapping, got {type(raw).__name__}")
+        try:
+            mean, std = tuple(map(float, raw["mean"])), tuple(map(float, raw["std"]))
+            size, classes = int(raw["image_size"]), tuple(map(str, raw["classes"]))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"missing or malformed {exc}") from None
+        if len(mean) != 3 or len(std) != 3:
+            raise ValueError("mean and std need 3 channels each")
+        return cls(mean, std, size, classes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
 class Dataset:
     """A train/test pair plus what is needed to feed a model: class names and normalisation.
 
     `synthetic` marks generated data whose accuracy must never be presented as a real result;
-    `source` says where the pixels came from (URL, folder, or generator) for the report.
+    `source` says where the pixels came from (URL, folder, or generator) for the report;
+    `train_split` and `test_split` say which of them were training and which held-out images.
     """
 
     name: str
@@ -58,6 +93,8 @@ class Dataset:
     std: Triple
     synthetic: bool
     source: str
+    train_split: str = "the training split"
+    test_split: str = "the test split"
 
     @property
     def num_classes(self) -> int:
@@ -66,6 +103,27 @@ class Dataset:
     @property
     def image_size(self) -> int:
         return int(self.train.images.shape[-1])
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(self.mean, self.std, self.image_size, self.classes)
+
+    def preprocessed_as(self, pre: Preprocessing, origin: str) -> Dataset:
+        """This data fed as the model from `origin` was trained: its mean/std, after checking
+        that its image size and classes are the model's (else the scores mean nothing)."""
+        if pre.image_size != self.image_size:
+            raise BenchError(
+                f"{origin} was trained on {pre.image_size}x{pre.image_size} images but "
+                f"{self.source} gives {self.image_size}x{self.image_size}"
+            )
+        if pre.classes != self.classes:
+            shown = ", ".join(pre.classes[:5]) + (" ..." if len(pre.classes) > 5 else "")
+            here = ", ".join(self.classes[:5]) + (" ..." if len(self.classes) > 5 else "")
+            raise BenchError(
+                f"{origin} was trained on classes [{shown}] but {self.source} holds "
+                f"[{here}]: use a folder with the same class sub-folders"
+            )
+        return dataclasses.replace(self, mean=pre.mean, std=pre.std)
 
 
 def channel_stats(images: torch.Tensor) -> tuple[Triple, Triple]:

@@ -260,6 +260,19 @@ class Demo(Record):
     probs: dict[str, list[float]]
 
 
+class DataUse(Record):
+    """Which images each deployment figure came from (int8 calibration from training images,
+    accuracy and parity from held-out ones) and the preprocessing every runtime was fed."""
+
+    dataset: str
+    calibration: str
+    evaluation: str
+    mean: list[float]
+    std: list[float]
+    image_size: int
+    preprocessing_from: str
+
+
 class Deployment(Record):
     """A whole deployment run. `config` is provenance (the deploy section as run)."""
 
@@ -270,6 +283,7 @@ class Deployment(Record):
     demo: Demo
     rounds: int | None = None  # interleaved timing rounds (harness.rounds)
     host: HostCheck | None = None
+    data: DataUse | None = None
 
     def ok_targets(self) -> list[Target]:
         return [t for t in self.targets if t.ok]

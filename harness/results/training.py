@@ -31,6 +31,8 @@ class Recipe(Record):
     step_size: int | None
     gamma: float
     label_smoothing: float
+    flip: bool = True  # augmentation; results before these fields always used flip, pad 4
+    crop_padding: int = 4
 
     @classmethod
     def of(cls, section: Any) -> Recipe:
@@ -84,6 +86,9 @@ class AccelInfo(Record):
 
 
 class DatasetInfo(Record):
+    """The data a run learnt from; mean/std/classes are the preprocessing its checkpoint
+    carries, train_split/test_split say which images trained and which were held out."""
+
     name: str
     synthetic: bool
     source: str
@@ -91,6 +96,11 @@ class DatasetInfo(Record):
     image_size: int
     train_images: int
     test_images: int
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    classes: list[str] | None = None
+    train_split: str | None = None
+    test_split: str | None = None
 
 
 class ModelInfo(Record):

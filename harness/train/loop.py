@@ -98,7 +98,9 @@ class Trainer:
             "seed": seed,
             "channels_last": accel.channels_last,
         }
-        self.train_loader = DeviceLoader(dataset.train, train=True, **loader_args)
+        self.train_loader = DeviceLoader(
+            dataset.train, train=True, flip=section.flip, pad=section.crop_padding, **loader_args
+        )
         self.test_loader = DeviceLoader(dataset.test, train=False, **loader_args)
         self.sync = cuda_sync(accel.device) or (lambda: None)
         self.meter = PowerMeter.for_device(accel.device)

@@ -54,6 +54,11 @@ def _dataset_info(dataset: Dataset) -> DatasetInfo:
         image_size=dataset.image_size,
         train_images=len(dataset.train),
         test_images=len(dataset.test),
+        mean=list(dataset.mean),
+        std=list(dataset.std),
+        classes=list(dataset.classes),
+        train_split=dataset.train_split,
+        test_split=dataset.test_split,
     )
 
 
