@@ -57,7 +57,7 @@ def trained(digits: Path, tmp_path_factory) -> tuple[Path, str]:
     argv = ["--quiet", "train", "--dataset", "folder", "--folder", str(digits)]
     argv += ["--model", "resnest-tiny", "--stem", "imagenet", "--no-flip", "--epochs", "10"]
     argv += ["-b", "16", "--lr", "0.05", "--milestones", "7", "--reports", str(reports)]
-    assert main(argv) == 0
+    assert main([*argv, "--keep-checkpoints"]) == 0  # the export tests deploy its checkpoint
     (run_id,) = [p.name for p in reports.iterdir() if p.name != "work"]
     return reports, run_id
 

@@ -48,6 +48,7 @@ def _train(reports: Path, data: Path, *extra: str, epochs: int = 1) -> list[str]
         str(reports),
         "--data-dir",
         str(data),
+        "--keep-checkpoints",  # these tests look at or resume from the checkpoints
         *extra,
     ]
 
