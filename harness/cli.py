@@ -12,13 +12,16 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 from resnest_bench.harness import console
 from resnest_bench.harness.config import CompileMode, Precision, Suite, load_suite, step_suite
 from resnest_bench.harness.errors import BenchError, Int8Rejected
 from resnest_bench.harness.storage import os_error_message
 from resnest_bench.models import ModelError
+
+if TYPE_CHECKING:
+    from resnest_bench.harness.pipeline import RunRequest
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -107,6 +110,11 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         sections["transfer"]["dataset"] = args.dataset
     if args.command == "run" and speed:
         sections["transfer"] = speed
+    sections["sweep"] = _given(
+        samples=getattr(args, "samples", None),
+        max_params=getattr(args, "max_params", None),
+        max_macs=getattr(args, "max_macs", None),
+    )
     top = _given(seed=getattr(args, "seed", None), device=getattr(args, "device", None))
     return {**top, **{name: values for name, values in sections.items() if values}}
 
@@ -120,10 +128,10 @@ def data_root(explicit: str | None) -> Path:
     return Path(explicit or os.environ.get("RESNEST_BENCH_DATA", default))
 
 
-def _run(args: argparse.Namespace, suite: Suite, suite_path: Path | None) -> int:
-    from resnest_bench.harness.pipeline import RunRequest, run_suite
+def _request(args: argparse.Namespace, suite: Suite, suite_path: Path | None) -> RunRequest:
+    from resnest_bench.harness.pipeline import RunRequest
 
-    request = RunRequest(
+    return RunRequest(
         suite=suite,
         suite_path=suite_path,
         quick=getattr(args, "quick", False),
@@ -135,7 +143,12 @@ def _run(args: argparse.Namespace, suite: Suite, suite_path: Path | None) -> int
         download=not args.no_download,
         argv=sys.argv,
     )
-    final = run_suite(request)
+
+
+def _run(args: argparse.Namespace, suite: Suite, suite_path: Path | None) -> int:
+    from resnest_bench.harness.pipeline import run_suite
+
+    final = run_suite(_request(args, suite, suite_path))
     console.log(f"report: {final / 'report.md'}")
     print(final)
     return 0
@@ -145,6 +158,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from resnest_bench.harness.doctor import failures, quick_checks
 
     suite, path = load_suite(args.suite, quick=args.quick, overrides=overrides_from(args))
+    if suite.sweep is not None:
+        raise BenchError(f"{args.suite} is a sweep suite: run `resnest-bench sweep {args.suite}`")
     checks = quick_checks(suite, reports_root(args.reports), data_root(args.data_dir))
     for check in failures(checks):
         raise BenchError(f"preflight (resnest-bench doctor): {check.line()}")
@@ -174,6 +189,25 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         checks.append(smoke(suite))
         print(checks[-1].line())
     return 1 if failures(checks) else 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from resnest_bench.harness.sweep import run_sweep
+
+    suite, path = load_suite(args.suite, quick=args.quick, overrides=overrides_from(args))
+    final, result = run_sweep(_request(args, suite, path))
+    console.log(f"report: {final / 'report.md'}")
+    print(final)
+    failed = [point.id for point in result.points if point.status == "failed"]
+    if failed:
+        print(
+            f"resnest-bench: {len(failed)} of {len(result.points)} points failed "
+            f"({', '.join(failed)}); reasons in the report; "
+            f"--resume {result.sweep_id} retries them",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def cmd_step(args: argparse.Namespace) -> int:
@@ -348,6 +382,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_deploy(run)
     _add_int8(run)
     run.set_defaults(handler=cmd_run)
+
+    sweep = sub.add_parser(
+        "sweep", help="train and deploy many configs around one; Pareto report (a [sweep] suite)"
+    )
+    sweep.add_argument("suite", help="bundled sweep suite (sweep) or path to a suite .toml")
+    sweep.add_argument("--quick", action="store_true", help="the suite's minutes-long form")
+    sweep.add_argument("--samples", type=int, help="random search: train this many points")
+    sweep.add_argument("--max-params", type=int, help="parameter budget per point")
+    sweep.add_argument("--max-macs", type=int, help="MACs-per-image budget per point")
+    _add_common(sweep)
+    _add_data(sweep, "replace the suite's data set (synthetic: a labelled smoke run)")
+    _add_model(sweep)
+    _add_training(sweep)
+    _add_deploy(sweep)
+    _add_int8(sweep)
+    sweep.set_defaults(handler=cmd_sweep)
 
     helps = {
         "train": "train models on CIFAR-10/100, a folder or synthetic data",

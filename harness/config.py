@@ -13,7 +13,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -191,6 +191,41 @@ class DeploySection(Section):
         return names
 
 
+class SweepSection(Section):
+    """A sweep's search space around the suite's one model (model.names, model.* applied).
+
+    Each axis lists values; an empty axis keeps the base config's value. `width` scales its
+    base_planes and stem_width; `layers` gives blocks per stage. Points are the axes' product
+    (a grid) or, when `samples` is set, that many drawn at random (seeded by the suite's seed)
+    from the grid's points within budget. The budget (parameters, MACs per image at the data's
+    size) is checked on the built network before anything trains; None: no limit.
+    """
+
+    block: tuple[Literal["bottleneck", "basic"], ...] = ()
+    radix: tuple[Annotated[int, Field(ge=0)], ...] = ()
+    cardinality: tuple[Annotated[int, Field(ge=1)], ...] = ()
+    width: tuple[Annotated[float, Field(gt=0, allow_inf_nan=False)], ...] = ()
+    layers: tuple[tuple[int, int, int, int], ...] = ()
+    stem: tuple[Literal["imagenet", "cifar"], ...] = ()
+    samples: int | None = Field(default=None, ge=1)
+    max_params: int | None = Field(default=5_000_000, ge=1)
+    max_macs: int | None = Field(default=None, ge=1)
+
+    @field_validator("block", "radix", "cardinality", "width", "layers", "stem")
+    @classmethod
+    def _distinct(cls, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        if len(set(values)) != len(values):
+            raise ValueError("values must be distinct")
+        return values
+
+    @field_validator("layers")
+    @classmethod
+    def _stage_depths(cls, values: tuple[tuple[int, ...], ...]) -> tuple[tuple[int, ...], ...]:
+        if any(min(depths) < 1 for depths in values):
+            raise ValueError("every stage needs at least one block")
+        return values
+
+
 class Suite(Section):
     """A whole suite: what to run (steps) and every section's settings."""
 
@@ -204,6 +239,7 @@ class Suite(Section):
     train: TrainSection = TrainSection()
     transfer: TransferSection = TransferSection()
     deploy: DeploySection = DeploySection()
+    sweep: SweepSection | None = None  # a sweep suite (`resnest-bench sweep`) has this table
 
     @field_validator("device")
     @classmethod

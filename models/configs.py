@@ -70,6 +70,8 @@ class ModelConfig:
 
 
 _TINY = {"stem": "cifar", "stem_width": 8, "num_classes": 10, "input_size": 32}
+_MOBILE = {**_TINY, "stem_width": 16}
+_MOBILE_WIDE = {**_TINY, "stem_width": 24}
 # Named configs. Parameter counts at 1000 classes match the published model zoo exactly
 # (see tests/test_models.py); input sizes are the model card's.
 _ZOO = (
@@ -86,6 +88,21 @@ _ZOO = (
     # Tiny configs for tests and smoke runs: CIFAR-sized, 0.14M and 0.33M parameters.
     ModelConfig("resnest-tiny", "bottleneck", (1, 1, 1, 1), base_planes=8, **_TINY),
     ModelConfig("resnest-tiny-basic", "basic", (1, 1, 1, 1), base_planes=16, **_TINY),
+    # Mobile budget (TPSNet's rule: under 5M parameters at 10 classes), CIFAR stem at 32x32.
+    # Parameter counts are asserted in tests/test_sweep_configs.py; MACs: `resnest-bench models`.
+    ModelConfig("resnest-mobile-s", "basic", (1, 1, 1, 1), base_planes=32, **_MOBILE),
+    ModelConfig("resnest-mobile-m", "basic", (2, 2, 2, 2), base_planes=32, **_MOBILE),
+    ModelConfig("resnest-mobile-l", "basic", (2, 2, 2, 2), base_planes=40, **_MOBILE_WIDE),
+    ModelConfig(
+        "resnest-mobile-s-bottleneck", "bottleneck", (2, 2, 2, 2), base_planes=16, **_MOBILE
+    ),
+    # ResNeSt-50's depth (3, 4, 6, 3) at a quarter and at 7/16 of its width.
+    ModelConfig(
+        "resnest-mobile-m-bottleneck", "bottleneck", (3, 4, 6, 3), base_planes=16, **_MOBILE
+    ),
+    ModelConfig(
+        "resnest-mobile-l-bottleneck", "bottleneck", (3, 4, 6, 3), base_planes=28, **_MOBILE
+    ),
 )
 for _cfg in _ZOO:
     register(_cfg)
