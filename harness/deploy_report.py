@@ -327,5 +327,19 @@ def deployment_section(deployment: Deployment, *, synthetic: bool = False) -> st
             artifacts_table(deployment),
             "",
             *(f"- {_int8_line(r)}" for r in deployment.artifacts.int8_records() or [None]),
+            *_data_lines(deployment),
         ]
     )
+
+
+def _data_lines(deployment: Deployment) -> list[str]:
+    """Which images each figure came from, and the preprocessing every runtime was fed."""
+    data = deployment.data
+    if data is None:
+        return []
+    return [
+        f"- Images: int8 calibrated on {data.calibration}; accuracy, agreement and the int8 "
+        f"gate on held-out {data.evaluation}; preprocessing (mean "
+        f"{[round(m, 4) for m in data.mean]}, std {[round(s, 4) for s in data.std]}, "
+        f"{data.image_size} px) from {data.preprocessing_from}."
+    ]

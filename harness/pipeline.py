@@ -251,6 +251,18 @@ def _deploy(
     return deployment.model_copy(update={"data": _data_use(dataset, deployment, pre_from)})
 
 
+def run_config(request: RunRequest, device: str) -> RunConfig:
+    """What was asked for, as every result records it."""
+    return RunConfig(
+        suite=request.suite.name,
+        suite_file=str(request.suite_path) if request.suite_path else None,
+        quick=request.quick,
+        settings=request.suite.model_dump(mode="json"),
+        checkpoint=str(request.checkpoint) if request.checkpoint else None,
+        device=device,
+    )
+
+
 def _kind(suite: Suite) -> str:
     return "suite" if len(suite.steps) > 1 else suite.steps[0].replace("export", "deploy")
 
@@ -374,14 +386,7 @@ def _run_steps(
                 command=["resnest-bench", *request.argv[1:]],
                 seed=suite.seed,
                 environment=environment,
-                config=RunConfig(
-                    suite=suite.name,
-                    suite_file=str(request.suite_path) if request.suite_path else None,
-                    quick=request.quick,
-                    settings=suite.model_dump(mode="json"),
-                    checkpoint=str(request.checkpoint) if request.checkpoint else None,
-                    device=device,
-                ),
+                config=run_config(request, device),
                 training=Training(runs=runs, transfer=transfer) if runs or transfer else None,
                 deployment=deployment,
                 failed_steps=failed,

@@ -40,8 +40,7 @@ from resnest_bench.harness.data import Dataset
 from resnest_bench.harness.deploy import run_deploy
 from resnest_bench.harness.envinfo import fingerprint
 from resnest_bench.harness.errors import BenchError
-from resnest_bench.harness.pipeline import RunRequest, _callbacks, _load_data
-from resnest_bench.harness.results import RunConfig
+from resnest_bench.harness.pipeline import RunRequest, _callbacks, _load_data, run_config
 from resnest_bench.harness.results.sweep import (
     PointSpec,
     PointStatus,
@@ -309,13 +308,7 @@ def _run_claimed(
         command=["resnest-bench", *request.argv[1:]],
         seed=suite.seed,
         environment=environment,
-        config=RunConfig(
-            suite=suite.name,
-            suite_file=str(request.suite_path) if request.suite_path else None,
-            quick=request.quick,
-            settings=suite.model_dump(mode="json"),
-            device=device,
-        ),
+        config=run_config(request, device),
         mode="grid" if section.samples is None else "random",
         grid_points=grid_points,
         max_params=section.max_params,

@@ -125,6 +125,8 @@ def test_deploying_on_another_folder_keeps_the_checkpoints_preprocessing(
     assert use.preprocessing_from == f"the checkpoint {checkpoint}"
     assert use.calibration.startswith("30 of 75% of each class of")
     assert use.evaluation.startswith("the other 25% of each class, held out")
+    report = (run_dir / "report.md").read_text()
+    assert f"int8 calibrated on {use.calibration}" in report and use.evaluation in report
     _, pre = read_model_file(
         run_dir / "artifacts" / "model.pt", fallback=_never, num_classes=CLASSES
     )
