@@ -58,10 +58,15 @@ class SplitAttnConv2d(nn.Module):
                 f"split attention {in_chs}->{out_chs} channels cannot form "
                 f"radix {radix} x cardinality {cardinality} groups"
             )
+        attn_chs = attention_channels(in_chs, radix)
+        if attn_chs % cardinality:
+            raise ModelError(
+                f"split attention's {attn_chs}-channel attention MLP cannot form "
+                f"{cardinality} cardinal groups"
+            )
         self.radix = radix
         self.cardinality = cardinality
         self.out_chs = out_chs
-        attn_chs = attention_channels(in_chs, radix)
         self.conv = nn.Conv2d(
             in_chs,
             out_chs * radix,
@@ -83,16 +88,20 @@ class SplitAttnConv2d(nn.Module):
         if self.radix == 1:
             gate = self.fc2(self.act1(self.bn1(self.fc1(x.mean((2, 3), keepdim=True)))))
             return x * torch.sigmoid(gate)
-        # The splits stay 4-D channel slices, summed with Adds: a 5-D view summed over the radix
-        # axis exports as ReduceSum plus Transposes that ORT runs in fp32 between int8 nodes
-        # (ResNeSt-50 batch 1: ORT fp32 13.0 -> 11.4 ms, int8 6.8 -> 6.5 ms, eager unchanged).
-        splits = torch.split(x, self.out_chs, dim=1)  # radix x (B, C, H, W)
+        # Every op here is one that mobile delegates (XNNPACK in ExecuTorch and LiteRT) take:
+        # 4-D channel slices (not split_with_sizes), Adds, a keepdim mean, softmax over the last
+        # axis, reshapes; no squeezes. The splits stay 4-D and are summed with Adds: a 5-D view
+        # summed over the radix axis exports as ReduceSum plus Transposes that ORT runs in fp32
+        # between int8 nodes (ResNeSt-50 batch 1: ORT fp32 13.0 -> 11.4 ms, int8 6.8 -> 6.5 ms).
+        c, r, per_group = self.out_chs, self.radix, self.out_chs // self.cardinality
+        splits = [x[:, i * c : (i + 1) * c] for i in range(r)]  # radix x (B, C, H, W)
         gap = sum(splits[1:], splits[0]).mean((2, 3), keepdim=True)
         attn = self.fc2(self.act1(self.bn1(self.fc1(gap))))  # B, R*C, 1, 1 in (group, radix) order
-        # fc2 is grouped by cardinal group; softmax runs over the radix splits inside each group.
-        attn = attn.unflatten(1, (self.cardinality, self.radix, self.out_chs // self.cardinality))
-        weights = F.softmax(attn, dim=2).unbind(2)  # radix x (B, card, C/card, 1, 1)
-        out = splits[0] * weights[0].flatten(1, 2)
-        for split, weight in zip(splits[1:], weights[1:], strict=True):
-            out = out + split * weight.flatten(1, 2)
+        # fc2 is grouped by cardinal group; softmax runs over the radix splits inside each group,
+        # moved to the last axis: (B, card, R, C/card) -> (B, card, C/card, R) -> (B, C, 1, R).
+        attn = attn.reshape(-1, self.cardinality, r, per_group).transpose(2, 3)
+        weights = F.softmax(attn, dim=-1).reshape(-1, c, 1, r)
+        out = splits[0] * weights[..., 0:1]
+        for i in range(1, r):
+            out = out + splits[i] * weights[..., i : i + 1]
         return out

@@ -130,7 +130,7 @@ class ResNeSt(nn.Module):
                 nn.init.zeros_(last[1].weight)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem(x)).mean((2, 3))
+        return self.stages(self.stem(x)).mean((2, 3), keepdim=True).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.forward_features(x))

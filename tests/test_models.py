@@ -98,7 +98,7 @@ def _reference_split_attention(layer: SplitAttnConv2d, x: torch.Tensor) -> torch
     return torch.cat(outs, 1)
 
 
-@pytest.mark.parametrize(("radix", "cardinality"), [(1, 1), (2, 1), (2, 4), (3, 2)])
+@pytest.mark.parametrize(("radix", "cardinality"), [(1, 1), (2, 1), (2, 4), (3, 2), (4, 2)])
 def test_split_attention_matches_paper_equations(radix: int, cardinality: int) -> None:
     torch.manual_seed(0)
     layer = SplitAttnConv2d(24, 24, radix=radix, cardinality=cardinality).eval()
@@ -106,8 +106,10 @@ def test_split_attention_matches_paper_equations(radix: int, cardinality: int) -
         bn.running_mean.uniform_(-0.5, 0.5)
         bn.running_var.uniform_(0.5, 2.0)
     x = torch.randn(3, 24, 8, 8)
-    with torch.no_grad():
-        torch.testing.assert_close(layer(x), _reference_split_attention(layer, x))
+    with torch.no_grad():  # within 1e-5: the delegate-friendly form computes the same function
+        torch.testing.assert_close(
+            layer(x), _reference_split_attention(layer, x), atol=1e-5, rtol=0
+        )
 
 
 def _save(tmp_path, state: dict, name: str = "w.pth"):
