@@ -237,6 +237,25 @@ def artifacts_table(deployment: Deployment) -> str:
     return md.table(["artifact", "file", "MiB", "of state_dict"], rows)
 
 
+def coverage_table(deployment: Deployment) -> str:
+    """Per artifact, the share of its graph the runtime's delegate runs and what fell back."""
+    rows = [
+        [
+            kind,
+            cover.delegate,
+            f"{cover.delegated_ops}/{cover.total_ops}",
+            md.pct(cover.fraction, 1),
+            ", ".join(f"{op} x{n}" for op, n in sorted(cover.fallback.items())) or "none",
+        ]
+        for record in deployment.artifacts.converted().values()
+        for kind, cover in record.coverage.items()
+    ]
+    if not rows:
+        return ""
+    head = ["artifact", "delegate", "ops delegated", "%", "not delegated (reference kernels)"]
+    return "\n".join(["Delegate coverage", "", md.table(head, rows), ""])
+
+
 def _int8_verdict(int8: Int8Record) -> str:
     if int8.within_limit:
         return "within the limit"
@@ -326,6 +345,7 @@ def deployment_section(deployment: Deployment, *, synthetic: bool = False) -> st
             "",
             artifacts_table(deployment),
             "",
+            coverage_table(deployment),
             *(f"- {_int8_line(r)}" for r in deployment.artifacts.int8_records() or [None]),
             *_data_lines(deployment),
         ]

@@ -297,3 +297,33 @@ def test_report_states_gpu_driver_cuda_and_cudnn():
     lines = environment_lines(Environment.model_validate({**ENVIRONMENT, "gpu": gpu}))
     (line,) = [line for line in lines if line.startswith("- GPU:")]
     assert "driver 550.54, CUDA 12.4, cuDNN 90100" in line and "None" not in line
+
+
+def test_delegate_coverage_round_trips_and_renders() -> None:
+    from resnest_bench.harness.deploy_report import coverage_table
+    from resnest_bench.harness.results.deployment import Deployment
+
+    int8 = {
+        **{"path": "m.pte", "size_bytes": 1, "variant": "none", "settings": {"method": "pt2e"}},
+        **{"fp32_top1": 90.0, "int8_top1": 89.8, "drop_pts": 0.2, "max_drop_pts": 1.0},
+        **{"within_limit": True, "calibration_images": 8, "heldout_images": 8},
+        **{"excluded_nodes": [], "attempts": []},
+    }
+    cover = {"delegate": "XNNPACK", "delegated_ops": 40, "total_ops": 50, "fallback": {"mean": 9}}
+    converted = {
+        **{"version": "1.5.1", "fp32_path": "m.pte", "fp32_size_bytes": 1, "fp32_top1": 90.0},
+        **{"int8": int8, "coverage": {"executorch_fp32": cover}},
+    }
+    deployment = Deployment.model_validate(
+        {
+            "environment": {"usable_cpus": 1, "threads": 1, "cgroup": {}},
+            "artifacts": {"files": {}, "sizes_bytes": {}, "executorch": converted},
+            "targets": [],
+            "demo": {"index": 0, "label": "0", "classes": ["0"], "probs": {}},
+        }
+    )
+    again = Deployment.model_validate_json(deployment.model_dump_json())
+    assert again == deployment
+    assert again.artifacts.executorch.coverage["executorch_fp32"].fraction == 0.8
+    assert again.artifacts.int8_records() == [again.artifacts.executorch.int8]
+    assert "| executorch_fp32 | XNNPACK | 40/50 | 80.0% | mean x9 |" in coverage_table(again)

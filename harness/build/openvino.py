@@ -23,13 +23,13 @@ from resnest_bench.harness.build.gate import (
     run_gate,
 )
 from resnest_bench.harness.build.int8 import CALIBRATION_BATCH, prepare_onnx, quiet
-from resnest_bench.harness.results.deployment import Int8Settings, OpenVinoRecord
+from resnest_bench.harness.results.deployment import ConvertedRecord, Int8Settings
 from resnest_bench.harness.runtimes.openvino import OpenVinoCpu
 
 
 def build_openvino(
     onnx_fp32: Path, fp32_xml: Path, int8_xml: Path, data: GateData
-) -> OpenVinoRecord:
+) -> ConvertedRecord:
     """Write the fp32 and the gated int8 IR (each an .xml with its .bin); the record names
     both files."""
     import nncf
@@ -90,7 +90,7 @@ def build_openvino(
         schemes=[],
         scheme_reason="OpenVINO picks its int8 kernels for the CPU it runs on",
     )
-    return OpenVinoRecord(
+    return ConvertedRecord(
         version=ov.__version__,
         fp32_path=fp32_xml.name,
         fp32_size_bytes=artifact_bytes(fp32_xml),

@@ -184,14 +184,30 @@ class OrtRecord(Record):
     size_bytes: int
 
 
-class OpenVinoRecord(Record):
-    """OpenVINO IRs (harness.build.openvino): fp32 and the gated NNCF int8 model."""
+class DelegateCoverage(Record):
+    """How much of one artifact's graph a runtime's accelerated delegate runs (XNNPACK for
+    ExecuTorch and LiteRT); `fallback` counts, per op name, what runs in reference kernels."""
+
+    delegate: str
+    delegated_ops: int
+    total_ops: int
+    fallback: dict[str, int] = Field(default_factory=dict)
+
+    @property
+    def fraction(self) -> float | None:
+        return self.delegated_ops / self.total_ops if self.total_ops else None
+
+
+class ConvertedRecord(Record):
+    """One runtime's own model files (OpenVINO IR, ExecuTorch .pte, LiteRT .tflite): the fp32
+    conversion, its gated int8 twin, and per artifact kind what its delegate covers."""
 
     version: str
     fp32_path: str
     fp32_size_bytes: int
     fp32_top1: float
     int8: Int8Record
+    coverage: dict[str, DelegateCoverage] = Field(default_factory=dict)
 
 
 class ArtifactsRecord(Record):
@@ -203,11 +219,19 @@ class ArtifactsRecord(Record):
     export: ExportRecord | None = None
     int8: Int8Record | None = None
     ort: OrtRecord | None = None
-    openvino: OpenVinoRecord | None = None
+    openvino: ConvertedRecord | None = None
+    executorch: ConvertedRecord | None = None
+    litert: ConvertedRecord | None = None
+
+    def converted(self) -> dict[str, ConvertedRecord]:
+        """The runtimes' own conversions that were built, by runtime name."""
+        built = {"openvino": self.openvino, "executorch": self.executorch, "litert": self.litert}
+        return {name: record for name, record in built.items() if record is not None}
 
     def int8_records(self) -> list[Int8Record]:
-        """Every gated int8 model of the run (ONNX Runtime's, OpenVINO's)."""
-        return [r for r in (self.int8, self.openvino.int8 if self.openvino else None) if r]
+        """Every gated int8 model of the run (ONNX Runtime's, then each conversion's)."""
+        own = [self.int8] if self.int8 else []
+        return own + [record.int8 for record in self.converted().values()]
 
     @model_validator(mode="before")
     @classmethod
