@@ -5,8 +5,7 @@ These machines are shared: a neighbour's load swung PyTorch eager batch-1 latenc
 - the host's load over the timed interval: load average, CPU time used by processes other than
   ours (from /proc/stat minus our own process tree), steal time and CPU frequency;
 - a row cross-check: batch-1 p50 against the per-image average over the test set (also batch 1,
-  so they must agree) and against batched throughput per image (batching never makes a CPU
-  runtime several times slower per image).
+  so they must agree).
 Linux only where /proc is read; elsewhere the fields are None and the verdict says "unknown".
 """
 
@@ -24,8 +23,6 @@ BUSY_OTHER_CORES = 0.5
 BUSY_STEAL = 0.05
 # Batch-1 p50 vs the batch-1 average over the test set: both batch 1, so beyond this they disagree.
 ROW_SINGLE_TOLERANCE = 1.5
-# Batch-1 p50 vs the best batched time per image on a CPU: batching does not slow a CPU this much.
-ROW_BATCHED_TOLERANCE = 4.0
 
 
 class HostSnapshot(BaseModel):
@@ -145,26 +142,16 @@ def host_load(before: HostSnapshot, after: HostSnapshot) -> HostLoad:
     )
 
 
-def row_disagreement(
-    p50_ms: float | None,
-    avg_ms_per_image: float | None,
-    batched_ms_per_image: float | None,
-    *,
-    cpu: bool,
-) -> str | None:
-    """Why a target's own figures contradict each other, or None when they agree."""
-    if p50_ms is None or p50_ms <= 0:
+def row_disagreement(p50_ms: float | None, avg_ms_per_image: float | None) -> str | None:
+    """Why a target's two batch-1 figures (p50 of the timed queries, the average over the test
+    set) contradict each other, or None when they agree. Batched figures are not compared:
+    on small feature maps (an ImageNet stem on 32x32 images) batching legitimately gains 7x."""
+    if p50_ms is None or p50_ms <= 0 or not avg_ms_per_image:
         return None
-    if avg_ms_per_image:
-        ratio = max(p50_ms, avg_ms_per_image) / min(p50_ms, avg_ms_per_image)
-        if ratio > ROW_SINGLE_TOLERANCE:
-            return (
-                f"batch-1 p50 {p50_ms:.1f} ms vs {avg_ms_per_image:.1f} ms per image over the "
-                f"test set ({ratio:.1f}x apart, tolerance {ROW_SINGLE_TOLERANCE}x)"
-            )
-    if cpu and batched_ms_per_image and p50_ms / batched_ms_per_image > ROW_BATCHED_TOLERANCE:
+    ratio = max(p50_ms, avg_ms_per_image) / min(p50_ms, avg_ms_per_image)
+    if ratio > ROW_SINGLE_TOLERANCE:
         return (
-            f"batch-1 p50 {p50_ms:.1f} ms vs {batched_ms_per_image:.1f} ms per image batched "
-            f"({p50_ms / batched_ms_per_image:.1f}x, tolerance {ROW_BATCHED_TOLERANCE}x)"
+            f"batch-1 p50 {p50_ms:.1f} ms vs {avg_ms_per_image:.1f} ms per image over the "
+            f"test set ({ratio:.1f}x apart, tolerance {ROW_SINGLE_TOLERANCE}x)"
         )
     return None

@@ -52,15 +52,16 @@ def test_a_real_snapshot_reads_the_counters():
 
 def test_the_issue_row_is_flagged():
     # eager reported 2,408 ms at batch 1, 246 ms per image over the test set, ~97 ms batched
-    why = row_disagreement(2408.0, 246.0, 97.0, cpu=True)
+    why = row_disagreement(2408.0, 246.0)
     assert why is not None and "9.8x apart" in why
 
 
-def test_batched_check_applies_on_cpu_only():
-    assert row_disagreement(50.0, 48.0, 5.0, cpu=True) is not None
-    assert row_disagreement(50.0, 48.0, 5.0, cpu=False) is None  # GPUs batch 10x, rightly
+def test_a_large_batching_gain_is_not_a_disagreement():
+    # CI's ImageNet-stem model on 32x32: 47.1 ms at batch 1, 6.5 ms per image batched, both true
+    assert row_disagreement(47.1, 46.0) is None
 
 
 def test_consistent_rows_pass():
-    assert row_disagreement(44.4, 46.0, 34.7, cpu=True) is None
-    assert row_disagreement(None, 46.0, 34.7, cpu=True) is None
+    assert row_disagreement(44.4, 46.0) is None
+    assert row_disagreement(None, 46.0) is None
+    assert row_disagreement(44.4, None) is None

@@ -96,9 +96,9 @@ def _row(**figures) -> Target:
 
 def test_inconsistent_row_is_flagged_and_not_trustworthy():
     """The issue's row: p50 2,408 ms, 246 ms per image over the test set, ~97 ms batched."""
-    flag = hostload.row_disagreement(2408.0, 246.0, 97.0, cpu=True)
+    flag = hostload.row_disagreement(2408.0, 246.0)
     assert flag is not None and "2408.0 ms vs 246.0 ms" in flag
-    assert hostload.row_disagreement(50.0, 52.0, 20.0, cpu=True) is None
+    assert hostload.row_disagreement(50.0, 52.0) is None
     machine = FakeMachine(total_calls=1000)
     section = DeploySection(rounds=2, timing=TIMING, throughput_batches=(4,))
     handles = {REFERENCE: FakeTarget(machine, 1.0)}
