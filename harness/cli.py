@@ -237,13 +237,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from resnest_bench.harness.report import write_report
-    from resnest_bench.harness.results import read_result
+    """Re-render a run's (result.json) or a sweep's (sweep.json) report from its results."""
+    from resnest_bench.harness.results.sweep import SWEEP_NAME, SweepResult, read_record
 
     path = Path(args.result)
-    path = path / "result.json" if path.is_dir() else path
-    result = read_result(path)
-    for name in write_report(path.parent, result):
+    if path.is_dir():
+        path = path / (SWEEP_NAME if (path / SWEEP_NAME).is_file() else "result.json")
+    if path.name == SWEEP_NAME:
+        from resnest_bench.harness.sweep_report import write_sweep_report
+
+        written = write_sweep_report(path.parent, read_record(SweepResult, path))
+    else:
+        from resnest_bench.harness.report import write_report
+        from resnest_bench.harness.results import read_result
+
+        written = write_report(path.parent, read_result(path))
+    for name in written:
         print(path.parent / name)
     return 0
 
@@ -442,8 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--reports", help="where the comparison directory goes")
     compare.set_defaults(handler=cmd_compare)
 
-    report = sub.add_parser("report", help="re-render report.md and plots of a run")
-    report.add_argument("result", help="a run directory or its result.json")
+    report = sub.add_parser("report", help="re-render report.md and plots of a run or a sweep")
+    report.add_argument("result", help="a run or sweep directory, its result.json or sweep.json")
     report.set_defaults(handler=cmd_report)
 
     clean = sub.add_parser(

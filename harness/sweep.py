@@ -42,6 +42,7 @@ from resnest_bench.harness.envinfo import fingerprint
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.pipeline import RunRequest, _callbacks, _load_data, run_config
 from resnest_bench.harness.results.sweep import (
+    SWEEP_NAME,
     PointSpec,
     PointStatus,
     SweepPoint,
@@ -58,7 +59,6 @@ from resnest_bench.models.resnest import ResNeSt
 
 SETTINGS_NAME = "sweep-settings.json"
 POINT_NAME = "point.json"
-SWEEP_NAME = "sweep.json"
 
 
 @dataclass(frozen=True)

@@ -238,6 +238,13 @@ def test_four_point_sweep_completes_with_report(deployed_sweep: Path) -> None:
     assert all(f"| {p.id[:3]} |" in report for p in result.points)
 
 
+def test_report_command_re_renders_a_sweep(deployed_sweep: Path, capsys) -> None:
+    (deployed_sweep / "report.md").write_text("stale")
+    assert main(["report", str(deployed_sweep)]) == 0
+    assert "## Pareto fronts" in (deployed_sweep / "report.md").read_text()
+    assert str(deployed_sweep / "report.md") in capsys.readouterr().out
+
+
 def test_fronts_of_a_real_sweep_hold_exactly_the_undominated_points(deployed_sweep: Path) -> None:
     points = read_record(SweepResult, deployed_sweep / "sweep.json").points
     front = params_front(points)

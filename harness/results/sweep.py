@@ -80,6 +80,9 @@ class SweepResult(Record):
         return data.get("dataset") == "synthetic" or any(t.dataset.synthetic for t in trained)
 
 
+SWEEP_NAME = "sweep.json"
+
+
 def write_record(path: str | os.PathLike[str], record: Record) -> None:
     """A point or a sweep as JSON, written atomically."""
     atomic_write_json(path, record.model_dump(mode="json"))
