@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from resnest_bench import models
-from resnest_bench.harness.checkpoints import read_model_file
+from resnest_bench.harness.checkpoints import read_model_file, save_torch_artifact
 from resnest_bench.harness.cli import main
 from resnest_bench.harness.data import DeviceLoader, ImageSet, load_dataset, normalize
 from resnest_bench.harness.results import read_result
@@ -132,6 +132,23 @@ def test_deploying_on_another_folder_keeps_the_checkpoints_preprocessing(
     )
     assert pre is not None and list(pre.mean) == pytest.approx(run.dataset.mean)
     assert pre.classes == tuple(run.dataset.classes) and pre.image_size == 32
+
+
+def test_exporting_with_another_held_out_draw_of_the_same_folder_is_refused(
+    digits: Path, tmp_path: Path, capsys
+) -> None:
+    """A model trained on a flat folder with seed 0; seed 1 would hold out other images, some
+    of them training images, and inflate every accuracy."""
+    flat = digits / "train"
+    data = load_dataset("folder", root=tmp_path, folder=flat, seed=0)
+    model = models.create_model("resnest-tiny", num_classes=CLASSES)
+    save_torch_artifact(model, tmp_path / "model.pt", data.preprocessing)
+    argv = ["--quiet", "export", "--checkpoint", str(tmp_path / "model.pt"), "--dataset"]
+    argv += ["folder", "--folder", str(flat), "--reports", str(tmp_path / "r"), "--seed", "1"]
+    assert main(argv) == 2
+    (err,) = [x for x in capsys.readouterr().err.splitlines() if "error" in x]
+    assert err.endswith("some would be training images; pass the same --seed and --val-fraction")
+    assert "by seed 0, val_fraction 0.2, but this run draws them by seed 1" in err
 
 
 def test_deploying_on_a_folder_of_other_classes_is_refused(

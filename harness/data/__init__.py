@@ -68,6 +68,7 @@ def load_dataset(
         raise BenchError(
             f"{name!r} has a fixed number of classes; only 'synthetic' takes num_classes"
         )
+    held_out_by = None
     if name in CIFAR_FORMATS:
         if image_size != 32:
             raise BenchError(f"{name} images are 32x32; image size {image_size} is not supported")
@@ -83,6 +84,7 @@ def load_dataset(
         )
         train, test, classes = loaded.train, loaded.test, loaded.classes
         splits = loaded.train_split, loaded.test_split
+        held_out_by = loaded.held_out_by
         source = str(Path(folder).resolve())
     else:
         classes_n = 10 if num_classes is None else num_classes
@@ -105,4 +107,5 @@ def load_dataset(
         source=source,
         train_split=splits[0],
         test_split=splits[1],
+        held_out_by=held_out_by,
     )

@@ -87,6 +87,7 @@ class FolderData:
     classes: tuple[str, ...]
     train_split: str
     test_split: str
+    held_out_by: str | None = None  # the draw that split a flat folder; None for train/ + test/
 
 
 def load_folder(folder: Path, *, image_size: int, seed: int, val_fraction: float) -> FolderData:
@@ -119,4 +120,5 @@ def load_folder(folder: Path, *, image_size: int, seed: int, val_fraction: float
         f"{1 - val_fraction:.0%} of each class of {folder} ({len(train_idx)} images)",
         f"the other {val_fraction:.0%} of each class, held out by seed {seed} "
         f"({len(test_idx)} images)",
+        held_out_by=f"seed {seed}, val_fraction {val_fraction:g}",
     )

@@ -52,6 +52,10 @@ class Preprocessing:
     std: Triple
     image_size: int
     classes: tuple[str, ...]
+    # Where the model was trained and, for a flat folder, how its held-out images were drawn:
+    # evaluating on the same folder with another draw would score training images.
+    source: str | None = None
+    held_out_by: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -59,6 +63,8 @@ class Preprocessing:
             "std": list(self.std),
             "image_size": self.image_size,
             "classes": list(self.classes),
+            "source": self.source,
+            "held_out_by": self.held_out_by,
         }
 
     @classmethod
@@ -73,7 +79,16 @@ class Preprocessing:
             raise ValueError(f"missing or malformed {exc}") from None
         if len(mean) != 3 or len(std) != 3:
             raise ValueError("mean and std need 3 channels each")
-        return cls(mean, std, size, classes)  # type: ignore[arg-type]
+        # absent in files written before they were kept
+        source, held_out_by = raw.get("source"), raw.get("held_out_by")
+        return cls(
+            mean,  # type: ignore[arg-type]
+            std,  # type: ignore[arg-type]
+            size,
+            classes,
+            None if source is None else str(source),
+            None if held_out_by is None else str(held_out_by),
+        )
 
 
 @dataclass(frozen=True)
@@ -95,6 +110,7 @@ class Dataset:
     source: str
     train_split: str = "the training split"
     test_split: str = "the test split"
+    held_out_by: str | None = None
 
     @property
     def num_classes(self) -> int:
@@ -106,7 +122,9 @@ class Dataset:
 
     @property
     def preprocessing(self) -> Preprocessing:
-        return Preprocessing(self.mean, self.std, self.image_size, self.classes)
+        return Preprocessing(
+            self.mean, self.std, self.image_size, self.classes, self.source, self.held_out_by
+        )
 
     def preprocessed_as(self, pre: Preprocessing, origin: str) -> Dataset:
         """This data fed as the model from `origin` was trained: its mean/std, after checking
@@ -122,6 +140,12 @@ class Dataset:
             raise BenchError(
                 f"{origin} was trained on classes [{shown}] but {self.source} holds "
                 f"[{here}]: use a folder with the same class sub-folders"
+            )
+        if pre.source == self.source and pre.held_out_by != self.held_out_by:
+            raise BenchError(
+                f"{origin} held out images of {self.source} by {pre.held_out_by}, but this run "
+                f"draws them by {self.held_out_by}: some would be training images; pass the "
+                "same --seed and --val-fraction"
             )
         return dataclasses.replace(self, mean=pre.mean, std=pre.std)
 

@@ -101,6 +101,7 @@ class DatasetInfo(Record):
     classes: list[str] | None = None
     train_split: str | None = None
     test_split: str | None = None
+    held_out_by: str | None = None  # a flat folder's draw (seed, val_fraction)
 
 
 class ModelInfo(Record):

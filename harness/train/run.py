@@ -59,6 +59,7 @@ def _dataset_info(dataset: Dataset) -> DatasetInfo:
         classes=list(dataset.classes),
         train_split=dataset.train_split,
         test_split=dataset.test_split,
+        held_out_by=dataset.held_out_by,
     )
 
 
