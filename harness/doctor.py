@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -122,36 +121,6 @@ def check_nvml() -> Check:
     return Check(name="NVML", status="OK", detail="energy per epoch will be measured")
 
 
-def tensorrt_loads() -> str | None:
-    """Why ORT's TensorRT provider cannot run a session here, or None if it can. The wheel
-    lists the provider whether or not TensorRT is installed, so only a trial session tells."""
-    import onnx
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"])],
-        "trial",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    options = ort.SessionOptions()
-    options.log_severity_level = 4
-    try:
-        with warnings.catch_warnings():  # "not in available provider names": the answer, not noise
-            warnings.simplefilter("ignore")
-            session = ort.InferenceSession(
-                onnx.shape_inference.infer_shapes(model).SerializeToString(),
-                sess_options=options,
-                providers=["TensorrtExecutionProvider"],
-            )
-    except Exception as exc:
-        return f"a trial session failed: {str(exc).strip().splitlines()[0] if str(exc) else exc}"
-    used = session.get_providers()[0]
-    return None if used == "TensorrtExecutionProvider" else f"its libraries do not load ({used})"
-
-
 def check_tensorrt(suite: Suite) -> Check:
     wanted = suite.deploy.runtimes is None or "ort-tensorrt" in suite.deploy.runtimes
     if "deploy" not in suite.steps or not wanted:
@@ -162,7 +131,9 @@ def check_tensorrt(suite: Suite) -> Check:
         return Check(name="TensorRT", status="SKIP", detail="onnxruntime is not installed")
     if "TensorrtExecutionProvider" not in ort.get_available_providers():
         return Check(name="TensorRT", status="SKIP", detail="this onnxruntime has no TensorRT")
-    why = tensorrt_loads()
+    from resnest_bench.harness.runtimes.ort import provider_trial
+
+    why = provider_trial("TensorrtExecutionProvider")
     if why is not None:
         return Check(
             name="TensorRT", status="WARN", detail=f"listed, but {why}: ort-tensorrt is skipped"

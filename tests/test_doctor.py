@@ -59,7 +59,9 @@ def test_nvml_missing_is_said_once_as_a_warning(monkeypatch):
 
 def test_tensorrt_listed_but_not_loadable_is_a_warning(monkeypatch):
     # This CPU onnxruntime has no TensorRT: a real trial session must fail.
-    assert doctor.tensorrt_loads() is not None
+    from resnest_bench.harness.runtimes.ort import provider_trial
+
+    assert provider_trial("TensorrtExecutionProvider") is not None
     import onnxruntime
 
     listed = [*onnxruntime.get_available_providers(), "TensorrtExecutionProvider"]

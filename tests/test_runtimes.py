@@ -77,6 +77,18 @@ def test_missing_provider_is_reported_not_crashed(monkeypatch):
         get_runtime("ort-tensorrt")
 
 
+def test_a_listed_provider_that_cannot_run_a_session_is_unavailable(monkeypatch):
+    """onnxruntime-gpu lists TensorRT without its libraries; a trial session tells."""
+    import onnxruntime
+
+    listed = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: listed)
+    for name, provider in (("ort-tensorrt", "Tensorrt"), ("ort-cuda", "CUDA")):
+        with pytest.raises(BenchError, match=rf"lists {provider}ExecutionProvider, but its lib"):
+            get_runtime(name)
+    assert get_runtime("ort-cpu") is not None
+
+
 def test_torch_compile_needs_a_compiler(monkeypatch):
     monkeypatch.delenv("CXX", raising=False)
     monkeypatch.setattr(torch_compile_module.shutil, "which", lambda _: None)

@@ -7,6 +7,8 @@ spin unless the thread policy (harness.measure.threads) sets `spinning` False.
 
 from __future__ import annotations
 
+import functools
+import warnings
 from pathlib import Path
 from typing import ClassVar
 
@@ -40,6 +42,37 @@ def session_options(threads: int, optimization: str):
     return options
 
 
+@functools.cache
+def provider_trial(provider: str) -> str | None:
+    """Why `provider` cannot run a session here, or None if it can. onnxruntime-gpu lists
+    TensorRT (and CUDA) whether or not their libraries are installed: only a session tells."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "trial",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    try:
+        with warnings.catch_warnings():  # "not in available provider names": the answer, not noise
+            warnings.simplefilter("ignore")
+            session = ort.InferenceSession(
+                onnx.shape_inference.infer_shapes(model).SerializeToString(),
+                sess_options=options,
+                providers=[provider],
+            )
+    except Exception as exc:
+        return f"a trial session failed: {str(exc).strip().splitlines()[0] if str(exc) else exc}"
+    used = session.get_providers()[0]
+    return None if used == provider else f"its libraries do not load ({used} ran instead)"
+
+
 class OrtRuntime(Runtime):
     """An InferenceSession on `providers` (the first must really be used, or load fails)."""
 
@@ -59,7 +92,9 @@ class OrtRuntime(Runtime):
                 f"this onnxruntime build has no {missing[0]} "
                 "(install onnxruntime-gpu with CUDA/TensorRT libraries on a GPU machine)"
             )
-        return None
+        provider = cls.providers[0]
+        why = None if provider == "CPUExecutionProvider" else provider_trial(provider)
+        return None if why is None else f"onnxruntime lists {provider}, but {why}"
 
     def _load(self, path: Path) -> None:
         import onnxruntime as ort
