@@ -77,6 +77,9 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         target_accuracy=getattr(args, "target", None),
         flip=False if getattr(args, "no_flip", False) else None,
         crop_padding=getattr(args, "crop_padding", None),
+        lr_scaling=getattr(args, "lr_scaling", None),
+        sync_batchnorm=getattr(args, "sync_bn", None) or None,
+        dist_timeout_s=getattr(args, "dist_timeout", None),
         **speed,
     )
     transfer = args.command == "transfer"
@@ -115,7 +118,11 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         max_params=getattr(args, "max_params", None),
         max_macs=getattr(args, "max_macs", None),
     )
-    top = _given(seed=getattr(args, "seed", None), device=getattr(args, "device", None))
+    top = _given(
+        seed=getattr(args, "seed", None),
+        device=getattr(args, "device", None),
+        steps=getattr(args, "steps", None),
+    )
     return {**top, **{name: values for name, values in sections.items() if values}}
 
 
@@ -149,6 +156,8 @@ def _run(args: argparse.Namespace, suite: Suite, suite_path: Path | None) -> int
     from resnest_bench.harness.pipeline import run_suite
 
     final = run_suite(_request(args, suite, suite_path))
+    if final is None:  # a data-parallel rank other than 0: rank 0 publishes
+        return 0
     console.log(f"report: {final / 'report.md'}")
     print(final)
     return 0
@@ -324,6 +333,16 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop-padding", type=int, help="random-crop zero padding in pixels (4)")
     p.add_argument("--resume", metavar="RUN_ID", help="continue a killed run from its checkpoints")
     p.add_argument(
+        "--nproc",
+        type=int,
+        help="data-parallel ranks on this host (runs torchrun); -b is then per rank",
+    )
+    p.add_argument(
+        "--lr-scaling", choices=["none", "linear"], help="lr for the global batch (linear: x ranks)"
+    )
+    p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across ranks")
+    p.add_argument("--dist-timeout", type=float, help="seconds a rank waits for a silent peer")
+    p.add_argument(
         "--keep-checkpoints",
         action="store_true",
         help="keep reports/work/<run> (training checkpoints) after the run finishes",
@@ -375,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("suite", help="bundled suite name or path to a suite .toml")
     run.add_argument("--quick", action="store_true", help="the suite's minutes-long form")
     run.add_argument("--checkpoint", help="deploy this checkpoint instead of training one")
+    run.add_argument("--steps", nargs="+", help="only these of the suite's steps (train ...)")
     _add_common(run)
     _add_data(run, "replace the suite's data set (synthetic: a labelled smoke run)")
     _add_model(run)
@@ -455,6 +475,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _launcher(given: list[str]) -> Handler:
+    """--nproc N outside torchrun: this same command line as N ranks (harness.torchrun)."""
+
+    def launch(args: argparse.Namespace) -> int:
+        from resnest_bench.harness.torchrun import launch
+
+        launch(args.nproc, given)
+        return 0
+
+    return launch
+
+
 ANYWHERE = {"--quiet": "quiet", "-v": "verbose", "--verbose": "verbose"}
 
 
@@ -465,6 +497,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args([a for a in given if a not in ANYWHERE])
     console.configure(quiet="quiet" in flags, verbose="verbose" in flags)
     handler: Handler = args.handler
+    if getattr(args, "nproc", None) and "WORLD_SIZE" not in os.environ:
+        handler = _launcher(given)
     try:
         return handler(args)
     except Int8Rejected as exc:

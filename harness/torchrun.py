@@ -1,0 +1,52 @@
+"""`--nproc N`: the same command again as N ranks on this host, through torchrun's own launcher.
+
+Equivalent to `torchrun --standalone --nproc-per-node N -m resnest_bench.harness.cli ARGS`
+(the ranks ignore --nproc: torchrun's RANK/WORLD_SIZE are set). Several nodes: call torchrun
+yourself with its rendezvous flags (README, "Several GPUs and nodes"). A failed rank ends the
+launch with one line naming the ranks and exit codes; torchrun has stopped the others.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from resnest_bench.harness.errors import BenchError
+
+
+def cpu_threads(nproc: int) -> int:
+    """Intra-op threads per rank: the usable CPUs shared out, so N ranks never oversubscribe."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (usable or 1) // nproc)
+
+
+def launch(nproc: int, argv: Sequence[str]) -> None:
+    """Run `resnest-bench ARGV` as `nproc` ranks on this host; BenchError when any rank failed."""
+    if nproc < 1:
+        raise BenchError(f"--nproc must be >= 1, got {nproc}")
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(cpu_threads(nproc)))
+    args = parse_args(
+        ["--standalone", f"--nproc-per-node={nproc}", "-m", "resnest_bench.harness.cli"]
+    )
+    # set after parsing: torchrun's parser would take the ranks' --nproc for its own flag
+    args.training_script_args = list(argv)
+    try:
+        run(args)
+    except ChildFailedError as exc:
+        failures = sorted(exc.failures.items())
+        failed = ", ".join(f"rank {rank} ({_how(fail.exitcode)})" for rank, fail in failures)
+        raise BenchError(
+            f"{failed} of {nproc} failed; torchrun stopped the other ranks and nothing more "
+            "was published (each rank's own error, if it had one, is above)"
+        ) from None
+
+
+def _how(exitcode: int) -> str:
+    if exitcode < 0:
+        import signal
+
+        return f"killed by {signal.Signals(-exitcode).name}"
+    return f"exit code {exitcode}"
