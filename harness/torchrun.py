@@ -8,7 +8,9 @@ launch with one line naming the ranks and exit codes; torchrun has stopped the o
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 from collections.abc import Sequence
 
 from resnest_bench.harness.errors import BenchError
@@ -33,20 +35,23 @@ def launch(nproc: int, argv: Sequence[str]) -> None:
     )
     # set after parsing: torchrun's parser would take the ranks' --nproc for its own flag
     args.training_script_args = list(argv)
+    for name in list(logging.root.manager.loggerDict):  # its per-rank lines: ours says it all
+        if name.startswith("torch.distributed.elastic"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         run(args)
     except ChildFailedError as exc:
+        # ranks torchrun itself stopped (SIGTERM) are not the cause; name the others
         failures = sorted(exc.failures.items())
-        failed = ", ".join(f"rank {rank} ({_how(fail.exitcode)})" for rank, fail in failures)
+        causes = [(r, f) for r, f in failures if f.exitcode != -signal.SIGTERM] or failures
+        failed = ", ".join(f"rank {rank} ({_how(fail.exitcode)})" for rank, fail in causes)
         raise BenchError(
-            f"{failed} of {nproc} failed; torchrun stopped the other ranks and nothing more "
-            "was published (each rank's own error, if it had one, is above)"
+            f"{failed} of {nproc} ranks failed; torchrun stopped the others and nothing more "
+            "was published (a rank's own error, if it printed one, is above)"
         ) from None
 
 
 def _how(exitcode: int) -> str:
     if exitcode < 0:
-        import signal
-
         return f"killed by {signal.Signals(-exitcode).name}"
     return f"exit code {exitcode}"

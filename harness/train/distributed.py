@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -33,7 +34,8 @@ from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.results.training import DistributedRun
 from resnest_bench.harness.train.loop import Trainer
 
-# Test hook: the rank named here exits abruptly after this many training batches (a crash).
+# Test hook, "RANK:EPOCH:BATCH": that rank exits abruptly (no cleanup, as if killed) after
+# training batch BATCH of epoch EPOCH (both 1-based).
 CRASH_ENV = "RESNEST_BENCH_CRASH_RANK_AT_BATCH"
 
 
@@ -105,8 +107,9 @@ def process_group(ranks: Ranks, device: torch.device, timeout_s: float) -> Itera
 
 
 def _line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
+    """The first line of a backend error, without its C++ source location."""
+    text = re.sub(r"\[[^\]]*\.(cc|cpp|h):\d+\]\s*", "", str(exc)).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:160]
 
 
 @contextmanager
@@ -146,16 +149,15 @@ def describe(section: TrainSection, ranks: Ranks, batch_size: int) -> Distribute
     )
 
 
-def _crash_hook(rank: int) -> Callable[[int, int], None] | None:
-    """The CRASH_ENV test hook for this rank ("RANK:BATCH"), or None."""
-    spec = os.environ.get(CRASH_ENV, "")
-    if not spec or int(spec.split(":")[0]) != rank:
+def _crash_hook(rank: int, epoch: int) -> Callable[[int, int], None] | None:
+    """The CRASH_ENV test hook when it names this rank and 0-based `epoch`, else None."""
+    spec = [int(part) for part in os.environ.get(CRASH_ENV, "").split(":") if part]
+    if len(spec) != 3 or spec[:2] != [rank, epoch + 1]:
         return None
-    at = int(spec.split(":")[1])
 
     def crash(i: int, _: int) -> None:
-        if i >= at:
-            os._exit(17)  # no cleanup, no message: as a killed or crashed process
+        if i >= spec[2]:
+            os._exit(17)
 
     return crash
 
@@ -183,7 +185,6 @@ class DistributedTrainer(Trainer):
         )
         self.writes_files = ranks.writer
         self.train_loader.shard(ranks.rank, ranks.world_size)
-        self.crash = _crash_hook(ranks.rank)
 
     def _prepare(self, model: nn.Module) -> nn.Module:
         """DDP around the model on its device, compiled after wrapping when asked (the order
@@ -193,8 +194,7 @@ class DistributedTrainer(Trainer):
         return self.accel.prepare(DistributedDataParallel(placed, device_ids=ids))
 
     def train_epoch(self, epoch: int, on_batch: Callable[[int, int], None] | None) -> dict:
-        if self.crash is not None:
-            on_batch = self.crash
+        on_batch = _crash_hook(self.ranks.rank, epoch) or on_batch
         own = super().train_epoch(epoch, on_batch)
         loss = own["train_loss"] if own["train_loss"] is not None else float("nan")
         mine = torch.tensor(
