@@ -226,6 +226,23 @@ def cmd_step(args: argparse.Namespace) -> int:
     return _run(args, step_suite(step, overrides_from(args)), None)
 
 
+def cmd_scaling(args: argparse.Namespace) -> int:
+    from resnest_bench.harness.scaling import SCALING_MD, run_scaling
+
+    given, rest = list(args.given), []
+    given.remove("scaling")
+    while given:  # the rest of the line goes to every `run`, without --nproc 1,2,...
+        word = given.pop(0)
+        if word == "--nproc":
+            given.pop(0)
+        elif not word.startswith("--nproc="):
+            rest.append(word)
+    final = run_scaling(args.suite, args.nproc, rest, reports_root(args.reports))
+    console.log(f"scaling table: {final / SCALING_MD}")
+    print(final)
+    return 0
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from resnest_bench.harness.plan import make_plan
 
@@ -333,11 +350,6 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop-padding", type=int, help="random-crop zero padding in pixels (4)")
     p.add_argument("--resume", metavar="RUN_ID", help="continue a killed run from its checkpoints")
     p.add_argument(
-        "--nproc",
-        type=int,
-        help="data-parallel ranks on this host (runs torchrun); -b is then per rank",
-    )
-    p.add_argument(
         "--lr-scaling", choices=["none", "linear"], help="lr for the global batch (linear: x ranks)"
     )
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across ranks")
@@ -347,6 +359,21 @@ def _add_training(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep reports/work/<run> (training checkpoints) after the run finishes",
     )
+
+
+def _add_nproc(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--nproc",
+        type=int,
+        help="data-parallel ranks on this host (runs torchrun); -b is then per rank",
+    )
+
+
+def _ranks(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected rank counts like 1,2,4, got {text!r}") from None
 
 
 def _add_deploy(p: argparse.ArgumentParser) -> None:
@@ -399,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(run, "replace the suite's data set (synthetic: a labelled smoke run)")
     _add_model(run)
     _add_training(run)
+    _add_nproc(run)
     _add_deploy(run)
     _add_int8(run)
     run.set_defaults(handler=cmd_run)
@@ -434,11 +462,26 @@ def build_parser() -> argparse.ArgumentParser:
             step.add_argument("--checkpoint", help="trained weights (ours, official or timm)")
         if name in ("train", "transfer"):
             _add_training(step)
+            _add_nproc(step)
         if name == "infer":
             _add_deploy(step)
         if name in ("export", "infer"):
             _add_int8(step)
         step.set_defaults(handler=cmd_step)
+
+    scaling = sub.add_parser(
+        "scaling", help="train a suite at 1, 2, ... N ranks here; speed-up and efficiency table"
+    )
+    scaling.add_argument("suite", help="bundled suite name or path to a suite .toml")
+    scaling.add_argument(
+        "--nproc", type=_ranks, required=True, help="rank counts, 1 among them: 1,2,4"
+    )
+    scaling.add_argument("--quick", action="store_true", help="the suite's minutes-long form")
+    _add_common(scaling)
+    _add_data(scaling, "replace the suite's data set (synthetic: a labelled smoke run)")
+    _add_model(scaling)
+    _add_training(scaling)
+    scaling.set_defaults(handler=cmd_scaling)
 
     doctor = sub.add_parser("doctor", help="check this machine before a long run (and smoke it)")
     doctor.add_argument("suite", nargs="?", default="gpu", help="suite to check for (default gpu)")
@@ -475,16 +518,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _launcher(given: list[str]) -> Handler:
+def _launch(args: argparse.Namespace) -> int:
     """--nproc N outside torchrun: this same command line as N ranks (harness.torchrun)."""
+    from resnest_bench.harness.torchrun import launch
 
-    def launch(args: argparse.Namespace) -> int:
-        from resnest_bench.harness.torchrun import launch
-
-        launch(args.nproc, given)
-        return 0
-
-    return launch
+    launch(args.nproc, args.given)
+    return 0
 
 
 ANYWHERE = {"--quiet": "quiet", "-v": "verbose", "--verbose": "verbose"}
@@ -497,8 +536,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args([a for a in given if a not in ANYWHERE])
     console.configure(quiet="quiet" in flags, verbose="verbose" in flags)
     handler: Handler = args.handler
-    if getattr(args, "nproc", None) and "WORLD_SIZE" not in os.environ:
-        handler = _launcher(given)
+    args.given = given
+    if isinstance(getattr(args, "nproc", None), int) and "WORLD_SIZE" not in os.environ:
+        handler = _launch
     try:
         return handler(args)
     except Int8Rejected as exc:

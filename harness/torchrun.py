@@ -22,14 +22,14 @@ def cpu_threads(nproc: int) -> int:
     return max(1, (usable or 1) // nproc)
 
 
-def launch(nproc: int, argv: Sequence[str]) -> None:
-    """Run `resnest-bench ARGV` as `nproc` ranks on this host; BenchError when any rank failed."""
+def launch(nproc: int, argv: Sequence[str], *, threads: int | None = None) -> None:
+    """Run `resnest-bench ARGV` as `nproc` ranks on this host; BenchError when any rank failed.
+    CPU threads per rank: `threads`, else $OMP_NUM_THREADS, else the usable CPUs shared out."""
     if nproc < 1:
         raise BenchError(f"--nproc must be >= 1, got {nproc}")
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
-    os.environ.setdefault("OMP_NUM_THREADS", str(cpu_threads(nproc)))
     args = parse_args(
         ["--standalone", f"--nproc-per-node={nproc}", "-m", "resnest_bench.harness.cli"]
     )
@@ -38,6 +38,8 @@ def launch(nproc: int, argv: Sequence[str]) -> None:
     for name in list(logging.root.manager.loggerDict):  # its per-rank lines: ours says it all
         if name.startswith("torch.distributed.elastic"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
+    given = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(threads or given or cpu_threads(nproc))  # ranks inherit
     try:
         run(args)
     except ChildFailedError as exc:
@@ -49,6 +51,11 @@ def launch(nproc: int, argv: Sequence[str]) -> None:
             f"{failed} of {nproc} ranks failed; torchrun stopped the others and nothing more "
             "was published (a rank's own error, if it printed one, is above)"
         ) from None
+    finally:
+        if given is None:
+            del os.environ["OMP_NUM_THREADS"]
+        else:
+            os.environ["OMP_NUM_THREADS"] = given
 
 
 def _how(exitcode: int) -> str:
