@@ -178,6 +178,10 @@ class DistributedTrainer(Trainer):
         ranks: Ranks,
     ) -> None:
         self.ranks = ranks
+        if section.sync_batchnorm and accel.device.type != "cuda":
+            raise BenchError(
+                "sync_batchnorm needs CUDA ranks (PyTorch's SyncBatchNorm has no CPU kernels)"
+            )
         if section.sync_batchnorm:
             nn.SyncBatchNorm.convert_sync_batchnorm(model)  # in place below the top module
         super().__init__(
