@@ -50,6 +50,7 @@ TRAIN = [
     "--keep-checkpoints",
 ]
 GLOBAL_BATCH = 32
+TWO_RANKS = ["-b", str(GLOBAL_BATCH // 2), "--lr-scaling", "linear"]  # lr 0.05 x 2
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -80,7 +81,7 @@ def runs(tmp_path_factory):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
     torchrun += ["2", "-m", "resnest_bench.harness.cli", *TRAIN]
     done = subprocess.run(
-        [*torchrun, "-b", str(GLOBAL_BATCH // 2), "--reports", str(two)],
+        [*torchrun, *TWO_RANKS, "--reports", str(two)],
         env=_env(),
         capture_output=True,
         text=True,
@@ -196,7 +197,8 @@ def test_result_states_ranks_and_global_batch(runs):
         GLOBAL_BATCH // 2,
         GLOBAL_BATCH,
     )
-    assert dist.sync_batchnorm and dist.lr_scaling == "none"
+    assert not dist.sync_batchnorm and (dist.lr_scaling, dist.lr) == ("linear", 0.1)
+    assert [r.lr for r in run.epochs] == [0.1, 0.1]
     last = run.epochs[-1]
     assert last.world_size == 2 and len(last.rank_images_per_s) == 2
     assert last.images_per_s == pytest.approx(last.images / last.train_s)
@@ -227,7 +229,7 @@ def test_a_dying_rank_stops_the_run_and_resume_is_exact(runs, tmp_path):
     two, _ = runs
     reports = tmp_path / "reports"
     command = [sys.executable, "-m", "resnest_bench.harness.cli", *TRAIN]
-    command += ["-b", str(GLOBAL_BATCH // 2), "--reports", str(reports)]
+    command += [*TWO_RANKS, "--reports", str(reports)]
     command += ["--nproc", "2"]
     crashed = subprocess.run(  # rank 1 exits abruptly after batch 2 of epoch 2
         command, env=_env(**{CRASH_ENV: "1:2:2"}), capture_output=True, text=True, timeout=240
