@@ -58,6 +58,10 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, "OMP_NUM_THREADS": "1", **extra}
 
 
+def _run(command: list[str], **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(command, env=_env(**env), capture_output=True, text=True, timeout=240)
+
+
 def _published(reports: Path) -> list[Path]:
     return sorted(reports.glob("*/result.json"))
 
@@ -80,13 +84,7 @@ def runs(tmp_path_factory):
     two, one = root / "two", root / "one"
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
     torchrun += ["2", "-m", "resnest_bench.harness.cli", *TRAIN]
-    done = subprocess.run(
-        [*torchrun, *TWO_RANKS, "--reports", str(two)],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    done = _run([*torchrun, *TWO_RANKS, "--reports", str(two)])
     assert done.returncode == 0, done.stderr[-3000:]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -145,13 +143,7 @@ def test_two_ranks_reach_the_one_rank_weights(tmp_path):
     two.mkdir(), one.mkdir()
     worker = str(Path(__file__).with_name("ddp_worker.py"))
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
-    done = subprocess.run(
-        [*torchrun, "2", worker, str(two), str(GLOBAL_BATCH)],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    done = _run([*torchrun, "2", worker, str(two), str(GLOBAL_BATCH)])
     assert done.returncode == 0, done.stderr[-3000:]
     threads = torch.get_num_threads()
     try:
@@ -176,13 +168,7 @@ def test_two_ranks_reach_the_one_rank_weights(tmp_path):
 
 def test_sync_batchnorm_is_refused_on_cpu_ranks(tmp_path):
     command = [sys.executable, "-m", "resnest_bench.harness.cli", *TRAIN, "--sync-bn"]
-    done = subprocess.run(
-        [*command, "-b", "16", "--reports", str(tmp_path), "--nproc", "1"],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _run([*command, "-b", "16", "--reports", str(tmp_path), "--nproc", "1"])
     assert done.returncode == 2
     assert "sync_batchnorm needs CUDA ranks" in done.stderr
 
@@ -231,9 +217,7 @@ def test_a_dying_rank_stops_the_run_and_resume_is_exact(runs, tmp_path):
     command = [sys.executable, "-m", "resnest_bench.harness.cli", *TRAIN]
     command += [*TWO_RANKS, "--reports", str(reports)]
     command += ["--nproc", "2"]
-    crashed = subprocess.run(  # rank 1 exits abruptly after batch 2 of epoch 2
-        command, env=_env(**{CRASH_ENV: "1:2:2"}), capture_output=True, text=True, timeout=240
-    )
+    crashed = _run(command, **{CRASH_ENV: "1:2:2"})  # rank 1 dies after batch 2 of epoch 2
     assert crashed.returncode == 2, crashed.stderr[-3000:]
     last = crashed.stderr.strip().splitlines()[-1]
     assert last.startswith("resnest-bench: error: rank 1 (exit code 17) of 2 ranks failed"), last
@@ -241,9 +225,7 @@ def test_a_dying_rank_stops_the_run_and_resume_is_exact(runs, tmp_path):
     assert not list(reports.glob("*/report.md"))
     (work,) = (reports / "work").iterdir()
     assert f"--resume {work.name}" in crashed.stderr
-    resumed = subprocess.run(
-        [*command, "--resume", work.name], env=_env(), capture_output=True, text=True, timeout=240
-    )
+    resumed = _run([*command, "--resume", work.name])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     run = read_result(_published(reports)[0]).training.runs[0]
     assert run.resumed_from_epoch == 1
@@ -255,12 +237,11 @@ def test_a_dying_rank_stops_the_run_and_resume_is_exact(runs, tmp_path):
 
 def test_several_ranks_refuse_a_suite_that_does_not_train(tmp_path):
     command = [sys.executable, "-m", "resnest_bench.harness.cli", "export", "--checkpoint", "x.pt"]
-    done = subprocess.run(
+    done = _run(
         [*command, "--reports", str(tmp_path), "--device", "cpu"],
-        env=_env(RANK="0", WORLD_SIZE="2", LOCAL_RANK="0"),
-        capture_output=True,
-        text=True,
-        timeout=60,
+        RANK="0",
+        WORLD_SIZE="2",
+        LOCAL_RANK="0",
     )
     assert done.returncode == 2
     last = done.stderr.strip().splitlines()[-1]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -133,22 +134,6 @@ def _accel(section: TrainSection, device: str) -> Accel:
     )
 
 
-def _trainer(
-    model: models.ResNeSt,
-    dataset: Dataset,
-    section: TrainSection,
-    accel: Accel,
-    batch_size: int,
-    seed: int,
-    ranks: Ranks | None,
-) -> Trainer:
-    if ranks is None:
-        return Trainer(model, dataset, section, accel, batch_size=batch_size, seed=seed)
-    return DistributedTrainer(
-        model, dataset, section, accel, batch_size=batch_size, seed=seed, ranks=ranks
-    )
-
-
 def _free_device_memory(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
@@ -202,12 +187,13 @@ def train(
     # Weights to restart from when a fresh run must retry at a smaller batch size.
     initial = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     batch_size = start.batch_size if start else section.batch_size
+    trainer = partial(DistributedTrainer, ranks=ranks) if ranks else Trainer
     failed = list(start.failed_batch_sizes) if start else []
 
     while True:
         try:
             records = run_epochs(
-                _trainer(model, dataset, section, accel, batch_size, seed, ranks),
+                trainer(model, dataset, section, accel, batch_size=batch_size, seed=seed),
                 work_dir,
                 start=start,
                 identity=identity,
