@@ -39,8 +39,8 @@ def render(result: ScalingResult) -> str:
             "",
             "Steady-state epochs (epoch 1 excluded); s/epoch is the slowest rank's; speed-up is "
             "images/s against the 1-rank run of the same suite on this machine, efficiency "
-            "= speed-up / ranks. The per-rank batch is fixed, so the global batch grows with "
-            "the ranks (weak scaling).",
+            "= speed-up / ranks; per-rank images/s are each rank's own in the last epoch. The "
+            "per-rank batch is fixed, so the global batch grows with the ranks (weak scaling).",
             "",
             table(head, rows),
             "",
