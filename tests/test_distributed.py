@@ -190,6 +190,8 @@ def test_result_states_ranks_and_global_batch(runs):
     assert last.images_per_s == pytest.approx(last.images / last.train_s)
     log = (two / _published(two)[0].parent.name / "epochs-resnest-tiny.jsonl").read_text()
     assert len(log.splitlines()) == 2
+    report = (_published(two)[0].parent / "report.md").read_text()
+    assert "| 16 x 2 ranks = 32 |" in report
 
 
 def test_scaling_row_against_the_one_rank_run(runs):
