@@ -77,6 +77,9 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         target_accuracy=getattr(args, "target", None),
         flip=False if getattr(args, "no_flip", False) else None,
         crop_padding=getattr(args, "crop_padding", None),
+        lr_scaling=getattr(args, "lr_scaling", None),
+        sync_batchnorm=getattr(args, "sync_bn", None) or None,
+        dist_timeout_s=getattr(args, "dist_timeout", None),
         **speed,
     )
     transfer = args.command == "transfer"
@@ -115,7 +118,11 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         max_params=getattr(args, "max_params", None),
         max_macs=getattr(args, "max_macs", None),
     )
-    top = _given(seed=getattr(args, "seed", None), device=getattr(args, "device", None))
+    top = _given(
+        seed=getattr(args, "seed", None),
+        device=getattr(args, "device", None),
+        steps=getattr(args, "steps", None),
+    )
     return {**top, **{name: values for name, values in sections.items() if values}}
 
 
@@ -149,6 +156,8 @@ def _run(args: argparse.Namespace, suite: Suite, suite_path: Path | None) -> int
     from resnest_bench.harness.pipeline import run_suite
 
     final = run_suite(_request(args, suite, suite_path))
+    if final is None:  # a data-parallel rank other than 0: rank 0 publishes
+        return 0
     console.log(f"report: {final / 'report.md'}")
     print(final)
     return 0
@@ -215,6 +224,23 @@ def cmd_step(args: argparse.Namespace) -> int:
     if step in ("transfer", "deploy", "export") and not args.checkpoint:
         raise BenchError(f"{args.command} needs --checkpoint (a trained model to start from)")
     return _run(args, step_suite(step, overrides_from(args)), None)
+
+
+def cmd_scaling(args: argparse.Namespace) -> int:
+    from resnest_bench.harness.scaling import SCALING_MD, run_scaling
+
+    given, rest = list(args.given), []
+    given.remove("scaling")
+    while given:  # the rest of the line goes to every `run`, without --nproc 1,2,...
+        word = given.pop(0)
+        if word == "--nproc":
+            given.pop(0)
+        elif not word.startswith("--nproc="):
+            rest.append(word)
+    final = run_scaling(args.suite, args.nproc, rest, reports_root(args.reports))
+    console.log(f"scaling table: {final / SCALING_MD}")
+    print(final)
+    return 0
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -333,10 +359,30 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop-padding", type=int, help="random-crop zero padding in pixels (4)")
     p.add_argument("--resume", metavar="RUN_ID", help="continue a killed run from its checkpoints")
     p.add_argument(
+        "--lr-scaling", choices=["none", "linear"], help="lr for the global batch (linear: x ranks)"
+    )
+    p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across ranks")
+    p.add_argument("--dist-timeout", type=float, help="seconds a rank waits for a silent peer")
+    p.add_argument(
         "--keep-checkpoints",
         action="store_true",
         help="keep reports/work/<run> (training checkpoints) after the run finishes",
     )
+
+
+def _add_nproc(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--nproc",
+        type=int,
+        help="data-parallel ranks on this host (runs torchrun); -b is then per rank",
+    )
+
+
+def _ranks(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected rank counts like 1,2,4, got {text!r}") from None
 
 
 def _add_deploy(p: argparse.ArgumentParser) -> None:
@@ -384,10 +430,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("suite", help="bundled suite name or path to a suite .toml")
     run.add_argument("--quick", action="store_true", help="the suite's minutes-long form")
     run.add_argument("--checkpoint", help="deploy this checkpoint instead of training one")
+    run.add_argument("--steps", nargs="+", help="only these of the suite's steps (train ...)")
     _add_common(run)
     _add_data(run, "replace the suite's data set (synthetic: a labelled smoke run)")
     _add_model(run)
     _add_training(run)
+    _add_nproc(run)
     _add_deploy(run)
     _add_int8(run)
     run.set_defaults(handler=cmd_run)
@@ -423,11 +471,26 @@ def build_parser() -> argparse.ArgumentParser:
             step.add_argument("--checkpoint", help="trained weights (ours, official or timm)")
         if name in ("train", "transfer"):
             _add_training(step)
+            _add_nproc(step)
         if name == "infer":
             _add_deploy(step)
         if name in ("export", "infer"):
             _add_int8(step)
         step.set_defaults(handler=cmd_step)
+
+    scaling = sub.add_parser(
+        "scaling", help="train a suite at 1, 2, ... N ranks here; speed-up and efficiency table"
+    )
+    scaling.add_argument("suite", help="bundled suite name or path to a suite .toml")
+    scaling.add_argument(
+        "--nproc", type=_ranks, required=True, help="rank counts, 1 among them: 1,2,4"
+    )
+    scaling.add_argument("--quick", action="store_true", help="the suite's minutes-long form")
+    _add_common(scaling)
+    _add_data(scaling, "replace the suite's data set (synthetic: a labelled smoke run)")
+    _add_model(scaling)
+    _add_training(scaling)
+    scaling.set_defaults(handler=cmd_scaling)
 
     doctor = sub.add_parser("doctor", help="check this machine before a long run (and smoke it)")
     doctor.add_argument("suite", nargs="?", default="gpu", help="suite to check for (default gpu)")
@@ -464,6 +527,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _launch(args: argparse.Namespace) -> int:
+    """--nproc N outside torchrun: this same command line as N ranks (harness.torchrun)."""
+    from resnest_bench.harness.torchrun import launch
+
+    launch(args.nproc, args.given)
+    return 0
+
+
 ANYWHERE = {"--quiet": "quiet", "-v": "verbose", "--verbose": "verbose"}
 
 
@@ -474,6 +545,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args([a for a in given if a not in ANYWHERE])
     console.configure(quiet="quiet" in flags, verbose="verbose" in flags)
     handler: Handler = args.handler
+    args.given = given
+    if isinstance(getattr(args, "nproc", None), int) and "WORLD_SIZE" not in os.environ:
+        handler = _launch
     try:
         return handler(args)
     except Int8Rejected as exc:

@@ -98,6 +98,10 @@ class TrainSection(Section):
     auto_batch: bool = False
     flip: bool = True  # random horizontal flip (off for digits, text, oriented images)
     crop_padding: int = Field(default=4, ge=0)  # random crop from this much zero padding
+    # Data-parallel (torchrun): batch_size is per rank, the global batch is ranks x batch_size.
+    lr_scaling: Literal["none", "linear"] = "none"  # linear: lr x ranks (Goyal et al. 2017)
+    sync_batchnorm: bool = False  # batch statistics over the global batch, not each rank's
+    dist_timeout_s: float = Field(default=300.0, gt=0, allow_inf_nan=False)  # a silent rank
 
     @model_validator(mode="before")
     @classmethod

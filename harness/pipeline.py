@@ -46,6 +46,12 @@ from resnest_bench.harness.train import (
     load_transfer_weights,
     train,
 )
+from resnest_bench.harness.train.distributed import (
+    Ranks,
+    local_first,
+    process_group,
+    ranks_from_env,
+)
 from resnest_bench.models.profile import count_params
 
 RESULT_NAME = "result.json"
@@ -73,7 +79,7 @@ def _load_data(request: RunRequest, name: str) -> Dataset:
     step (transfer to cifar100 then gets 100 synthetic classes)."""
     data = request.suite.data
     dataset = "synthetic" if data.dataset == "synthetic" else name
-    with console.progress() as bar:
+    with local_first(ranks_from_env()), console.progress() as bar:
         task = bar.add_task(f"data: {dataset}", total=None)
         loaded = load_dataset(
             dataset,
@@ -148,6 +154,7 @@ def _train_one(
             callbacks=_callbacks(bar, work_dir.name, section.epochs),
             init=init,
             suite=suite.name,
+            ranks=ranks_from_env(),
         )
     shutil.copyfile(work_dir / run.files.epoch_log, stage_log)
     return run
@@ -298,12 +305,52 @@ def _check_storage(request: RunRequest, work: Path) -> None:
     check_free_space(request.reports_root, need, "reports folder")
 
 
-def run_suite(request: RunRequest) -> Path:
+def run_suite(request: RunRequest) -> Path | None:
     """Run every step of the suite; return the published report directory. Ctrl-C or a crash
-    names the run and the command that resumes it; finished runs drop their checkpoints."""
-    suite, reports = request.suite, request.reports_root
+    names the run and the command that resumes it; finished runs drop their checkpoints.
+    Under torchrun, rank 0 runs the suite and publishes; the other ranks only train beside it
+    (harness.train.distributed) and return None."""
     # "cuda" with no GPU -> GpuRequiredError, before any work
-    device = str(select_device(suite.device))
+    device = select_device(request.suite.device)
+    ranks = ranks_from_env()
+    if ranks is None:
+        return _run_suite(request, str(device))
+    steps = set(request.suite.steps)
+    if "transfer" not in steps and ("train" not in steps or request.checkpoint is not None):
+        raise BenchError("several ranks (torchrun) run only suites that train or fine-tune")
+    device = ranks.device(device)
+    with process_group(ranks, device, request.suite.train.dist_timeout_s):
+        if not ranks.writer:
+            _train_beside(request, str(device), ranks)
+            return None
+        return _run_suite(request, str(device))
+
+
+def _train_beside(request: RunRequest, device: str, ranks: Ranks) -> None:
+    """A rank other than 0: the same data and training calls as rank 0's _run_steps, so every
+    collective meets its partner; nothing is read or written (rank 0's weights reach this
+    rank when DDP wraps the model, its checkpoint when a run resumes)."""
+    suite, steps = request.suite, set(request.suite.steps)
+    unused = request.reports_root / "work" / f"rank-{ranks.rank}"
+    dataset = _load_data(request, suite.data.dataset) if steps - {"transfer"} else None
+    summaries = {}
+    if "train" in steps and request.checkpoint is None:
+        for name in suite.model.names:
+            model = _build_model(suite, name, dataset.num_classes)
+            run = train(
+                model, dataset, unused, suite.train, device=device, seed=suite.seed, ranks=ranks
+            )
+            summaries[name] = run.summary.best_test_top1 or 0.0
+    if "transfer" in steps:
+        data = _load_data(request, suite.transfer.dataset)
+        best = max(summaries, key=summaries.__getitem__, default=suite.model.names[0])
+        model = _build_model(suite, best, data.num_classes)
+        train(model, data, unused, suite.transfer, device=device, seed=suite.seed, ranks=ranks)
+
+
+def _run_suite(request: RunRequest, device: str) -> Path:
+    """run_suite in the one process that publishes (the only one, or rank 0)."""
+    suite, reports = request.suite, request.reports_root
     if request.checkpoint is not None and not request.checkpoint.is_file():
         raise BenchError(f"weights file not found: {request.checkpoint}")
     probe_writable(reports, "reports folder")

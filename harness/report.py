@@ -70,6 +70,14 @@ def _dataset_note(run: TrainingRun) -> str:
     return label
 
 
+def _batch(run: TrainingRun) -> str:
+    """The batch; data-parallel: per rank x ranks = global."""
+    dist = run.distributed
+    if dist is None:
+        return str(run.batch_size)
+    return f"{dist.batch_size} x {dist.world_size} ranks = {dist.global_batch_size}"
+
+
 def _block_label(run: TrainingRun) -> str:
     model = run.model
     return f"{model.block} ({model.name}, {model.stem} stem)"
@@ -118,7 +126,7 @@ def training_tables(runs: list[TrainingRun]) -> str:
                 accel.device_name,
                 f"{accel.precision}{', channels-last' if accel.channels_last else ''}"
                 f"{', compiled' if accel.compile else ''}",
-                str(run.batch_size),
+                _batch(run),
                 md.num(summary.first_epoch_s),
                 md.stats(summary.steady_epoch_s, unit=" s"),
                 md.num(summary.steady_images_per_s),

@@ -5,6 +5,8 @@ Shuffling, random crop (from `pad` pixels of zero padding, 4 by default) and hor
 processes), as in airbench. All randomness comes from a CPU
 torch.Generator seeded by (seed, epoch), so the same epoch yields the same batches on any
 device, and a resumed run sees exactly what an uninterrupted one would have seen.
+A sharded loader (shard(rank, world_size), data-parallel training) draws the same epoch and
+yields only its rank's slice of every global batch: N ranks see what one rank would.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ class DeviceLoader:
         self.channels_last = channels_last
         self.flip, self.pad = flip, pad
         self.epoch = 0
+        self.rank, self.world_size = 0, 1
         if len(self) == 0:
             raise BenchError(
                 f"batch size {batch_size} exceeds the {len(self.labels)} images "
@@ -95,6 +98,17 @@ class DeviceLoader:
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def shard(self, rank: int, world_size: int) -> None:
+        """Make batch_size `rank`'s part of a global batch world_size times larger: every rank
+        draws the same global batches (same order, same augmentation) and yields its slice."""
+        self.batch_size *= world_size
+        self.rank, self.world_size = rank, world_size
+        if len(self) == 0:
+            raise BenchError(
+                f"global batch {self.batch_size} ({world_size} ranks) exceeds the "
+                f"{len(self.labels)} images: use a smaller batch size or fewer ranks"
+            )
 
     def _batch(self, index: torch.Tensor, aug: tuple[torch.Tensor, torch.Tensor] | None):
         images = self.images[index]
@@ -116,5 +130,6 @@ class DeviceLoader:
         else:
             order, aug = torch.arange(n, device=self.device), None
         self.epoch += 1
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            yield self._batch(order[start : start + self.batch_size], aug)
+        part = self.batch_size // self.world_size
+        for start in range(self.rank * part, len(self) * self.batch_size, self.batch_size):
+            yield self._batch(order[start : start + part], aug)

@@ -151,6 +151,23 @@ class EpochRecord(Record):
     energy_method: Literal["counter", "sampled"] | None
     flops_per_s: float
     mfu: float | None
+    # Data-parallel runs: images, images_per_s and losses are over all ranks, train_s the
+    # slowest rank's; rank_images_per_s each rank's own share (a straggler shows here).
+    world_size: int = 1
+    rank_images_per_s: list[float] | None = None
+
+
+class DistributedRun(Record):
+    """How a data-parallel (torchrun) run split its work: batch_size is per rank, the global
+    batch ranks x batch_size; lr is the recipe's lr after the scaling rule."""
+
+    world_size: int
+    backend: str
+    batch_size: int
+    global_batch_size: int
+    lr_scaling: str
+    lr: float
+    sync_batchnorm: bool
 
 
 class TrainSummary(Record):
@@ -194,6 +211,7 @@ class TrainingRun(Record):
     failed_batch_sizes: list[int] = Field(default_factory=list)
     init: WeightsInit | None = None
     resumed_from_epoch: int | None = None
+    distributed: DistributedRun | None = None
     epochs: list[EpochRecord]
     summary: TrainSummary
     files: TrainingFiles

@@ -71,6 +71,8 @@ def _train_step(
 class Trainer:
     """One attempt at one batch size: model on the device, optimizer, scaler, loaders."""
 
+    writes_files = True  # False on data-parallel ranks other than 0 (train/distributed.py)
+
     def __init__(
         self,
         model: models.ResNeSt,
@@ -82,7 +84,7 @@ class Trainer:
         seed: int,
     ) -> None:
         self.model, self.section, self.accel, self.batch_size = model, section, accel, batch_size
-        self.runner = accel.prepare(model)
+        self.runner = self._prepare(model)
         self.optimizer = torch.optim.SGD(
             model.parameters(),
             lr=section.lr,
@@ -104,6 +106,10 @@ class Trainer:
         self.test_loader = DeviceLoader(dataset.test, train=False, **loader_args)
         self.sync = cuda_sync(accel.device) or (lambda: None)
         self.meter = PowerMeter.for_device(accel.device)
+
+    def _prepare(self, model: nn.Module) -> nn.Module:
+        """What to call for training: the model on the device, compiled when asked."""
+        return self.accel.prepare(model)
 
     def state_dict(self) -> dict[str, Any]:
         rng = {"torch": torch.get_rng_state()}
@@ -245,6 +251,8 @@ def run_epochs(
         )
         warm = True
         records.append(record)
+        if not trainer.writes_files:
+            continue
         checkpoint = TrainCheckpoint(
             model_config=trainer.model.config,
             identity=identity,

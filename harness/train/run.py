@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,12 @@ from resnest_bench.harness.results.training import (
     TrainingRun,
     WeightsInit,
 )
+from resnest_bench.harness.train.distributed import (
+    DistributedTrainer,
+    Ranks,
+    broadcast,
+    describe,
+)
 from resnest_bench.harness.train.loop import (
     CHECKPOINT_NAME,
     EPOCH_LOG_NAME,
@@ -41,7 +48,7 @@ from resnest_bench.models.profile import count_macs, count_params
 
 # How a run goes, not what it learns: these may change between a checkpoint and its resume.
 _NOT_LEARNT = frozenset(
-    {"channels_last", "compile", "compile_mode", "auto_batch", "target_accuracy"}
+    {"channels_last", "compile", "compile_mode", "auto_batch", "target_accuracy", "dist_timeout_s"}
 )
 
 
@@ -80,12 +87,17 @@ def _model_info(model: models.ResNeSt, image_size: int) -> ModelInfo:
     )
 
 
-def _identity(dataset: DatasetInfo, section: TrainSection, seed: int) -> dict[str, Any]:
-    """What besides the model config must match for a checkpoint to be resumed."""
+def _identity(
+    dataset: DatasetInfo, section: TrainSection, seed: int, ranks: Ranks | None
+) -> dict[str, Any]:
+    """What besides the model config must match for a checkpoint to be resumed (the number
+    of ranks too: it sets the global batch)."""
+    world = {"world_size": ranks.world_size} if ranks and ranks.world_size > 1 else {}
     return {
         "dataset": dataset.model_dump(mode="json"),
         "recipe": section.model_dump(mode="json", exclude=_NOT_LEARNT),
         "seed": seed,
+        **world,
     }
 
 
@@ -141,12 +153,15 @@ def train(
     callbacks: Callbacks | None = None,
     init: WeightsInit | None = None,
     suite: str = "",
+    ranks: Ranks | None = None,
 ) -> TrainingRun:
     """Train `model` in place on `dataset`, checkpointing into `work_dir` after every epoch.
 
     resume=True continues from work_dir's checkpoint when there is one (same model, data,
     recipe, precision and seed required); without it an existing checkpoint is an error, never
     overwritten. `init` records where a fine-tuned body came from; `suite` names the suite.
+    `ranks` (under torchrun): data-parallel, rank 0 reads and writes work_dir, the others
+    receive its checkpoint.
     """
     callbacks = callbacks or Callbacks()
     if model.config.num_classes != dataset.num_classes:
@@ -159,24 +174,27 @@ def train(
     work_dir = Path(work_dir)
     ckpt_path = work_dir / CHECKPOINT_NAME
     dataset_info = _dataset_info(dataset)
-    identity = _identity(dataset_info, section, seed)
+    identity = _identity(dataset_info, section, seed, ranks)
     start = None
-    if ckpt_path.exists():
-        if not resume:
-            raise BenchError(f"{ckpt_path} exists: resume that run or choose a new directory")
-        start = read_checkpoint(ckpt_path)
-        _check_resumable(ckpt_path, start, model.config, identity)
-    work_dir.mkdir(parents=True, exist_ok=True)
+    if ranks is None or ranks.writer:
+        if ckpt_path.exists():
+            if not resume:
+                raise BenchError(f"{ckpt_path} exists: resume that run or choose a new directory")
+            start = read_checkpoint(ckpt_path)
+            _check_resumable(ckpt_path, start, model.config, identity)
+        work_dir.mkdir(parents=True, exist_ok=True)
+    start = broadcast(ranks, start)
     model_info = _model_info(model, dataset.image_size)
     # Weights to restart from when a fresh run must retry at a smaller batch size.
     initial = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     batch_size = start.batch_size if start else section.batch_size
+    trainer = partial(DistributedTrainer, ranks=ranks) if ranks else Trainer
     failed = list(start.failed_batch_sizes) if start else []
 
     while True:
         try:
             records = run_epochs(
-                Trainer(model, dataset, section, accel, batch_size=batch_size, seed=seed),
+                trainer(model, dataset, section, accel, batch_size=batch_size, seed=seed),
                 work_dir,
                 start=start,
                 identity=identity,
@@ -190,7 +208,7 @@ def train(
             pass  # handled below, once the exception (and the activations it holds) is gone
         _free_device_memory(accel.device)
         failed.append(batch_size)
-        if not section.auto_batch or start is not None or batch_size == 1:
+        if not section.auto_batch or start is not None or batch_size == 1 or ranks:
             hint = "" if section.auto_batch else " (auto_batch retries at half the batch size)"
             raise BenchError(f"out of GPU memory at batch size {batch_size}{hint}")
         batch_size //= 2
@@ -207,6 +225,7 @@ def train(
         failed_batch_sizes=failed,
         init=init,
         resumed_from_epoch=start.epoch if start else None,
+        distributed=describe(section, ranks, batch_size) if ranks else None,
         epochs=records,
         summary=summarize(records, epochs_planned=section.epochs, target=section.target_accuracy),
         files=TrainingFiles(checkpoint=CHECKPOINT_NAME, epoch_log=EPOCH_LOG_NAME),
