@@ -14,7 +14,12 @@ import torch
 from torch import nn
 
 from resnest_bench.models.configs import ModelConfig, StemKind
-from resnest_bench.models.layers import SplitAttnConv2d, conv_bn_act
+from resnest_bench.models.layers import (
+    PaddedAvgPool,
+    SplitAttnConv2d,
+    StridedAvgPool,
+    conv_bn_act,
+)
 
 
 def _shortcut(in_chs: int, out_chs: int, stride: int, avg_down: bool) -> nn.Module:
@@ -22,8 +27,10 @@ def _shortcut(in_chs: int, out_chs: int, stride: int, avg_down: bool) -> nn.Modu
     if stride == 1 and in_chs == out_chs:
         return nn.Identity()
     if avg_down:
-        pool = nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False)
-        layers = [pool if stride > 1 else nn.Identity(), nn.Conv2d(in_chs, out_chs, 1, bias=False)]
+        layers = [
+            StridedAvgPool(stride) if stride > 1 else nn.Identity(),
+            nn.Conv2d(in_chs, out_chs, 1, bias=False),
+        ]
     else:
         layers = [nn.Identity(), nn.Conv2d(in_chs, out_chs, 1, stride, bias=False)]
     return nn.Sequential(*layers, nn.BatchNorm2d(out_chs))
@@ -39,7 +46,7 @@ def _spatial_conv(in_chs: int, out_chs: int, stride: int, cfg: ModelConfig) -> n
 def _avd_split(stride: int, cfg: ModelConfig) -> tuple[int, nn.Module]:
     """With avd, the conv keeps stride 1 and a 3x3 average pool after it does the striding."""
     if cfg.avd and stride > 1:
-        return 1, nn.AvgPool2d(3, stride, padding=1)
+        return 1, PaddedAvgPool(stride)
     return stride, nn.Identity()
 
 
