@@ -41,19 +41,6 @@ class StridedAvgPool(nn.Module):
         return F.avg_pool2d(x, s, s, ceil_mode=ragged, count_include_pad=False)
 
 
-class PaddedAvgPool(nn.Module):
-    """The avd pool: AvgPool2d(3, s, padding=1), whose windows count the zero padding (always /9),
-    written as an explicit zero pad then an unpadded pool. Same numbers; XNNPACK refuses a pool
-    that averages in its own padding but takes a pad followed by a plain pool."""
-
-    def __init__(self, stride: int) -> None:
-        super().__init__()
-        self.stride = stride
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(F.pad(x, (1, 1, 1, 1)), 3, self.stride)
-
-
 def attention_channels(in_chs: int, radix: int) -> int:
     """Width of the attention MLP, as published: max(in * radix / 4, 32)."""
     return max(in_chs * radix // 4, 32)

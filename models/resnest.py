@@ -15,7 +15,6 @@ from torch import nn
 
 from resnest_bench.models.configs import ModelConfig, StemKind
 from resnest_bench.models.layers import (
-    PaddedAvgPool,
     SplitAttnConv2d,
     StridedAvgPool,
     conv_bn_act,
@@ -46,7 +45,10 @@ def _spatial_conv(in_chs: int, out_chs: int, stride: int, cfg: ModelConfig) -> n
 def _avd_split(stride: int, cfg: ModelConfig) -> tuple[int, nn.Module]:
     """With avd, the conv keeps stride 1 and a 3x3 average pool after it does the striding."""
     if cfg.avd and stride > 1:
-        return 1, PaddedAvgPool(stride)
+        # Stays AvgPool2d: XNNPACK refuses a pool that averages in its own padding, and the
+        # equivalent explicit pad + plain pool lowers in fp32 but ExecuTorch 1.5.1's XNNPACK
+        # cannot compile its quantized pad (xnn_status_invalid_parameter), failing int8 .pte.
+        return 1, nn.AvgPool2d(3, stride, padding=1)
     return stride, nn.Identity()
 
 
