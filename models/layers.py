@@ -25,22 +25,6 @@ def conv_bn_act(
     return layers
 
 
-class StridedAvgPool(nn.Module):
-    """The -D shortcut's pool: AvgPool2d(s, s, ceil_mode=True, count_include_pad=False), whose
-    last window on an odd side averages only what it covers. ceil_mode changes nothing on a side
-    that divides by the stride, so it is asked for only on the others: XNNPACK (ExecuTorch,
-    LiteRT) refuses ceil_mode and would leave every shortcut pool to reference kernels."""
-
-    def __init__(self, stride: int) -> None:
-        super().__init__()
-        self.stride = stride
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.stride
-        ragged = x.shape[-2] % s != 0 or x.shape[-1] % s != 0
-        return F.avg_pool2d(x, s, s, ceil_mode=ragged, count_include_pad=False)
-
-
 def attention_channels(in_chs: int, radix: int) -> int:
     """Width of the attention MLP, as published: max(in * radix / 4, 32)."""
     return max(in_chs * radix // 4, 32)

@@ -14,11 +14,7 @@ import torch
 from torch import nn
 
 from resnest_bench.models.configs import ModelConfig, StemKind
-from resnest_bench.models.layers import (
-    SplitAttnConv2d,
-    StridedAvgPool,
-    conv_bn_act,
-)
+from resnest_bench.models.layers import SplitAttnConv2d, conv_bn_act
 
 
 def _shortcut(in_chs: int, out_chs: int, stride: int, avg_down: bool) -> nn.Module:
@@ -26,10 +22,8 @@ def _shortcut(in_chs: int, out_chs: int, stride: int, avg_down: bool) -> nn.Modu
     if stride == 1 and in_chs == out_chs:
         return nn.Identity()
     if avg_down:
-        layers = [
-            StridedAvgPool(stride) if stride > 1 else nn.Identity(),
-            nn.Conv2d(in_chs, out_chs, 1, bias=False),
-        ]
+        pool = nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False)
+        layers = [pool if stride > 1 else nn.Identity(), nn.Conv2d(in_chs, out_chs, 1, bias=False)]
     else:
         layers = [nn.Identity(), nn.Conv2d(in_chs, out_chs, 1, stride, bias=False)]
     return nn.Sequential(*layers, nn.BatchNorm2d(out_chs))
@@ -45,9 +39,6 @@ def _spatial_conv(in_chs: int, out_chs: int, stride: int, cfg: ModelConfig) -> n
 def _avd_split(stride: int, cfg: ModelConfig) -> tuple[int, nn.Module]:
     """With avd, the conv keeps stride 1 and a 3x3 average pool after it does the striding."""
     if cfg.avd and stride > 1:
-        # Stays AvgPool2d: XNNPACK refuses a pool that averages in its own padding, and the
-        # equivalent explicit pad + plain pool lowers in fp32 but ExecuTorch 1.5.1's XNNPACK
-        # cannot compile its quantized pad (xnn_status_invalid_parameter), failing int8 .pte.
         return 1, nn.AvgPool2d(3, stride, padding=1)
     return stride, nn.Identity()
 
