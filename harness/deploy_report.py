@@ -310,6 +310,7 @@ def _host_lines(deployment: Deployment) -> list[str]:
             f"{md.pct(load.steal_fraction, 1)}; {load.reason}"
             f"{'; busy rounds: ' + ', '.join(busy_rounds) if busy_rounds else ''}."
         )
+    lines += [f"- {t.target} throughput: {t.batching}." for t in deployment.targets if t.batching]
     flagged = [t for t in deployment.targets if t.flag]
     lines += [f"- FLAGGED {t.target}: {t.flag}; its figures are not comparable." for t in flagged]
     return lines

@@ -20,6 +20,7 @@ from resnest_bench.harness.deploy_report import deployment_section
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.measure import DEMO_INDEX, measure_artifacts
 from resnest_bench.harness.results.deployment import ArtifactsRecord
+from resnest_bench.harness.runtimes import executorch as executorch_module
 from resnest_bench.harness.runtimes import torch_compile as torch_compile_module
 
 TINY = TimingSection(warmup=1, min_iters=3, min_seconds=0.0)
@@ -84,7 +85,7 @@ def test_all_fields_filled(result, data):
         missing = [
             key
             for key, value in target.items()
-            if value is None and key not in ("reason", "flag", "speedup")
+            if value is None and key not in ("reason", "flag", "speedup", "batching")
         ]
         assert missing == [], (target["target"], missing)
         assert target["threads"] == 1
@@ -128,6 +129,12 @@ def test_unavailable_runtime_is_skipped_with_reason(model, data, tmp_path, monke
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
     monkeypatch.delenv("CXX", raising=False)
     monkeypatch.setattr(torch_compile_module.shutil, "which", lambda _: None)  # and no compiler
+    find_spec = executorch_module.importlib.util.find_spec
+    monkeypatch.setattr(  # and no executorch
+        executorch_module.importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "executorch" else find_spec(name, *args),
+    )
     artifacts = build_artifacts(model, data, tmp_path, _section())
     rows, *_ = measure_artifacts(
         tmp_path, artifacts, data, _section(runtimes=None), small_subset=SMALL, spawn=False
@@ -136,6 +143,7 @@ def test_unavailable_runtime_is_skipped_with_reason(model, data, tmp_path, monke
     assert "CUDAExecutionProvider" in skipped["ort-cuda:fp32"]
     assert "TensorrtExecutionProvider" in skipped["ort-tensorrt:fp32"]
     assert "C++ compiler" in skipped["torch-compile:fp32"]
+    assert "executorch is not installed" in skipped["executorch:int8"]
     assert {r.target for r in rows if r.status == "ok"} >= {"torch-eager:fp32", "ort-cpu:int8"}
     with pytest.raises(BenchError, match="'ort-cuda' is not available"):
         run_deploy(

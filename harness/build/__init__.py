@@ -2,7 +2,8 @@
 
 state_dict (PyTorch), ONNX fp32 (parity-checked against PyTorch on real test images), ONNX
 int8 (accuracy-gated against fp32 on held-out images), the int8 graph as an .ort file, and
-OpenVINO IRs (fp32, gated NNCF int8) when OpenVINO is installed and its runtime is selected.
+OpenVINO IRs (fp32, gated NNCF int8) and ExecuTorch programs (fp32, gated PT2E int8, each
+lowered to XNNPACK), each when installed and its runtime is selected.
 The record names files within the output folder, so it stays true when the folder moves.
 """
 
@@ -30,6 +31,8 @@ ARTIFACT_FILES = {
     "ort": "model.int8.ort",
     "openvino_fp32": "model.openvino.xml",  # + .bin
     "openvino_int8": "model.int8.openvino.xml",
+    "executorch_fp32": "model.pte",
+    "executorch_int8": "model.int8.pte",
 }
 ALWAYS_BUILT = ("state_dict", "onnx_fp32", "onnx_int8", "ort")
 PARITY_IMAGES = 256  # test images the ONNX graph must reproduce PyTorch on
@@ -68,6 +71,15 @@ def build_artifacts(
         openvino = build_openvino(
             paths["onnx_fp32"], paths["openvino_fp32"], paths["openvino_int8"], gate
         )
+    executorch = None
+    if _wanted("executorch", section):
+        from resnest_bench.harness.build.executorch import build_executorch
+
+        for kind in ("executorch_fp32", "executorch_int8"):
+            paths[kind] = out_dir / ARTIFACT_FILES[kind]
+        executorch = build_executorch(
+            model, paths["executorch_fp32"], paths["executorch_int8"], gate
+        )
     sizes = {kind: artifact_bytes(path) for kind, path in paths.items()}
     return ArtifactsRecord(
         files={kind: path.name for kind, path in paths.items()},
@@ -77,6 +89,7 @@ def build_artifacts(
         int8=int8,
         ort=ort_file,
         openvino=openvino,
+        executorch=executorch,
     )
 
 

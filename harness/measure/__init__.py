@@ -46,6 +46,8 @@ KIND_LABELS = {
     "ort": "int8-ort-format",
     "openvino_fp32": "fp32",
     "openvino_int8": "int8",
+    "executorch_fp32": "fp32",
+    "executorch_int8": "int8",
 }
 REFERENCE = "torch-eager:fp32"
 DEMO_INDEX = 0  # the test image whose per-class softmax the demo table shows
@@ -192,6 +194,7 @@ def _target(
         **_names(spec),
         status="ok",
         threads=outcome.load["threads"],
+        batching=runtime_class(spec.runtime).batching,
         speedup=speedup,
         flag=row_disagreement(latency.median, avg_ms),
         load_s=outcome.load["load_s"],

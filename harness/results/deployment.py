@@ -49,6 +49,7 @@ class Target(Record):
     status: Literal["ok", "skipped", "failed"]
     reason: str | None = None
     threads: int | None = None
+    batching: str | None = None  # how a batch ran when not as one call ("N x batch 1")
     speedup: Speedup | None = None
     flag: str | None = None  # why this row's own figures contradict each other (hostload)
     load_s: float | None = None

@@ -1,14 +1,15 @@
 """Inference runtimes behind one interface; importing the package registers them all.
 
 Registration order is target order: PyTorch eager first (the reference every other target is
-compared with), then torch.compile, ONNX Runtime, OpenVINO. Importing this package imports no
-torch, onnxruntime or openvino.
+compared with), then torch.compile, ONNX Runtime, OpenVINO, ExecuTorch. Importing this package
+imports no torch, onnxruntime, openvino or executorch.
 """
 
 from resnest_bench.harness.runtimes import torch_eager  # noqa: I001 - order is target order
 from resnest_bench.harness.runtimes import torch_compile
 from resnest_bench.harness.runtimes import ort
 from resnest_bench.harness.runtimes import openvino
+from resnest_bench.harness.runtimes import executorch
 from resnest_bench.harness.runtimes.base import (
     RUNTIMES,
     Runtime,
@@ -20,6 +21,7 @@ from resnest_bench.harness.runtimes.base import (
 __all__ = [
     "RUNTIMES",
     "Runtime",
+    "executorch",
     "get_runtime",
     "openvino",
     "ort",

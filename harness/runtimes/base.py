@@ -44,6 +44,7 @@ class Runtime(ABC):
 
     name: ClassVar[str]
     artifacts: ClassVar[tuple[str, ...]]
+    batching: ClassVar[str | None] = None  # how a batch runs when not as one call (the record)
 
     def __init__(self, threads: int | None = None) -> None:
         if threads is not None and (not isinstance(threads, int) or threads < 1):

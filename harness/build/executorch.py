@@ -1,0 +1,189 @@
+"""ExecuTorch programs (.pte) of the eval model, lowered to the XNNPACK delegate: fp32, and int8
+by PT2E static quantization.
+
+fp32: torch.export at batch 1 -> to_edge_transform_and_lower(XnnpackPartitioner) -> .pte. The
+batch is static: a dynamic batch axis lowers, but into 13 delegated subgraphs instead of 4 on
+resnest-tiny, and the runtime refuses batches over a bound it picks; larger batches run as
+repeated batch-1 calls (harness.runtimes.executorch). int8: XNNPACKQuantizer, symmetric
+per-channel weights, calibrated on the same training images in the same preprocessing as ONNX
+Runtime's int8, judged by the same held-out gate with the same fallbacks (stem conv fp32, then
+also the split-attention gate). Each file records what XNNPACK runs and what falls back.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from resnest_bench.harness.build.fp32_nodes import KEEP_FP32
+from resnest_bench.harness.build.gate import (
+    Candidate,
+    GateData,
+    artifact_bytes,
+    int8_record,
+    run_gate,
+)
+from resnest_bench.harness.results.deployment import (
+    ConvertedRecord,
+    DelegateCoverage,
+    Int8Settings,
+)
+from resnest_bench.harness.runtimes.executorch import ExecuTorchXnnpack
+
+DELEGATE = "XNNPACK"
+# The split-attention gate inside a SplitAttnConv2d: its MLP and the Muls that apply it.
+_ATTENTION_CHILDREN = ("fc1", "bn1", "act1", "fc2")
+_SPLIT_ATTENTION = "SplitAttnConv2d"
+
+
+def build_executorch(
+    model: nn.Module, fp32_pte: Path, int8_pte: Path, data: GateData
+) -> ConvertedRecord:
+    """Write the fp32 and the gated int8 .pte; the record names both files and gives each
+    one's XNNPACK coverage."""
+    from importlib.metadata import version
+
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    model = model.eval()
+    example = (torch.from_numpy(data.calibration_x[:1]),)
+    coverage = {"executorch_fp32": _lower(torch.export.export(model, example), fp32_pte)}
+
+    def score(pte: Path) -> float:
+        runtime = ExecuTorchXnnpack(threads=data.threads)
+        runtime.load(pte)
+        return data.top1(runtime.run)
+
+    fp32_top1 = score(fp32_pte)
+    graph = torch.export.export(model, example).module()
+    calib = torch.from_numpy(data.calibration_x)
+    covers: dict[str, DelegateCoverage] = {}
+
+    with tempfile.TemporaryDirectory(prefix=".executorch.", dir=int8_pte.parent) as work:
+
+        def candidate(keep: str) -> Candidate:
+            variant = "pt2e" if keep == "none" else f"pt2e+{keep}-fp32"
+            keep_fp32 = _kept_fp32(graph, keep)
+            out = Path(work) / f"{variant}.pte"
+
+            def build() -> Path:
+                quantizer = _quantizer(lambda node: node.name not in keep_fp32)
+                prepared = prepare_pt2e(torch.export.export(model, example).module(), quantizer)
+                with torch.no_grad():
+                    for image in calib.split(1):  # the exported graph's static batch
+                        prepared(image)
+                quantized = convert_pt2e(prepared)
+                covers[variant] = _lower(torch.export.export(quantized, example), out)
+                return out
+
+            return Candidate(variant, tuple(sorted(keep_fp32)), build)
+
+        outcome = run_gate(
+            (candidate(keep) for keep in KEEP_FP32),
+            score,
+            fp32_top1=fp32_top1,
+            max_drop_pts=data.max_drop_pts,
+        )
+        os.replace(outcome.path, int8_pte)
+    coverage["executorch_int8"] = covers[outcome.best.variant]
+    settings = Int8Settings(
+        method="PT2E static quantization (XNNPACKQuantizer, ExecuTorch)",
+        quant_format="qdq",
+        per_channel=True,
+        calibration="minmax (symmetric int8)",
+        calibration_images=len(calib),
+        schemes=[],
+        scheme_reason="XNNPACK picks its int8 kernels for the CPU it runs on",
+    )
+    return ConvertedRecord(
+        version=version("executorch"),
+        fp32_path=fp32_pte.name,
+        fp32_size_bytes=artifact_bytes(fp32_pte),
+        fp32_top1=fp32_top1,
+        int8=int8_record(outcome, int8_pte, settings, data, fp32_top1),
+        coverage=coverage,
+    )
+
+
+def _quantizer(keep: Callable[[torch.fx.Node], bool]):
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+
+    quantizer = XNNPACKQuantizer()
+    quantizer.set_global(get_symmetric_quantization_config(is_per_channel=True))
+    return quantizer.set_filter_function(keep)
+
+
+def _lower(exported: torch.export.ExportedProgram, pte: Path) -> DelegateCoverage:
+    """Lower to XNNPACK, write the program, and count what the delegate took."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
+    coverage = delegate_coverage(edge.exported_program().graph_module)
+    pte.write_bytes(edge.to_executorch().buffer)
+    return coverage
+
+
+def delegate_coverage(graph_module: torch.fx.GraphModule) -> DelegateCoverage:
+    """Ops inside XNNPACK's subgraphs vs ops left in the top graph (portable kernels), by op
+    name. Tuple unpacking (getitem) is not an op and is not counted."""
+    delegated = 0
+    fallback: Counter[str] = Counter()
+    for node in graph_module.graph.nodes:
+        if node.op == "get_attr" and node.name.startswith("lowered_module_"):
+            lowered = getattr(graph_module, node.target)
+            delegated += sum(1 for n in lowered.original_module.graph.nodes if _is_op(n))
+        elif _is_op(node) and "executorch_call_delegate" not in _op_name(node):
+            fallback[_op_name(node)] += 1
+    return DelegateCoverage(
+        delegate=DELEGATE,
+        delegated_ops=delegated,
+        total_ops=delegated + sum(fallback.values()),
+        fallback=dict(fallback),
+    )
+
+
+def _is_op(node: torch.fx.Node) -> bool:
+    return node.op == "call_function" and node.target.__name__ != "getitem"
+
+
+def _op_name(node: torch.fx.Node) -> str:
+    """The op's schema name: "aten::avg_pool2d" -> "avg_pool2d"; other namespaces keep theirs."""
+    schema = getattr(node.target, "_schema", None)
+    name = schema.name if schema is not None else getattr(node.target, "__name__", str(node.target))
+    namespace, _, op = name.rpartition("::")
+    return op if namespace in ("aten", "") else f"{namespace}.{op}"
+
+
+def _kept_fp32(graph: torch.fx.GraphModule, keep: str) -> frozenset[str]:
+    """Names of the exported graph's nodes left unquantized for one entry of KEEP_FP32: the
+    stem's first conv; then also each split-attention gate (its MLP and the Muls applying it)."""
+    if keep == "none":
+        return frozenset()
+    convs = [n for n in graph.graph.nodes if n.op == "call_function" and "conv" in str(n.target)]
+    kept = {convs[0].name} if convs else set()
+    if keep == "attention":
+        kept |= {n.name for n in graph.graph.nodes if _in_attention_gate(n)}
+    return frozenset(kept)
+
+
+def _in_attention_gate(node: torch.fx.Node) -> bool:
+    stack = list((node.meta.get("nn_module_stack") or {}).values())
+    if node.op != "call_function" or not stack:
+        return False
+    path, kind = stack[-1]
+    kind = kind if isinstance(kind, str) else kind.__name__
+    if kind.endswith(_SPLIT_ATTENTION):
+        return "mul" in str(node.target)
+    parent = stack[-2][1] if len(stack) > 1 else ""
+    parent = parent if isinstance(parent, str) else parent.__name__
+    return parent.endswith(_SPLIT_ATTENTION) and path.rsplit(".", 1)[-1] in _ATTENTION_CHILDREN
