@@ -29,6 +29,7 @@ from resnest_bench.harness.build.gate import (
     int8_record,
     run_gate,
 )
+from resnest_bench.harness.build.static_pools import static_pools
 from resnest_bench.harness.results.deployment import (
     ConvertedRecord,
     DelegateCoverage,
@@ -51,8 +52,8 @@ def build_executorch(
 
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    model = model.eval()
     example = (torch.from_numpy(data.calibration_x[:1]),)
+    model = static_pools(model, example[0])  # the program's shape is fixed: exact, delegated
     coverage = {"executorch_fp32": _lower(torch.export.export(model, example), fp32_pte)}
 
     def score(pte: Path) -> float:
