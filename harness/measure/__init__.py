@@ -46,6 +46,8 @@ KIND_LABELS = {
     "ort": "int8-ort-format",
     "openvino_fp32": "fp32",
     "openvino_int8": "int8",
+    "litert_fp32": "fp32",
+    "litert_int8": "int8",
 }
 REFERENCE = "torch-eager:fp32"
 DEMO_INDEX = 0  # the test image whose per-class softmax the demo table shows
@@ -114,7 +116,7 @@ def measure_artifacts(
         for spec in specs:
             reason = runtime_class(spec.runtime).unavailable_reason()
             if reason is None and spec.kind not in paths:
-                reason = f"no {spec.kind} artifact was built"
+                reason = artifacts.skipped.get(spec.kind, f"no {spec.kind} artifact was built")
             if reason is not None:
                 skipped[spec.name] = Target(**_names(spec), status="skipped", reason=reason)
                 continue

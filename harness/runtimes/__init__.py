@@ -1,14 +1,15 @@
 """Inference runtimes behind one interface; importing the package registers them all.
 
 Registration order is target order: PyTorch eager first (the reference every other target is
-compared with), then torch.compile, ONNX Runtime, OpenVINO. Importing this package imports no
-torch, onnxruntime or openvino.
+compared with), then torch.compile, ONNX Runtime, OpenVINO, LiteRT. Importing this package
+imports no torch, onnxruntime, openvino or ai_edge_litert.
 """
 
 from resnest_bench.harness.runtimes import torch_eager  # noqa: I001 - order is target order
 from resnest_bench.harness.runtimes import torch_compile
 from resnest_bench.harness.runtimes import ort
 from resnest_bench.harness.runtimes import openvino
+from resnest_bench.harness.runtimes import litert
 from resnest_bench.harness.runtimes.base import (
     RUNTIMES,
     Runtime,
@@ -21,6 +22,7 @@ __all__ = [
     "RUNTIMES",
     "Runtime",
     "get_runtime",
+    "litert",
     "openvino",
     "ort",
     "register",
