@@ -132,15 +132,14 @@ def test_coverage_counts_what_falls_back(built):
 def test_fallbacks_keep_the_stem_then_split_attention_in_fp32(digits, built, tmp_path):
     from resnest_bench.harness.build.litert import build_litert, kept_fp32
 
-    record, folder = built
+    _, folder = built
     first = kept_fp32(folder / "model.tflite", "first-conv")
     attention = kept_fp32(folder / "model.tflite", "attention")
     assert len(first) == 1 and first[0] == attention[0] and len(attention) > 4 * 6
     data, model = digits
     paths = tmp_path / "m.tflite", tmp_path / "m.int8.tflite"
-    rejected = build_litert(
-        model, _x(data)[:8], *paths, _gate(data, calibration_images=32, max_drop_pts=-100), atol=1e-3
-    )
+    gate = _gate(data, calibration_images=32, max_drop_pts=-100)
+    rejected = build_litert(model, _x(data)[:8], *paths, gate, atol=1e-3)
     attempts = rejected.int8.attempts
     assert [a.variant for a in attempts] == [
         "static-int8",
@@ -151,9 +150,7 @@ def test_fallbacks_keep_the_stem_then_split_attention_in_fp32(digits, built, tmp
     assert rejected.int8.rejected
 
 
-def test_missing_runtime_and_converter_are_skipped_rows_with_reasons(
-    digits, tmp_path, monkeypatch
-):
+def test_missing_runtime_and_converter_are_skipped_rows_with_reasons(digits, tmp_path, monkeypatch):
     from resnest_bench.harness.build import litert as build_litert_module
 
     assert "ai-edge-litert" in _missing(monkeypatch, "ai_edge_litert", litert_runtime.LiteRt)
