@@ -15,7 +15,7 @@ import torch
 from resnest_bench import models
 from resnest_bench.harness.build import ARTIFACT_FILES, build_artifacts
 from resnest_bench.harness.build import onnx as build_onnx
-from resnest_bench.harness.build.gate import GateData
+from resnest_bench.harness.build.gate import GateData, minmax_only
 from resnest_bench.harness.build.int8 import quantize_int8
 from resnest_bench.harness.config import DeploySection, TimingSection
 from resnest_bench.harness.data import load_dataset, normalize
@@ -220,3 +220,4 @@ def test_calibration_method_reaches_onnx_runtime(digits, tmp_path, monkeypatch):
     gate = _gate(data, calibration_images=32, calibration_method="percentile")
     record = quantize_int8(onnx_path, tmp_path / "m.int8.onnx", gate, keep_fp32=("none",))
     assert record.settings.calibration == "percentile"
+    assert minmax_only("percentile", "X") == "minmax (percentile is not offered by X)"

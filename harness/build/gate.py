@@ -63,6 +63,14 @@ class GateData:
         return top1_percent(logits, self.heldout_y)
 
 
+def minmax_only(method: str, quantizer: str) -> str:
+    """The calibration record of a quantizer that draws ranges by min/max alone: it says so
+    when another method was asked for, rather than pretending."""
+    if method == "minmax":
+        return "minmax"
+    return f"minmax ({method} is not offered by {quantizer})"
+
+
 def top1_percent(logits: np.ndarray, labels: np.ndarray) -> float:
     """Top-1 accuracy in percent."""
     return float(np.mean(logits.argmax(1) == labels) * 100.0)

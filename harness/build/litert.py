@@ -33,6 +33,7 @@ from resnest_bench.harness.build.gate import (
     GateData,
     artifact_bytes,
     int8_record,
+    minmax_only,
     run_gate,
 )
 from resnest_bench.harness.build.int8 import quiet
@@ -107,7 +108,7 @@ def build_litert(
         method="ai-edge-quantizer static int8 (LiteRT)",
         quant_format="tflite int8, float32 input and output",
         per_channel=True,
-        calibration=_calibration(data.calibration_method),
+        calibration=minmax_only(data.calibration_method, "ai-edge-quantizer's static int8"),
         calibration_images=len(data.calibration_x),
         schemes=[],
         scheme_reason="XNNPACK picks its int8 kernels for the CPU it runs on",
@@ -125,13 +126,6 @@ def build_litert(
         parity=parity,
         batching=batching(fp32_path),
     )
-
-
-def _calibration(method: str) -> str:
-    """ai-edge-quantizer's static int8 calibrates by min/max only: say so when asked for more."""
-    if method == "minmax":
-        return "minmax"
-    return f"minmax ({method} is not offered by ai-edge-quantizer's static int8)"
 
 
 def _convert(model: nn.Module, sample: torch.Tensor, out: Path) -> None:
