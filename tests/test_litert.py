@@ -12,19 +12,17 @@ import numpy as np
 import pytest
 import torch
 
-from resnest_bench import models
 from resnest_bench.harness.build import ARTIFACT_FILES, build_artifacts
 from resnest_bench.harness.build import onnx as build_onnx
 from resnest_bench.harness.build.gate import GateData, minmax_only
 from resnest_bench.harness.build.int8 import quantize_int8
 from resnest_bench.harness.config import DeploySection, TimingSection
-from resnest_bench.harness.data import load_dataset, normalize
+from resnest_bench.harness.data import normalize
 from resnest_bench.harness.formats import FORMATS
 from resnest_bench.harness.measure import measure_artifacts
 from resnest_bench.harness.runtimes import get_runtime
 from resnest_bench.harness.runtimes import litert as litert_runtime
-from tests.digits import write_digits
-from tests.training import train_steps
+from tests.training import trained_on_digits
 
 pytest.importorskip("sklearn")
 LIMIT = 1.0  # top-1 points int8 may lose
@@ -38,13 +36,7 @@ needs_converter = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
     """resnest-tiny after 100 SGD steps on scikit-learn's scanned digits (16x16)."""
-    root = tmp_path_factory.mktemp("digits")
-    data = load_dataset(
-        "folder", root=root, folder=write_digits(root / "images", 16), image_size=16, seed=0
-    )
-    torch.manual_seed(0)
-    model = train_steps(models.create_model("resnest-tiny"), data, steps=100, batch=64, lr=0.05)
-    return data, model
+    return trained_on_digits(tmp_path_factory.mktemp("digits"))
 
 
 def _gate(data, **overrides) -> GateData:
