@@ -104,6 +104,8 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
             rounds=getattr(args, "rounds", None),
             timed_images=getattr(args, "timed_images", None),
             calibration_images=getattr(args, "calibration_images", None),
+            calibration_method=getattr(args, "calibration_method", None),
+            formats=getattr(args, "formats", None),
             int8_max_drop=getattr(args, "int8_max_drop", None),
             allow_int8_loss=getattr(args, "allow_int8_loss", None) or None,
         ),
@@ -398,7 +400,24 @@ def _add_deploy(p: argparse.ArgumentParser) -> None:
 
 
 def _add_int8(p: argparse.ArgumentParser) -> None:
+    from resnest_bench.harness.config import DeploySection
+    from resnest_bench.harness.formats import FORMATS
+
+    p.add_argument(
+        "--formats",
+        nargs="+",
+        metavar="FORMAT",
+        help="build only these (and what they need): "
+        + " ".join(FORMATS)
+        + " (default: every format the selected or installed runtimes run)",
+    )
     p.add_argument("--calibration-images", type=int, help="training images that calibrate int8")
+    p.add_argument(
+        "--calibration-method",
+        choices=get_args(DeploySection.model_fields["calibration_method"].annotation),
+        help="how int8 activation ranges are drawn (ONNX Runtime: all three; OpenVINO and "
+        "LiteRT calibrate by minmax and record it)",
+    )
     p.add_argument(
         "--int8-max-drop", type=float, help="top-1 points int8 may lose vs fp32 (held-out images)"
     )
@@ -459,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     helps = {
         "train": "train models on CIFAR-10/100, a folder or synthetic data",
         "transfer": "fine-tune a checkpoint (ours or official ImageNet) on another data set",
-        "export": "export a checkpoint to ONNX fp32, int8 and .ort (with parity checks)",
+        "export": "build a checkpoint's deployable files (ONNX, int8, .ort, OpenVINO, .tflite)",
         "infer": "time every runtime on a checkpoint: latency, throughput, accuracy, memory",
     }
     for name, help_text in helps.items():

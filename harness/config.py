@@ -173,6 +173,10 @@ class DeploySection(Section):
     throughput_batches: tuple[int, ...] = (8, 16, 32)
     timed_images: int | None = Field(default=None, ge=1)
     calibration_images: int = Field(default=512, ge=1)
+    calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"  # int8 ranges
+    # What `export` builds (names: harness.formats.FORMATS); None: every format the
+    # selected runtimes run (all installed ones when none are selected).
+    formats: tuple[str, ...] | None = None
     int8_max_drop: float = Field(default=1.0, ge=0)
     allow_int8_loss: bool = False  # ship an int8 model outside int8_max_drop (else exit non-zero)
     parity_atol: float = Field(default=1e-3, gt=0)
@@ -183,6 +187,13 @@ class DeploySection(Section):
         if any(b < 1 for b in batches):
             raise ValueError(f"every batch must be >= 1, got {list(batches)}")
         return batches
+
+    @field_validator("formats")
+    @classmethod
+    def _known_formats(cls, names: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        from resnest_bench.harness.formats import check_formats
+
+        return None if names is None else check_formats(names)
 
     @field_validator("runtimes")
     @classmethod

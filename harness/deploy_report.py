@@ -347,10 +347,28 @@ def deployment_section(deployment: Deployment, *, synthetic: bool = False) -> st
             artifacts_table(deployment),
             "",
             coverage_table(deployment),
+            *_conversion_lines(deployment),
             *(f"- {_int8_line(r)}" for r in deployment.artifacts.int8_records() or [None]),
             *_data_lines(deployment),
         ]
     )
+
+
+def _conversion_lines(deployment: Deployment) -> list[str]:
+    """Each runtime's own conversion from PyTorch: its parity, and how it runs a batch."""
+    lines = []
+    for name, record in deployment.artifacts.converted().items():
+        parts = []
+        if record.parity is not None:
+            parts.append(
+                f"fp32 file vs PyTorch: max |logit diff| {record.parity.max_abs_diff:.2g} on "
+                f"{record.parity.images} test images"
+            )
+        if record.batching is not None:
+            parts.append(record.batching)
+        if parts:
+            lines.append(f"- {name} {record.version}: " + "; ".join(parts))
+    return lines
 
 
 def _data_lines(deployment: Deployment) -> list[str]:

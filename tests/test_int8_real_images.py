@@ -11,17 +11,14 @@ from __future__ import annotations
 import platform
 
 import pytest
-import torch
 
-from resnest_bench import models
 from resnest_bench.harness.build.gate import GateData
 from resnest_bench.harness.build.int8 import quantize_int8
 from resnest_bench.harness.build.int8_schemes import U8S8, schemes_for, schemes_for_this_cpu
 from resnest_bench.harness.build.onnx import export_onnx
-from resnest_bench.harness.data import load_dataset, normalize
+from resnest_bench.harness.data import normalize
 from resnest_bench.harness.envinfo import isa_flags
-from tests.digits import write_digits
-from tests.training import train_steps
+from tests.training import trained_on_digits
 
 pytest.importorskip("sklearn")
 LIMIT = 1.0  # top-1 points int8 may lose
@@ -30,11 +27,7 @@ LIMIT = 1.0  # top-1 points int8 may lose
 @pytest.fixture(scope="module")
 def digits_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("digits")
-    data = load_dataset(
-        "folder", root=root, folder=write_digits(root / "images", 16), image_size=16, seed=0
-    )
-    torch.manual_seed(0)
-    model = train_steps(models.create_model("resnest-tiny"), data, steps=100, batch=64, lr=0.05)
+    data, model = trained_on_digits(root)
     test_x = normalize(data.test.images, data.mean, data.std)
     export_onnx(model, root / "m.onnx", test_x[:64], atol=1e-3, exporter="torchscript")
     return data, root / "m.onnx"

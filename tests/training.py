@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
+from torch import nn
 
 from resnest_bench.harness.data import Dataset, normalize
 
@@ -28,3 +31,18 @@ def train_steps(
     finally:
         torch.set_num_threads(threads)
     return model.eval()
+
+
+def trained_on_digits(root: Path, *, size: int = 16, steps: int = 100) -> tuple[Dataset, nn.Module]:
+    """resnest-tiny after `steps` SGD steps on scikit-learn's scanned digits (real images,
+    written under `root` as an image folder): a model that has learned, for accuracy checks."""
+    from resnest_bench import models
+    from resnest_bench.harness.data import load_dataset
+    from tests.digits import write_digits
+
+    data = load_dataset(
+        "folder", root=root, folder=write_digits(root / "images", size), image_size=size, seed=0
+    )
+    torch.manual_seed(0)
+    model = train_steps(models.create_model("resnest-tiny"), data, steps=steps, batch=64, lr=0.05)
+    return data, model

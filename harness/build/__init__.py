@@ -2,8 +2,9 @@
 
 state_dict (PyTorch), ONNX fp32 (parity-checked against PyTorch on real test images), ONNX
 int8 (accuracy-gated against fp32 on held-out images), the int8 graph as an .ort file, and
-OpenVINO IRs (fp32, gated NNCF int8) and ExecuTorch programs (fp32, gated PT2E int8, each
-lowered to XNNPACK), each when installed and its runtime is selected.
+each runtime's own files (OpenVINO IRs, ExecuTorch .pte lowered to XNNPACK, LiteRT .tflite;
+fp32 and gated int8) when that runtime is wanted; `formats` (harness.formats) narrows the build
+to what was asked for.
 The record names files within the output folder, so it stays true when the folder moves.
 """
 
@@ -21,8 +22,8 @@ from resnest_bench.harness.build.ort_format import convert_to_ort
 from resnest_bench.harness.checkpoints import save_torch_artifact
 from resnest_bench.harness.config import DeploySection
 from resnest_bench.harness.data import Dataset, ImageSet, normalize
+from resnest_bench.harness.formats import formats_to_build, not_asked
 from resnest_bench.harness.results.deployment import ArtifactsRecord
-from resnest_bench.harness.runtimes import runtime_class
 
 ARTIFACT_FILES = {
     "state_dict": "model.pt",
@@ -33,8 +34,10 @@ ARTIFACT_FILES = {
     "openvino_int8": "model.int8.openvino.xml",
     "executorch_fp32": "model.pte",
     "executorch_int8": "model.int8.pte",
+    "litert_fp32": "model.tflite",
+    "litert_int8": "model.int8.tflite",
 }
-ALWAYS_BUILT = ("state_dict", "onnx_fp32", "onnx_int8", "ort")
+ALWAYS_BUILT = ("state_dict", "onnx_fp32", "onnx_int8", "ort")  # by default
 PARITY_IMAGES = 256  # test images the ONNX graph must reproduce PyTorch on
 HELDOUT_IMAGES = 1000  # test images the int8 accuracy gate compares fp32 and int8 on
 
@@ -44,12 +47,11 @@ def build_artifacts(
 ) -> ArtifactsRecord:
     """Write every artifact into `out_dir`; BenchError (and no record) when a check fails."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {kind: out_dir / ARTIFACT_FILES[kind] for kind in ALWAYS_BUILT}
+    chosen = formats_to_build(section)
+    skipped = not_asked(section, chosen)
+    paths = {"state_dict": out_dir / ARTIFACT_FILES["state_dict"]}
     save_torch_artifact(model, paths["state_dict"], dataset.preprocessing)
     parity_x = normalize(dataset.test.images[:PARITY_IMAGES], dataset.mean, dataset.std)
-    exported = export_onnx(
-        model, paths["onnx_fp32"], parity_x, atol=section.parity_atol, threads=section.threads
-    )
     gate = GateData(
         calibration=dataset.train,
         calibration_images=section.calibration_images,
@@ -59,11 +61,21 @@ def build_artifacts(
         max_drop_pts=section.int8_max_drop,
         allow_loss=section.allow_int8_loss,
         threads=section.threads,
+        calibration_method=section.calibration_method,
     )
-    int8 = quantize_int8(paths["onnx_fp32"], paths["onnx_int8"], gate)
-    ort_file = convert_to_ort(paths["onnx_int8"], paths["ort"])
-    openvino = None
-    if _wanted("openvino", section):
+    exported = int8 = ort_file = openvino = executorch = litert = None
+    if "onnx" in chosen:
+        paths["onnx_fp32"] = out_dir / ARTIFACT_FILES["onnx_fp32"]
+        exported = export_onnx(
+            model, paths["onnx_fp32"], parity_x, atol=section.parity_atol, threads=section.threads
+        )
+    if "int8" in chosen:
+        paths["onnx_int8"] = out_dir / ARTIFACT_FILES["onnx_int8"]
+        int8 = quantize_int8(paths["onnx_fp32"], paths["onnx_int8"], gate)
+    if "ort" in chosen:
+        paths["ort"] = out_dir / ARTIFACT_FILES["ort"]
+        ort_file = convert_to_ort(paths["onnx_int8"], paths["ort"])
+    if "openvino" in chosen:
         from resnest_bench.harness.build.openvino import build_openvino
 
         for kind in ("openvino_fp32", "openvino_int8"):
@@ -71,8 +83,7 @@ def build_artifacts(
         openvino = build_openvino(
             paths["onnx_fp32"], paths["openvino_fp32"], paths["openvino_int8"], gate
         )
-    executorch = None
-    if _wanted("executorch", section):
+    if "executorch" in chosen:
         from resnest_bench.harness.build.executorch import build_executorch
 
         for kind in ("executorch_fp32", "executorch_int8"):
@@ -80,24 +91,31 @@ def build_artifacts(
         executorch = build_executorch(
             model, paths["executorch_fp32"], paths["executorch_int8"], gate
         )
+    if "tflite" in chosen:
+        from resnest_bench.harness.build.litert import build_litert, converter_missing
+
+        kinds = ("litert_fp32", "litert_int8")
+        reason = converter_missing()
+        if reason is not None:  # the runtime's rows are skipped with this reason, not failed
+            skipped.update(dict.fromkeys(kinds, reason))
+        else:
+            paths.update({kind: out_dir / ARTIFACT_FILES[kind] for kind in kinds})
+            litert = build_litert(
+                model, parity_x, *(paths[kind] for kind in kinds), gate, atol=section.parity_atol
+            )
     sizes = {kind: artifact_bytes(path) for kind, path in paths.items()}
     return ArtifactsRecord(
         files={kind: path.name for kind, path in paths.items()},
         sizes_bytes=sizes,
-        int8_vs_state_dict=sizes["onnx_int8"] / sizes["state_dict"],
+        int8_vs_state_dict=sizes["onnx_int8"] / sizes["state_dict"] if int8 else None,
         export=exported,
         int8=int8,
         ort=ort_file,
         openvino=openvino,
         executorch=executorch,
+        litert=litert,
+        skipped=skipped,
     )
-
-
-def _wanted(runtime: str, section: DeploySection) -> bool:
-    """Build a runtime's own format only when it is selected (all: when it is installed)."""
-    if section.runtimes is not None:
-        return runtime in section.runtimes
-    return runtime_class(runtime).unavailable_reason() is None
 
 
 def _head(images: ImageSet, n: int) -> ImageSet:

@@ -23,7 +23,8 @@ from resnest_bench.harness.results.deployment import Int8Attempt, Int8Record, In
 class GateData:
     """What every quantizer is calibrated and judged on, in the model's own preprocessing:
     a class-balanced subset of `calibration_images` training images (drawn with `seed`), and
-    held-out images that must not overlap them."""
+    held-out images that must not overlap them. `calibration_method` is how activation ranges
+    are drawn from them (minmax, entropy, percentile: each quantizer records what it used)."""
 
     calibration: ImageSet
     calibration_images: int
@@ -34,6 +35,7 @@ class GateData:
     allow_loss: bool = False
     threads: int | None = None
     seed: int = 0
+    calibration_method: str = "minmax"
 
     def __post_init__(self) -> None:
         if len(self.heldout) == 0:
@@ -59,6 +61,14 @@ class GateData:
         x = self.heldout_x
         logits = np.concatenate([logits_of(x[i : i + 64]) for i in range(0, len(x), 64)])
         return top1_percent(logits, self.heldout_y)
+
+
+def minmax_only(method: str, quantizer: str) -> str:
+    """The calibration record of a quantizer that draws ranges by min/max alone: it says so
+    when another method was asked for, rather than pretending."""
+    if method == "minmax":
+        return "minmax"
+    return f"minmax ({method} is not offered by {quantizer})"
 
 
 def top1_percent(logits: np.ndarray, labels: np.ndarray) -> float:

@@ -42,7 +42,12 @@ from resnest_bench.harness.runtimes.ort import OrtCpu
 Triple = tuple[float, float, float]
 QUANT_FORMAT = "qdq"  # Q/DQ pairs around fp32 ops: every runtime's optimiser fuses them
 PER_CHANNEL = True
-CALIBRATION = "minmax"
+# How activation ranges are drawn from the calibration images (DeploySection.calibration_method).
+_METHODS = {
+    "minmax": CalibrationMethod.MinMax,
+    "entropy": CalibrationMethod.Entropy,
+    "percentile": CalibrationMethod.Percentile,
+}
 CALIBRATION_BATCH = 32
 _TYPES = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
 
@@ -80,7 +85,7 @@ def quantize_int8(
             out = Path(work) / f"{variant}.onnx"
 
             def build() -> Path:
-                _quantize(prepared, out, data.calibration_x, scheme, excluded)
+                _quantize(prepared, out, data, scheme, excluded)
                 _compact(out)
                 return out
 
@@ -97,7 +102,7 @@ def quantize_int8(
         method="ONNX Runtime static quantization",
         quant_format=QUANT_FORMAT,
         per_channel=PER_CHANNEL,
-        calibration=CALIBRATION,
+        calibration=data.calibration_method,
         calibration_images=len(data.calibration_x),
         schemes=offered,
         scheme_reason=reason,
@@ -161,7 +166,7 @@ class _Reader(CalibrationDataReader):
 def _quantize(
     source: Path,
     out: Path,
-    images: np.ndarray,
+    data: GateData,
     scheme: Int8Scheme,
     excluded: Sequence[str],
 ) -> None:
@@ -172,14 +177,14 @@ def _quantize(
         quantize_static(
             str(source),
             str(out),
-            _Reader(input_name, images, CALIBRATION_BATCH),
+            _Reader(input_name, data.calibration_x, CALIBRATION_BATCH),
             quant_format=QuantFormat.QDQ,
             per_channel=PER_CHANNEL,
             reduce_range=scheme.reduce_range,
             activation_type=_TYPES[scheme.activations],
             weight_type=_TYPES[scheme.weights],
             nodes_to_exclude=list(excluded),
-            calibrate_method=CalibrationMethod.MinMax,
+            calibrate_method=_METHODS[data.calibration_method],
         )
 
 

@@ -20,6 +20,7 @@ from resnest_bench.harness.build.gate import (
     GateData,
     artifact_bytes,
     int8_record,
+    minmax_only,
     run_gate,
 )
 from resnest_bench.harness.build.int8 import CALIBRATION_BATCH, prepare_onnx, quiet
@@ -85,7 +86,7 @@ def build_openvino(
         method="NNCF post-training quantization (OpenVINO)",
         quant_format="fakequantize",
         per_channel=True,
-        calibration="minmax (PERFORMANCE preset)",
+        calibration=minmax_only(data.calibration_method, "NNCF here") + ", PERFORMANCE preset",
         calibration_images=len(calib_x),
         schemes=[],
         scheme_reason="OpenVINO picks its int8 kernels for the CPU it runs on",

@@ -48,6 +48,8 @@ KIND_LABELS = {
     "openvino_int8": "int8",
     "executorch_fp32": "fp32",
     "executorch_int8": "int8",
+    "litert_fp32": "fp32",
+    "litert_int8": "int8",
 }
 REFERENCE = "torch-eager:fp32"
 DEMO_INDEX = 0  # the test image whose per-class softmax the demo table shows
@@ -116,7 +118,7 @@ def measure_artifacts(
         for spec in specs:
             reason = runtime_class(spec.runtime).unavailable_reason()
             if reason is None and spec.kind not in paths:
-                reason = f"no {spec.kind} artifact was built"
+                reason = artifacts.skipped.get(spec.kind, f"no {spec.kind} artifact was built")
             if reason is not None:
                 skipped[spec.name] = Target(**_names(spec), status="skipped", reason=reason)
                 continue

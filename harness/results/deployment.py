@@ -209,6 +209,8 @@ class ConvertedRecord(Record):
     fp32_top1: float
     int8: Int8Record
     coverage: dict[str, DelegateCoverage] = Field(default_factory=dict)
+    parity: Parity | None = None  # fp32 file vs PyTorch, where converted from PyTorch itself
+    batching: str | None = None  # how a batch of N runs, where the file fixes its batch
 
 
 class ArtifactsRecord(Record):
@@ -223,6 +225,7 @@ class ArtifactsRecord(Record):
     openvino: ConvertedRecord | None = None
     executorch: ConvertedRecord | None = None
     litert: ConvertedRecord | None = None
+    skipped: dict[str, str] = Field(default_factory=dict)  # artifact kind -> why not built
 
     def converted(self) -> dict[str, ConvertedRecord]:
         """The runtimes' own conversions that were built, by runtime name."""

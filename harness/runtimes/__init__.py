@@ -1,8 +1,8 @@
 """Inference runtimes behind one interface; importing the package registers them all.
 
 Registration order is target order: PyTorch eager first (the reference every other target is
-compared with), then torch.compile, ONNX Runtime, OpenVINO, ExecuTorch. Importing this package
-imports no torch, onnxruntime, openvino or executorch.
+compared with), then torch.compile, ONNX Runtime, OpenVINO, ExecuTorch, LiteRT. Importing this
+package imports no torch, onnxruntime, openvino, executorch or ai_edge_litert.
 """
 
 from resnest_bench.harness.runtimes import torch_eager  # noqa: I001 - order is target order
@@ -10,6 +10,7 @@ from resnest_bench.harness.runtimes import torch_compile
 from resnest_bench.harness.runtimes import ort
 from resnest_bench.harness.runtimes import openvino
 from resnest_bench.harness.runtimes import executorch
+from resnest_bench.harness.runtimes import litert
 from resnest_bench.harness.runtimes.base import (
     RUNTIMES,
     Runtime,
@@ -23,6 +24,7 @@ __all__ = [
     "Runtime",
     "executorch",
     "get_runtime",
+    "litert",
     "openvino",
     "ort",
     "register",

@@ -1,0 +1,220 @@
+"""LiteRT .tflite files of the eval model: fp32 by litert-torch, int8 by ai-edge-quantizer.
+
+fp32 is converted from the PyTorch model itself (litert-torch keeps PyTorch's NCHW input and
+moves to NHWC inside the graph with transposes) at a static batch of 1, and must reproduce
+PyTorch on real test images like the ONNX export. int8 is full-integer static quantization of
+that file (int8 weights per channel, int8 activations, min/max ranges) calibrated on the same
+training images in the model's own preprocessing, with a float32 input and output, so the
+harness feeds it the same batches. Softmax and average pooling stay fp32: XNNPACK has no int8
+kernel for them in LiteRT, and quantizing them would push them out of the delegate. The same
+held-out accuracy gate and fp32 fallbacks (stem conv, then split attention) as ONNX Runtime's
+int8 pick the file that ships.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import importlib.util
+import io
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from resnest_bench.harness.build.files import temp_file
+from resnest_bench.harness.build.fp32_nodes import KEEP_FP32
+from resnest_bench.harness.build.gate import (
+    Candidate,
+    GateData,
+    artifact_bytes,
+    int8_record,
+    minmax_only,
+    run_gate,
+)
+from resnest_bench.harness.build.int8 import quiet
+from resnest_bench.harness.build.onnx import compare_logits, parity_problem
+from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.results.deployment import ConvertedRecord, Int8Settings, Parity
+from resnest_bench.harness.runtimes.litert import LiteRt, batching, xnnpack_coverage
+
+# Ops XNNPACK runs only in fp32 inside LiteRT: quantized, they would fall back to reference kernels.
+FLOAT_ONLY_OPS = ("SOFTMAX", "AVERAGE_POOL_2D")
+_GATES = ("SOFTMAX", "LOGISTIC")
+_SHAPE_OPS = ("RESHAPE", "TRANSPOSE", "SLICE", "STRIDED_SLICE", "SPLIT", "SQUEEZE")
+
+
+def converter_missing() -> str | None:
+    """Why .tflite files cannot be built here (one line, with what to do), or None."""
+    for module, package in (("litert_torch", "litert-torch"), ("ai_edge_quantizer", "")):
+        if importlib.util.find_spec(module) is None:
+            name = package or module.replace("_", "-")
+            return f"{name} is not installed: pip install 'resnest-bench[litert-convert]'"
+    return LiteRt.unavailable_reason()
+
+
+def build_litert(
+    model: nn.Module,
+    images: torch.Tensor,
+    fp32_path: Path,
+    int8_path: Path,
+    data: GateData,
+    *,
+    atol: float,
+    rtol: float = 1e-5,
+) -> ConvertedRecord:
+    """Write the fp32 .tflite (checked against PyTorch on `images`, normalised test images)
+    and the gated int8 one; BenchError when the fp32 file does not reproduce PyTorch."""
+    model = model.eval().cpu()
+    with temp_file(fp32_path) as tmp:
+        _convert(model, images[:1], tmp)
+        parity = _parity(model, tmp, images, data.threads)
+        problem = parity_problem(parity, atol=atol, rtol=rtol, min_agreement=0.99)
+        if problem is not None:
+            raise BenchError(f"LiteRT conversion does not match PyTorch: {problem}")
+        os.replace(tmp, fp32_path)
+
+    def score(path: Path) -> float:
+        runtime = LiteRt(threads=data.threads)
+        runtime.load(path)
+        return data.top1(runtime.run)
+
+    fp32_top1 = score(fp32_path)
+    with tempfile.TemporaryDirectory(prefix=".litert.", dir=int8_path.parent) as work:
+
+        def candidate(keep: str) -> Candidate:
+            variant = "static-int8" if keep == "none" else f"static-int8+{keep}-fp32"
+            kept = kept_fp32(fp32_path, keep)
+            out = Path(work) / f"{variant}.tflite"
+
+            def build() -> Path:
+                _quantize(fp32_path, out, data.calibration_x, kept)
+                return out
+
+            return Candidate(variant, kept, build)
+
+        outcome = run_gate(
+            (candidate(keep) for keep in KEEP_FP32),
+            score,
+            fp32_top1=fp32_top1,
+            max_drop_pts=data.max_drop_pts,
+        )
+        os.replace(outcome.path, int8_path)
+    settings = Int8Settings(
+        method="ai-edge-quantizer static int8 (LiteRT)",
+        quant_format="tflite int8, float32 input and output",
+        per_channel=True,
+        calibration=minmax_only(data.calibration_method, "ai-edge-quantizer's static int8"),
+        calibration_images=len(data.calibration_x),
+        schemes=[],
+        scheme_reason="XNNPACK picks its int8 kernels for the CPU it runs on",
+    )
+    return ConvertedRecord(
+        version=importlib.metadata.version("ai-edge-litert"),
+        fp32_path=fp32_path.name,
+        fp32_size_bytes=artifact_bytes(fp32_path),
+        fp32_top1=fp32_top1,
+        int8=int8_record(outcome, int8_path, settings, data, fp32_top1),
+        coverage={
+            "litert_fp32": xnnpack_coverage(fp32_path, data.threads or 1),
+            "litert_int8": xnnpack_coverage(int8_path, data.threads or 1),
+        },
+        parity=parity,
+        batching=batching(fp32_path),
+    )
+
+
+def _convert(model: nn.Module, sample: torch.Tensor, out: Path) -> None:
+    import litert_torch
+
+    with quiet(), contextlib.redirect_stderr(io.StringIO()):
+        litert_torch.convert(model, (sample,)).export(str(out))
+
+
+def _parity(model: nn.Module, path: Path, images: torch.Tensor, threads: int | None) -> Parity:
+    runtime = LiteRt(threads=threads)
+    runtime.load(path)
+    with torch.inference_mode():
+        expected = model(images).numpy()
+    return compare_logits(expected, runtime.run(images.numpy()))
+
+
+def kept_fp32(path: Path, keep: str) -> tuple[str, ...]:
+    """Output tensor names of the ops one entry of KEEP_FP32 leaves unquantized, found in the
+    .tflite graph as fp32_nodes finds them in ONNX: the first conv (the stem's), then also
+    every split-attention gate with the chain from its global pool and the ops applying it."""
+    if keep == "none":
+        return ()
+    ops, names = _graph(path)
+    first = next((op for op in ops if op["op_name"] == "CONV_2D"), None)
+    chosen = [] if first is None else [first]
+    if keep == "attention":
+        chosen += _attention_ops(ops)
+    seen: dict[str, None] = {}
+    for op in chosen:
+        seen.update({names[int(t)]: None for t in op["outputs"]})
+    return tuple(seen)
+
+
+def _attention_ops(ops: list[dict]) -> list[dict]:
+    producer = {int(t): op for op in ops for t in op["outputs"]}
+    users: dict[int, list[dict]] = {}
+    for op in ops:
+        for t in op["inputs"]:
+            users.setdefault(int(t), []).append(op)
+    chosen: list[dict] = []
+    for gate in (op for op in ops if op["op_name"] in _GATES):
+        chain, op = [gate], gate
+        while op["op_name"] != "MEAN" and int(op["inputs"][0]) in producer and len(chain) <= 32:
+            op = producer[int(op["inputs"][0])]
+            chain.append(op)
+        if op["op_name"] != "MEAN":  # not a split-attention block: keep just the gate
+            chain = [gate]
+        frontier = [int(t) for t in gate["outputs"]]
+        while frontier:
+            for user in users.get(frontier.pop(), []):
+                if user["op_name"] in _SHAPE_OPS:
+                    chain.append(user)
+                    frontier.extend(int(t) for t in user["outputs"])
+                elif user["op_name"] == "MUL":
+                    chain.append(user)
+        chosen += chain
+    return chosen
+
+
+def _graph(path: Path) -> tuple[list[dict], dict[int, str]]:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(
+        model_path=str(path),
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+    return interpreter._get_ops_details(), names
+
+
+def _quantize(source: Path, out: Path, images: np.ndarray, kept: tuple[str, ...]) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import quantizer, recipe
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+    from ai_edge_quantizer.qtyping import TFLOperationName as Op
+
+    (signature, io_names), *_ = Interpreter(model_path=str(source)).get_signature_list().items()
+    engine = quantizer.Quantizer(str(source))
+    engine.load_quantization_recipe(recipe.static_wi8_ai8())
+    # Later entries win: float input/output, float-only ops, then the gate's fp32 islands.
+    for op in (Op.INPUT, Op.OUTPUT, *(Op(name) for name in FLOAT_ONLY_OPS)):
+        engine.update_quantization_recipe(".*", op, algorithm_key=AlgorithmName.NO_QUANTIZE)
+    if kept:
+        pattern = "^(" + "|".join(re.escape(name) for name in kept) + ")$"
+        engine.update_quantization_recipe(
+            pattern, Op.ALL_SUPPORTED, algorithm_key=AlgorithmName.NO_QUANTIZE
+        )
+    batches = [{io_names["inputs"][0]: images[i : i + 1]} for i in range(len(images))]
+    with quiet(), contextlib.redirect_stderr(io.StringIO()):
+        result = engine.quantize(engine.calibrate({signature: batches}))
+        result.export_model(str(out), overwrite=True)
