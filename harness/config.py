@@ -98,6 +98,7 @@ class TrainSection(Section):
     auto_batch: bool = False
     flip: bool = True  # random horizontal flip (off for digits, text, oriented images)
     crop_padding: int = Field(default=4, ge=0)  # random crop from this much zero padding
+    checkpoint_every: int = Field(default=1, ge=1)  # epochs between checkpoints; last always
 
     @model_validator(mode="before")
     @classmethod

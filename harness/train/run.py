@@ -41,7 +41,14 @@ from resnest_bench.models.profile import count_macs, count_params
 
 # How a run goes, not what it learns: these may change between a checkpoint and its resume.
 _NOT_LEARNT = frozenset(
-    {"channels_last", "compile", "compile_mode", "auto_batch", "target_accuracy"}
+    {
+        "channels_last",
+        "compile",
+        "compile_mode",
+        "auto_batch",
+        "target_accuracy",
+        "checkpoint_every",
+    }
 )
 
 
@@ -141,7 +148,8 @@ def train(
     init: WeightsInit | None = None,
     suite: str = "",
 ) -> TrainingRun:
-    """Train `model` in place on `dataset`, checkpointing into `work_dir` after every epoch.
+    """Train `model` in place on `dataset`, checkpointing into `work_dir` every
+    section.checkpoint_every epochs and after the last.
 
     resume=True continues from work_dir's checkpoint when there is one (same model, data,
     recipe, precision and seed required); without it an existing checkpoint is an error, never
