@@ -69,7 +69,7 @@ def test_sgd_is_fused_where_the_device_has_the_kernel():
 
 
 @pytest.mark.parametrize("test_images", [BATCH, 4 * BATCH + 3])
-def test_evaluation_reads_the_device_once_and_matches_a_plain_loop(test_images):
+def test_evaluation_reads_the_device_only_at_the_end_and_matches_a_plain_loop(test_images):
     trainer = _trainer(test_images=test_images)
     trainer.evaluate()  # the first pass builds normalize's constants for this data
     with OpCounter() as counter:

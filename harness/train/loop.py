@@ -203,9 +203,9 @@ class Trainer:
     def weights_finite(self) -> bool:
         """Every weight finite, in one host read: the largest |w| of each tensor (NaN if any is
         NaN) in one foreach op, then one check of them all."""
-        params = [p.detach() for p in self.model.parameters()]
-        largest = torch._foreach_norm(params, ord=math.inf)
-        return bool(torch.isfinite(torch.stack(largest)).all())
+        with torch.no_grad():
+            largest = torch._foreach_norm(list(self.model.parameters()), ord=math.inf)
+            return bool(torch.isfinite(torch.stack(largest)).all())
 
 
 def write_epoch_log(path: Path, records: Sequence[EpochRecord]) -> None:
