@@ -17,6 +17,7 @@ from resnest_bench import models
 from resnest_bench.harness.checkpoints import save_torch_artifact
 from resnest_bench.harness.config import DeploySection, TimingSection
 from resnest_bench.harness.data import load_dataset
+from resnest_bench.harness.deploy_report import _host_lines
 from resnest_bench.harness.measure import measure_artifacts
 from resnest_bench.harness.measure import target as target_module
 from resnest_bench.harness.measure.target import (
@@ -210,6 +211,14 @@ def test_the_largest_batch_that_fit_is_recorded(monkeypatch, data, artifact):
     )
     assert target.throughput_limit.endswith("largest that fit: 8")
     assert asked == [4, 8, 16]  # 32 is not tried once 16 did not fit
+    on_gpu = target.model_copy(update={"device": "cuda:1", "flag": None})  # a busy host flags
+    shown = SimpleNamespace(
+        environment=SimpleNamespace(thread_policy=None), host=None, targets=[on_gpu]
+    )
+    assert _host_lines(shown) == [
+        "- GPU-resident (inputs in GPU memory, timed between syncs): torch-eager:fp32 on cuda:1.",
+        f"- torch-eager:fp32 throughput: {target.throughput_limit}.",
+    ]
 
 
 def test_a_spawned_worker_answers_out_of_memory_as_its_own_status(monkeypatch, data, artifact):
