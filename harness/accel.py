@@ -155,6 +155,14 @@ class Accel:
         """Loss scaling guards fp16's narrow exponent; bf16 and fp32 need none (disabled)."""
         return torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
 
+    @property
+    def fused_sgd(self) -> bool:
+        """Whether SGD's fused kernel (one launch updates every parameter, no per-tensor ops)
+        exists for this device type: CUDA, and the CPU in recent PyTorch."""
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+        return self.device.type in _get_fused_kernels_supported_devices()
+
     def prepare(self, model: nn.Module) -> nn.Module:
         """Move `model` to the device and layout; return what to call (compiled or not).
 
@@ -183,6 +191,7 @@ class Accel:
             cudnn_benchmark=self.device.type == "cuda" and self.cudnn_enabled,
             cudnn_enabled=self.cudnn_enabled,
             peak_flops=self.peak_flops(),
+            fused_optimizer=self.fused_sgd,
         )
 
 

@@ -1,7 +1,7 @@
 """The one reader and writer of model files.
 
 Three kinds of file pass through here, and nowhere else:
-- training checkpoints, written after every epoch with everything a resume needs;
+- training checkpoints, written every `checkpoint_every` epochs with everything a resume needs;
 - deployment torch artifacts, {format, config, state_dict}, loadable in a fresh process;
 - a user's --checkpoint, read by `model_from_file`: one of ours (which carries its model
   config), a plain state dict, or official/timm ResNeSt weights (built by the caller's model).

@@ -102,6 +102,7 @@ class TrainSection(Section):
     lr_scaling: Literal["none", "linear"] = "none"  # linear: lr x ranks (Goyal et al. 2017)
     sync_batchnorm: bool = False  # batch statistics over the global batch, not each rank's
     dist_timeout_s: float = Field(default=300.0, gt=0, allow_inf_nan=False)  # a silent rank
+    checkpoint_every: int = Field(default=1, ge=1)  # epochs between checkpoints; last always
 
     @model_validator(mode="before")
     @classmethod

@@ -31,11 +31,13 @@ def run_deploy(
     small_subset: int,
     measure: bool = True,
     step: Callable[[str, int, int], None] = lambda *_: None,
+    device: str = "cpu",
 ) -> Deployment:
     """Build artifacts into `out_dir` and measure them; measure=False builds and checks the
     artifacts only (the `export` step). `small_subset`: the first N test images get their own
     top-1 and time per image (the seed's 50-image set); step(description, done, total) names each
-    measuring step as it starts (progress)."""
+    measuring step as it starts (progress). `device`: the suite's (resolved, "cpu" or
+    "cuda:N"); PyTorch targets run there and ONNX Runtime's GPU providers on that GPU."""
     select_targets(section.runtimes)  # fail on unavailable runtimes before the slow part
     with staged_dir(Path(out_dir)) as stage:
         artifacts = build_artifacts(model, dataset, stage, section)
@@ -48,7 +50,7 @@ def run_deploy(
                 demo=demo(dataset, {}),
             )
         targets, shown, host, policy = measure_artifacts(
-            stage, artifacts, dataset, section, small_subset=small_subset, step=step
+            stage, artifacts, dataset, section, small_subset=small_subset, step=step, device=device
         )
     return Deployment(
         config=section.model_dump(mode="json"),

@@ -313,6 +313,18 @@ def _host_lines(deployment: Deployment) -> list[str]:
     lines += [f"- {t.target} throughput: {t.batching}." for t in deployment.targets if t.batching]
     flagged = [t for t in deployment.targets if t.flag]
     lines += [f"- FLAGGED {t.target}: {t.flag}; its figures are not comparable." for t in flagged]
+    on_gpu = [
+        f"{t.target} on {t.device}" for t in deployment.targets if t.device not in (None, "cpu")
+    ]
+    if on_gpu:
+        lines.append(
+            f"- GPU-resident (inputs in GPU memory, timed between syncs): {', '.join(on_gpu)}."
+        )
+    lines += [
+        f"- {t.target} throughput: {t.throughput_limit}."
+        for t in deployment.targets
+        if t.throughput_limit
+    ]
     return lines
 
 

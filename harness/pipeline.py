@@ -227,6 +227,7 @@ def _deploy(
     best: str | None,
     dataset: Dataset,
     out: Path,
+    device: str = "cpu",
 ) -> Deployment:
     """Export, quantize and (deploy step) time every target, one named step at a time."""
     suite = request.suite
@@ -245,6 +246,7 @@ def _deploy(
             small_subset=suite.data.small_subset,
             measure=measure,
             step=step,
+            device=device,
         )
     for target in deployment.targets:  # -v: the figures as they came, before the report
         ratio = target.speedup
@@ -444,7 +446,7 @@ def _run_steps(
             write_result(work / TRAINING_RESULT_NAME, result_with(None, failed))
         if steps & {"deploy", "export"}:
             try:
-                deployment = _deploy(request, trained, best, dataset, stage / "artifacts")
+                deployment = _deploy(request, trained, best, dataset, stage / "artifacts", device)
             except Exception as exc:
                 if not (runs or transfer):
                     raise  # nothing else to publish: the error is the answer

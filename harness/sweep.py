@@ -224,6 +224,7 @@ def run_point(
                 artifacts,
                 suite.deploy,
                 small_subset=suite.data.small_subset,
+                device=device,
             )
     except Exception as exc:  # the sweep goes on; KeyboardInterrupt still stops it
         return point.record("failed", f"{stage}: {_one_line(exc)}", **stages)

@@ -85,10 +85,11 @@ def test_all_fields_filled(result, data):
         missing = [
             key
             for key, value in target.items()
-            if value is None and key not in ("reason", "flag", "speedup", "batching")
+            if value is None
+            and key not in ("reason", "flag", "speedup", "batching", "throughput_limit")
         ]
         assert missing == [], (target["target"], missing)
-        assert target["threads"] == 1
+        assert target["threads"] == 1 and target["device"] == "cpu"
         assert target["latency_ms"]["n"] >= 3 and target["latency_ms"]["median"] > 0
         assert set(target["throughput"]) == {"2", "4"}
         assert target["images_timed"] == 12 and target["images_small"] == SMALL

@@ -309,28 +309,29 @@ def test_existing_checkpoint_needs_resume(trained):
         train(_model(radix=1), _data(), run_dir, RECIPE, **CPU, resume=True)
 
 
+class Killed(Exception):
+    """What a killed process leaves: the epochs it finished, nothing after."""
+
+
+def _train_killed_after(epoch, data, run_dir, recipe, look=lambda record: None) -> None:
+    """Train a fresh model in `run_dir` and stop it once `epoch` ends (look(record) first)."""
+
+    def kill(record):
+        look(record)
+        if record.epoch == epoch:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(_model(), data, run_dir, recipe, **CPU, callbacks=Callbacks(on_epoch_end=kill))
+
+
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     recipe = TrainSection(epochs=3, batch_size=16, lr=0.05, milestones=(2,))
     data = _data(64, 16)
     straight = _model()
     expected = train(straight, data, tmp_path / "straight", recipe, **CPU)
 
-    class Killed(Exception):
-        pass
-
-    def kill_after_two(record):
-        if record.epoch == 2:
-            raise Killed
-
-    with pytest.raises(Killed):
-        train(
-            _model(),
-            data,
-            tmp_path / "killed",
-            recipe,
-            **CPU,
-            callbacks=Callbacks(on_epoch_end=kill_after_two),
-        )
+    _train_killed_after(2, data, tmp_path / "killed", recipe)
     torch.manual_seed(12345)  # a new process: other RNG state, other initial weights
     resumed_model = _model(seed=99)
     resumed = train(resumed_model, data, tmp_path / "killed", recipe, **CPU, resume=True)
@@ -342,6 +343,32 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
         assert (a.train_loss, a.test_top1, a.lr) == (b.train_loss, b.test_top1, b.lr)
     log = (tmp_path / "killed" / EPOCH_LOG_NAME).read_text().splitlines()
     assert len(log) == 3
+
+
+def test_checkpoint_every_n_epochs_and_the_last_resumes_exactly(tmp_path):
+    recipe = TrainSection(epochs=4, batch_size=16, lr=0.05, milestones=(2,), checkpoint_every=2)
+    data = _data(64, 16)
+    straight = _model()
+    expected = train(straight, data, tmp_path / "straight", recipe, **CPU)
+    assert expected.options.checkpoint_every == 2
+    assert read_checkpoint(tmp_path / "straight" / CHECKPOINT_NAME).epoch == 4  # the last
+
+    on_disk: list[int | None] = []
+
+    def look(record):
+        path = tmp_path / "killed" / CHECKPOINT_NAME
+        on_disk.append(read_checkpoint(path).epoch if path.exists() else None)
+
+    _train_killed_after(3, data, tmp_path / "killed", recipe, look)
+    assert on_disk == [None, 2, 2]
+    resumed_model = _model(seed=99)
+    other_cadence = recipe.model_copy(update={"checkpoint_every": 1})  # not part of the recipe
+    resumed = train(resumed_model, data, tmp_path / "killed", other_cadence, **CPU, resume=True)
+    assert resumed.resumed_from_epoch == 2
+    for key, value in straight.state_dict().items():
+        assert torch.equal(resumed_model.state_dict()[key], value), key
+    log = (tmp_path / "killed" / EPOCH_LOG_NAME).read_text().splitlines()
+    assert len(log) == 4
 
 
 def test_out_of_memory_names_the_batch_size_or_halves_it(tmp_path, monkeypatch):

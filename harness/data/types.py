@@ -7,6 +7,7 @@ CIFAR sets fit on any GPU, and `normalize` is the single place pixels become mod
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -178,7 +179,17 @@ def normalize(images: torch.Tensor, mean: Triple, std: Triple) -> torch.Tensor:
             f"normalize expects uint8 (N, 3, H, W) images, got {images.dtype} {tuple(images.shape)}"
         )
     # One multiply-add in place: x * 1/(255 std) - mean/std, the same map in fewer passes.
-    as_column = {"dtype": torch.float32, "device": images.device}
-    scale = torch.tensor([1.0 / (255.0 * s) for s in std], **as_column).view(1, 3, 1, 1)
-    shift = torch.tensor([-m / s for m, s in zip(mean, std, strict=True)], **as_column)
-    return images.to(torch.float32).mul_(scale).add_(shift.view(1, 3, 1, 1))
+    scale, shift = _affine(tuple(mean), tuple(std), images.device)
+    return images.to(torch.float32).mul_(scale).add_(shift)
+
+
+@functools.lru_cache(maxsize=16)
+def _affine(mean: Triple, std: Triple, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """normalize's (1, 3, 1, 1) scale and shift, built once per device: torch.tensor of Python
+    numbers is a blocking host->device copy, once per batch on a GPU otherwise."""
+    with torch.inference_mode(False):  # usable outside inference_mode too
+        scale = torch.tensor([1.0 / (255.0 * s) for s in std], dtype=torch.float32, device=device)
+        shift = torch.tensor(
+            [-m / s for m, s in zip(mean, std, strict=True)], dtype=torch.float32, device=device
+        )
+    return scale.view(1, 3, 1, 1), shift.view(1, 3, 1, 1)

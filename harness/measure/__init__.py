@@ -87,10 +87,12 @@ def measure_artifacts(
     small_subset: int,
     spawn: bool = True,
     step: Callable[[str, int, int], None] = lambda *_: None,
+    device: str = "cpu",
 ) -> tuple[list[Target], Demo, HostCheck, ThreadPolicy]:
     """Measure every selected target on the files of `artifacts` in `directory` side by side,
     each in its own spawned process kept for the whole run (spawn=False: in this one, for
-    tests); returns them, the demo table, the host check and the thread policy used."""
+    tests); returns them, the demo table, the host check and the thread policy used.
+    `device` is the suite's: PyTorch and the GPU runtimes run there, the rest on the CPU."""
     # Here, not at the top: training imports measure.timing, and needs no ONNX Runtime.
     from resnest_bench.harness.build.onnx import check_input_fits, load_onnx
     from resnest_bench.harness.measure.interleaved import run_session
@@ -130,6 +132,7 @@ def measure_artifacts(
                 std=dataset.std,
                 policy=policy,
                 warmup=section.timing.warmup,
+                device=device,
             )
             handles[spec.name] = TargetProcess(job) if spawn else InProcess(job)
         session = run_session(handles, section, timed_images=max(timed_n, small_n), step=step)
@@ -192,17 +195,20 @@ def _target(
         for b, stats in outcome.throughput.items()
     }
     avg_ms = float(np.mean(per_image[:timed_n]) * 1e3)
+    device = outcome.load["device"]
     return Target(
         **_names(spec),
         status="ok",
         threads=outcome.load["threads"],
         batching=runtime_class(spec.runtime).batching,
+        device=device,
         speedup=speedup,
         flag=row_disagreement(latency.median, avg_ms),
         load_s=outcome.load["load_s"],
         first_inference_s=outcome.load["first_inference_s"],
         latency_ms=latency,
         throughput=throughput,
+        throughput_limit=outcome.throughput_limit,
         images_timed=timed_n,
         avg_ms_per_image=avg_ms,
         avg_ms_per_image_small=float(np.mean(per_image[:small_n]) * 1e3),

@@ -4,7 +4,9 @@ then the accuracy pass, each target in turn, with the host's load recorded aroun
 
 A handle is anything with `call(op, **kwargs)` answering the requests of measure.target (the
 real one is TargetProcess); a handle that raises TargetFailed is marked failed with its one-line
-reason, asked nothing more, and the others go on.
+reason, asked nothing more, and the others go on. A throughput batch that does not fit in
+device memory (OutOfMemory) only ends that target's throughput: the batches that fit keep their
+figures, larger ones are not tried, and `throughput_limit` says where it stopped.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 
 from resnest_bench.harness import hostload
 from resnest_bench.harness.config import DeploySection, TimingSection
-from resnest_bench.harness.measure.target import TargetFailed
+from resnest_bench.harness.measure.target import OutOfMemory, TargetFailed
 from resnest_bench.harness.results.stats import Stats
 from resnest_bench.harness.rounds import run_rounds
 
@@ -35,6 +37,7 @@ class Outcome:
     load: dict[str, Any] | None = None
     rounds: list[list[float]] = field(default_factory=list)
     throughput: dict[int, Stats] = field(default_factory=dict)
+    throughput_limit: str | None = None  # the batch that ran out of memory, and the largest fit
     per_image_s: list[float] = field(default_factory=list)
     logits: np.ndarray | None = None
     peak_rss: int | None = None
@@ -108,12 +111,22 @@ def run_session(
     samples = run_rounds({n: timer(n) for n in handles}, section.rounds, on_round=after_round)
     for name, per in samples.items():
         outcomes[name].rounds = per
+    too_large: dict[str, int] = {}  # per target: the smallest batch that ran out of memory
     for batch in section.throughput_batches:
         for name in handles:
             announce(f"throughput {name}, batch {batch}")
-            stats = ask(name, "throughput", batch=batch, timing=section.timing)
+            if batch >= too_large.get(name, batch + 1):
+                continue
+            outcome = outcomes[name]
+            try:
+                stats = ask(name, "throughput", batch=batch, timing=section.timing)
+            except OutOfMemory as exc:
+                too_large[name] = batch
+                fit = max((b for b in outcome.throughput if b < batch), default=None)
+                outcome.throughput_limit = f"out of memory at {exc}; largest that fit: {fit}"
+                continue
             if stats is not None:
-                outcomes[name].throughput[batch] = stats
+                outcome.throughput[batch] = stats
     for name in handles:
         announce(f"accuracy {name}")
         answer = ask(name, "accuracy", timed=timed_images)

@@ -5,15 +5,19 @@ peak RSS its own; keeping it alive lets the parent time every target in interlea
 (harness.rounds) so drift on a shared host lands in no ratio. The parent sends requests over a
 pipe and the child answers each (TargetProcess.call):
 
-    load                 -> load_s, first_inference_s, threads   (cold start, warm-up)
+    load                 -> load_s, first_inference_s, threads, device   (cold start, warm-up)
     round  timing        -> per-call seconds of batch-1 calls     (one round of the timing loop)
-    throughput batch     -> Stats of batch times, seconds
+    throughput batch     -> Stats of batch times, seconds; ("oom", line) when it does not fit
     accuracy             -> per-image seconds (first `timed`), logits of the whole test set
     rss                  -> peak RSS of the process
     stop
 
 A request that raises answers ("error", one line); a child that dies answers nothing, and the
 parent reports that with its exit code. Either way only this target fails.
+
+Timed calls run on inputs staged where the runtime reads them (GPU memory for a GPU runtime;
+Runtime.stage) and are bracketed by the runtime's sync(), so a GPU figure is the model's
+time, not a host->device copy's or a kernel launch's.
 """
 
 from __future__ import annotations
@@ -36,8 +40,12 @@ from resnest_bench.harness.measure.threads import child_environment
 from resnest_bench.harness.measure.timing import measure, sample
 from resnest_bench.harness.results.deployment import ThreadPolicy
 from resnest_bench.harness.runtimes import get_runtime
+from resnest_bench.harness.runtimes.base import out_of_memory
 
 EVAL_BATCH = 32  # batch of the untimed part of the test-set pass (and of reference logits)
+# Test images kept staged in GPU memory for the timing loops (the CPU uses all of them): enough
+# distinct inputs, without a large test set's copy crowding out the largest batches.
+DEVICE_POOL = 512
 
 
 @dataclass(frozen=True)
@@ -53,10 +61,15 @@ class Job:
     std: tuple[float, float, float]
     policy: ThreadPolicy
     warmup: int
+    device: str = "cpu"  # the suite's device: GPU runtimes run there (Runtime.placement)
 
 
 class TargetFailed(Exception):
     """The target's process raised or died; str() is the one-line reason."""
+
+
+class OutOfMemory(Exception):
+    """A throughput batch did not fit in device memory; the target itself is fine."""
 
 
 class Worker:
@@ -65,9 +78,9 @@ class Worker:
     def __init__(self, job: Job) -> None:
         self.job = job
         self.x = normalize(job.test.images, job.mean, job.std).numpy()
-        self.singles = itertools.cycle([self.x[i : i + 1] for i in range(len(self.x))])
-        self.runtime = get_runtime(job.runtime, threads=job.policy.threads)
+        self.runtime = get_runtime(job.runtime, threads=job.policy.threads, device=job.device)
         self.runtime.spinning = job.policy.ort_spinning  # read by ONNX Runtime sessions only
+        self.pool = self.x if self.runtime.device == "cpu" else self.x[:DEVICE_POOL]
 
     def load(self) -> dict[str, Any]:
         import psutil
@@ -79,28 +92,53 @@ class Worker:
         start = time.perf_counter()
         self.runtime.run(self.x[:1])
         first_s = time.perf_counter() - start
+        staged = self.runtime.stage(self.pool)
+        self.singles = itertools.cycle([staged[i : i + 1] for i in range(len(self.pool))])
         for _ in range(self.job.warmup):
-            self.runtime.run(next(self.singles))
+            self.runtime.forward(next(self.singles))
+        self.runtime.sync()
         return {
             "load_s": load_s,
             "first_inference_s": first_s,
             "threads": self.runtime.threads,
+            "device": self.runtime.device,
             "rss_before_load_bytes": rss_before,
         }
 
     def round(self, timing: TimingSection) -> list[float]:
-        return sample(lambda: self.runtime.run(next(self.singles)), timing)
+        forward = self.runtime.forward
+        return sample(lambda: forward(next(self.singles)), timing, sync=self.runtime.sync)
 
     def throughput(self, batch: int, timing: TimingSection):
-        chunks = itertools.cycle(batches(self.x, batch, whole=True))
-        return measure(lambda: self.runtime.run(next(chunks)), timing)
+        """Stats of `batch`-image calls; OutOfMemory when the batch does not fit."""
+        try:
+            return self._throughput(batch, timing)
+        except Exception as exc:
+            if not out_of_memory(exc):
+                raise
+            reason = f"batch {batch}: {first_line(exc)}"
+        self.runtime.release()  # the staged batches went with the exception's frames
+        raise OutOfMemory(reason)
+
+    def _throughput(self, batch: int, timing: TimingSection):
+        chunks = itertools.cycle(
+            [self.runtime.stage(c) for c in batches(self.pool, batch, whole=True)]
+        )
+        forward = self.runtime.forward
+        return measure(lambda: forward(next(chunks)), timing, sync=self.runtime.sync)
 
     def accuracy(self, timed: int) -> tuple[list[float], np.ndarray]:
+        """Per-image seconds of the first `timed` images (staged, synchronised, each fetched
+        outside its time) and the logits of every image."""
         times, outputs = [], []
         for i in range(min(timed, len(self.x))):
+            staged = self.runtime.stage(self.x[i : i + 1])
+            self.runtime.sync()
             start = time.perf_counter()
-            outputs.append(self.runtime.run(self.x[i : i + 1]))
+            output = self.runtime.forward(staged)
+            self.runtime.sync()
             times.append(time.perf_counter() - start)
+            outputs.append(self.runtime.fetch(output))
         rest = self.x[len(outputs) :]
         outputs += [self.runtime.run(chunk) for chunk in batches(rest, EVAL_BATCH, whole=False)]
         return times, np.concatenate(outputs).astype(np.float32)
@@ -123,6 +161,8 @@ def serve(connection: Any, job: Job) -> None:
             if worker is None:
                 worker = Worker(job)
             connection.send(("ok", getattr(worker, op)(**kwargs)))
+        except OutOfMemory as exc:
+            connection.send(("oom", str(exc)))
         except Exception as exc:  # any failure of this target is reported, never raised here
             connection.send(("error", first_line(exc)))
 
@@ -139,7 +179,8 @@ class TargetProcess:
         self.process = context.Process(target=serve, args=(self._child, job), daemon=True)
 
     def call(self, op: str, **kwargs: Any) -> Any:
-        """The answer to `op`; TargetFailed with one line when the child raised or died."""
+        """The answer to `op`; TargetFailed with one line when the child raised or died,
+        OutOfMemory when a throughput batch did not fit."""
         if self.process.pid is None:
             with child_environment(self.job.policy):
                 self.process.start()
@@ -154,6 +195,8 @@ class TargetProcess:
             ) from None
         if status == "error":
             raise TargetFailed(f"{op} failed: {value}")
+        if status == "oom":
+            raise OutOfMemory(value)
         return value
 
     def close(self) -> None:
@@ -181,6 +224,8 @@ class InProcess:
             if self.worker is None:
                 self.worker = Worker(self.job)
             return getattr(self.worker, op)(**kwargs)
+        except OutOfMemory:
+            raise
         except Exception as exc:
             raise TargetFailed(f"{op} failed: {first_line(exc)}") from exc
 

@@ -56,6 +56,8 @@ class Target(Record):
     first_inference_s: float | None = None
     latency_ms: Stats | None = None
     throughput: dict[str, Throughput] | None = None
+    throughput_limit: str | None = None  # why larger batches have no figure (out of memory)
+    device: str | None = None  # where the model ran: "cpu", "cuda:N"
     images_timed: int | None = None
     avg_ms_per_image: float | None = None
     avg_ms_per_image_small: float | None = None

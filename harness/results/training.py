@@ -51,6 +51,7 @@ class RunOptions(Record):
     seed: int
     target_top1: float
     auto_batch: bool
+    checkpoint_every: int = 1  # epochs between checkpoints (the last epoch always has one)
 
     @classmethod
     def of(cls, section: Any, *, device: str, seed: int) -> RunOptions:
@@ -64,6 +65,7 @@ class RunOptions(Record):
             seed=seed,
             target_top1=section.target_accuracy,
             auto_batch=section.auto_batch,
+            checkpoint_every=section.checkpoint_every,
         )
 
 
@@ -83,6 +85,7 @@ class AccelInfo(Record):
     cudnn_benchmark: bool
     cudnn_enabled: bool = True
     peak_flops: float | None
+    fused_optimizer: bool | None = None  # SGD as one fused kernel per step (None: not recorded)
 
 
 class DatasetInfo(Record):

@@ -3,15 +3,20 @@
 A runtime loads one artifact file and maps a float32 NCHW batch (normalised with
 harness.data.normalize) to logits. Adding a backend (OpenVINO, ExecuTorch, ...) is one module
 with one `@register` class; nothing else changes.
+
+run(batch) is stage -> forward -> fetch: a GPU runtime stages the batch in device memory,
+forward leaves its output there and fetch copies it back, so the timing loop can time forward
+alone (between two sync() calls) on inputs already resident, as a deployed server would run.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -46,11 +51,18 @@ class Runtime(ABC):
     artifacts: ClassVar[tuple[str, ...]]
     batching: ClassVar[str | None] = None  # how a batch runs when not as one call (the record)
 
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(self, threads: int | None = None, device: str = "cpu") -> None:
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise BenchError(f"threads must be a positive integer, got {threads!r}")
         self.threads = threads if threads is not None else usable_cpus()
+        self.device = self.placement(device)
         self._loaded: str | None = None
+
+    @classmethod
+    def placement(cls, device: str) -> str:
+        """Where this runtime runs when the suite runs on `device` ("cpu", "cuda", "cuda:N"):
+        the CPU, unless the runtime runs on a GPU."""
+        return "cpu"
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -73,19 +85,43 @@ class Runtime(ABC):
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """float32 (N, C, H, W) -> float32 logits (N, classes)."""
+        return self.fetch(self.forward(self.stage(batch)))
+
+    def stage(self, batch: np.ndarray) -> Any:
+        """The checked batch where forward() reads it (device memory for a GPU runtime);
+        slicing the result along the batch axis gives staged batches too."""
         if self._loaded is None:
             raise BenchError(f"{self.name}: run() called before load()")
         if batch.dtype != np.float32 or batch.ndim != 4:
             raise BenchError(
                 f"{self.name}: expects a float32 NCHW batch, got {batch.dtype} {batch.shape}"
             )
-        return self._run(np.ascontiguousarray(batch))
+        return self._stage(np.ascontiguousarray(batch))
+
+    def forward(self, staged: Any) -> Any:
+        """The model on a staged batch; the output stays where the model wrote it."""
+        return self._run(staged)
+
+    def fetch(self, output: Any) -> np.ndarray:
+        """forward()'s output as float32 logits in host memory."""
+        return output
+
+    def sync(self) -> None:
+        """Wait for the work queued on the device (a no-op where calls are synchronous)."""
+        return None  # nothing to do on the CPU
+
+    def release(self) -> None:
+        """Give cached device memory back after an out-of-memory error."""
+        return None  # nothing to do on the CPU
+
+    def _stage(self, batch: np.ndarray) -> Any:
+        return batch
 
     @abstractmethod
     def _load(self, path: Path) -> None: ...
 
     @abstractmethod
-    def _run(self, batch: np.ndarray) -> np.ndarray: ...
+    def _run(self, batch: Any) -> Any: ...
 
 
 def register(cls: type[Runtime]) -> type[Runtime]:
@@ -106,10 +142,30 @@ def runtime_class(name: str) -> type[Runtime]:
         ) from None
 
 
-def get_runtime(name: str, *, threads: int | None = None) -> Runtime:
-    """An unloaded runtime instance; BenchError when unknown or not usable on this machine."""
+def get_runtime(name: str, *, threads: int | None = None, device: str = "cpu") -> Runtime:
+    """An unloaded runtime instance for a suite on `device` (runtime.device says where it
+    runs); BenchError when unknown or not usable on this machine."""
     cls = runtime_class(name)
     reason = cls.unavailable_reason()
     if reason is not None:
         raise BenchError(f"runtime {name!r} is not available: {reason}")
-    return cls(threads=threads)
+    return cls(threads=threads, device=device)
+
+
+def device_index(device: str) -> int:
+    """N of "cuda:N"; 0 for "cuda" (the current device of a fresh process)."""
+    found = re.fullmatch(r"cuda(?::(\d+))?", device)
+    if found is None:
+        raise BenchError(f"not a CUDA device: {device!r}")
+    return int(found.group(1) or 0)
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` is a device allocation failure (torch.cuda.OutOfMemoryError, or ONNX
+    Runtime's failed allocation), which a smaller batch may avoid."""
+    text = str(exc).lower()
+    return (
+        type(exc).__name__ == "OutOfMemoryError"
+        or "out of memory" in text
+        or "failed to allocate memory" in text
+    )

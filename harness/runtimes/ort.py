@@ -15,7 +15,13 @@ from typing import ClassVar
 import numpy as np
 
 from resnest_bench.harness.errors import BenchError
-from resnest_bench.harness.runtimes.base import Machine, Runtime, register
+from resnest_bench.harness.runtimes.base import (
+    Machine,
+    Runtime,
+    device_index,
+    out_of_memory,
+    register,
+)
 
 # Graph optimisation for measured sessions: everything, layout changes for this CPU included
 # (a deployment optimises for the machine it runs on).
@@ -107,7 +113,7 @@ class OrtRuntime(Runtime):
             options.add_session_config_entry("session.load_model_format", "ORT")
         try:
             self.session = ort.InferenceSession(
-                str(path), sess_options=options, providers=list(self.providers)
+                str(path), sess_options=options, providers=self.provider_options()
             )
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -124,10 +130,16 @@ class OrtRuntime(Runtime):
         self.input_name = inputs[0].name
         self.input_shape = tuple(inputs[0].shape)
 
+    def provider_options(self) -> list[str | tuple[str, dict[str, object]]]:
+        """The providers as InferenceSession takes them (names, or (name, options))."""
+        return list(self.providers)
+
     def _run(self, batch: np.ndarray) -> np.ndarray:
         try:
             return self.session.run(None, {self.input_name: batch})[0]
         except Exception as exc:
+            if out_of_memory(exc):
+                raise  # a smaller batch may fit: the measurement tells the two apart
             shown = ", ".join(str(d) if isinstance(d, int) else "N" for d in self.input_shape)
             raise BenchError(
                 f"{self.name}: model takes [{shown}] but got a batch of shape {batch.shape} "
@@ -147,6 +159,18 @@ class OrtCuda(OrtRuntime):
     name = "ort-cuda"
     artifacts = ("onnx_fp32",)
     providers = ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+    @classmethod
+    def placement(cls, device: str) -> str:
+        """The suite's GPU; the first one when the suite runs on the CPU."""
+        return device if device.startswith("cuda") else "cuda"
+
+    def provider_options(self) -> list[str | tuple[str, dict[str, object]]]:
+        """GPU providers on the suite's GPU (device_id), not on ONNX Runtime's default GPU 0."""
+        index = device_index(self.device)
+        return [
+            p if p == "CPUExecutionProvider" else (p, {"device_id": index}) for p in self.providers
+        ]
 
     @classmethod
     def plan_skip_reason(cls, machine: Machine) -> str | None:

@@ -1,4 +1,5 @@
-"""torch.compile (inductor) on the CPU with weight freezing: PyTorch's own graph compiler.
+"""torch.compile (inductor) on the suite's device with weight freezing: PyTorch's own graph
+compiler.
 
 Compilation is lazy, so the first call of each batch shape pays for it: the deploy measurement
 reports that as the first-inference cold start and keeps it out of the timed samples (warm-up).

@@ -1,10 +1,12 @@
-"""PyTorch eager fp32 on the CPU: the reference every other runtime is compared against."""
+"""PyTorch eager fp32 on the suite's device: the reference every other runtime is compared
+against. On a GPU, batches are staged in device memory and the output stays there until
+fetched, so timing covers the model alone (synchronised on both sides)."""
 
 from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,10 +23,15 @@ class TorchEager(Runtime):
     name = "torch-eager"
     artifacts = ("state_dict",)
 
+    @classmethod
+    def placement(cls, device: str) -> str:
+        return device
+
     def _load(self, path: Path) -> None:
         import torch
 
         from resnest_bench.harness.checkpoints import load_torch_artifact
+        from resnest_bench.harness.measure.timing import cuda_sync
 
         torch.set_num_threads(self.threads)
         # one model call at a time: no inter-op pool competing for the same cores (set once per
@@ -32,13 +39,32 @@ class TorchEager(Runtime):
         # policy comes from the environment the measuring process was started with.
         with contextlib.suppress(RuntimeError):
             torch.set_num_interop_threads(1)
-        self.model = self._prepare(load_torch_artifact(path))
+        self._sync = cuda_sync(self.device)
+        self.model = self._prepare(load_torch_artifact(path).to(self.device))
 
     def _prepare(self, model: nn.Module) -> nn.Module:
         return model
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def _stage(self, batch: np.ndarray) -> Any:
+        import torch
+
+        return torch.from_numpy(batch).to(self.device)
+
+    def _run(self, batch: Any) -> Any:
         import torch
 
         with torch.inference_mode():
-            return self.model(torch.from_numpy(batch)).numpy()
+            return self.model(batch)
+
+    def fetch(self, output: Any) -> np.ndarray:
+        return output.cpu().numpy()
+
+    def sync(self) -> None:
+        if self._sync is not None:
+            self._sync()
+
+    def release(self) -> None:
+        import torch
+
+        if self.device != "cpu":
+            torch.cuda.empty_cache()

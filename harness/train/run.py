@@ -48,7 +48,15 @@ from resnest_bench.models.profile import count_macs, count_params
 
 # How a run goes, not what it learns: these may change between a checkpoint and its resume.
 _NOT_LEARNT = frozenset(
-    {"channels_last", "compile", "compile_mode", "auto_batch", "target_accuracy", "dist_timeout_s"}
+    {
+        "channels_last",
+        "compile",
+        "compile_mode",
+        "auto_batch",
+        "target_accuracy",
+        "checkpoint_every",
+        "dist_timeout_s",
+    }
 )
 
 
@@ -155,7 +163,8 @@ def train(
     suite: str = "",
     ranks: Ranks | None = None,
 ) -> TrainingRun:
-    """Train `model` in place on `dataset`, checkpointing into `work_dir` after every epoch.
+    """Train `model` in place on `dataset`, checkpointing into `work_dir` every
+    section.checkpoint_every epochs and after the last.
 
     resume=True continues from work_dir's checkpoint when there is one (same model, data,
     recipe, precision and seed required); without it an existing checkpoint is an error, never
