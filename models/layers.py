@@ -100,7 +100,9 @@ class SplitAttnConv2d(nn.Module):
         # fc2 is grouped by cardinal group; softmax runs over the radix splits inside each group,
         # moved to the last axis: (B, card, R, C/card) -> (B, card, C/card, R) -> (B, C, 1, R).
         attn = attn.reshape(-1, self.cardinality, r, per_group).transpose(2, 3)
-        weights = F.softmax(attn, dim=-1).reshape(-1, c, 1, r)
+        # Under CUDA autocast softmax runs in fp32: cast back, or every block output (and the
+        # residual add after it) silently becomes fp32.
+        weights = F.softmax(attn, dim=-1).to(x.dtype).reshape(-1, c, 1, r)
         out = splits[0] * weights[..., 0:1]
         for i in range(1, r):
             out = out + splits[i] * weights[..., i : i + 1]
