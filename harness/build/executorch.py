@@ -56,10 +56,7 @@ def build_executorch(
     model = static_pools(model, example[0])  # the program's shape is fixed: exact, delegated
     coverage = {"executorch_fp32": _lower(torch.export.export(model, example), fp32_pte)}
 
-    def score(pte: Path) -> float:
-        runtime = ExecuTorchXnnpack(threads=data.threads)
-        runtime.load(pte)
-        return data.top1(runtime.run)
+    score = data.scorer(ExecuTorchXnnpack)
 
     fp32_top1 = score(fp32_pte)
     graph = torch.export.export(model, example).module()

@@ -17,6 +17,7 @@ import numpy as np
 from resnest_bench.harness.data import ImageSet, normalize
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.results.deployment import Int8Attempt, Int8Record, Int8Settings
+from resnest_bench.harness.runtimes.base import Runtime
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,17 @@ class GateData:
     @property
     def heldout_y(self) -> np.ndarray:
         return self.heldout.labels.numpy()
+
+    def scorer(self, runtime: Callable[..., Runtime]) -> Callable[[Path], float]:
+        """artifact file -> its held-out top-1 (%), run by a fresh `runtime` with our threads:
+        how every converted model (fp32 and each int8 candidate) is judged."""
+
+        def score(path: Path) -> float:
+            loaded = runtime(threads=self.threads)
+            loaded.load(path)
+            return self.top1(loaded.run)
+
+        return score
 
     def top1(self, logits_of: Callable[[np.ndarray], np.ndarray]) -> float:
         """Held-out top-1 (%) of a model given as batch -> logits, in batches of 64."""

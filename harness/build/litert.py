@@ -78,10 +78,7 @@ def build_litert(
             raise BenchError(f"LiteRT conversion does not match PyTorch: {problem}")
         os.replace(tmp, fp32_path)
 
-    def score(path: Path) -> float:
-        runtime = LiteRt(threads=data.threads)
-        runtime.load(path)
-        return data.top1(runtime.run)
+    score = data.scorer(LiteRt)
 
     fp32_top1 = score(fp32_path)
     with tempfile.TemporaryDirectory(prefix=".litert.", dir=int8_path.parent) as work:

@@ -38,10 +38,7 @@ def build_openvino(
 
     nncf.set_log_level(logging.ERROR)  # its INFO lines and progress bars are not our output
 
-    def score(xml: Path) -> float:
-        runtime = OpenVinoCpu(threads=data.threads)
-        runtime.load(xml)
-        return data.top1(runtime.run)
+    score = data.scorer(OpenVinoCpu)
 
     with tempfile.TemporaryDirectory(prefix=".openvino.", dir=int8_xml.parent) as work:
         prepared = Path(work) / "prepared.onnx"
