@@ -100,9 +100,10 @@ class SplitAttnConv2d(nn.Module):
         # fc2 is grouped by cardinal group; softmax runs over the radix splits inside each group,
         # moved to the last axis: (B, card, R, C/card) -> (B, card, C/card, R) -> (B, C, 1, R).
         attn = attn.reshape(-1, self.cardinality, r, per_group).transpose(2, 3)
-        # Under CUDA autocast softmax runs in fp32: cast back, or every block output (and the
-        # residual add after it) silently becomes fp32.
-        weights = F.softmax(attn, dim=-1).to(x.dtype).reshape(-1, c, 1, r)
+        weights = F.softmax(attn, dim=-1)
+        if weights.dtype != x.dtype:  # CUDA autocast runs softmax in fp32: else every block
+            weights = weights.to(x.dtype)  # output (and the residual add) silently became fp32
+        weights = weights.reshape(-1, c, 1, r)
         out = splits[0] * weights[..., 0:1]
         for i in range(1, r):
             out = out + splits[i] * weights[..., i : i + 1]
