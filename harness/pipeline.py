@@ -13,6 +13,7 @@ Layout under the reports folder:
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import sys
@@ -26,7 +27,7 @@ import torch
 from resnest_bench import models
 from resnest_bench.harness import console
 from resnest_bench.harness.accel import select_device
-from resnest_bench.harness.atomic import staged_dir
+from resnest_bench.harness.atomic import atomic_write_text, staged_dir
 from resnest_bench.harness.build.files import first_line
 from resnest_bench.harness.checkpoints import CheckpointWriteError, read_model_file
 from resnest_bench.harness.config import Suite
@@ -276,6 +277,9 @@ def _kind(suite: Suite) -> str:
     return "suite" if len(suite.steps) > 1 else suite.steps[0].replace("export", "deploy")
 
 
+RUN_ID_FILE = "RESNEST_BENCH_RUN_ID_FILE"  # where rank 0 tells the launcher its run id
+
+
 def resume_command(argv: list[str], run_id: str) -> str:
     """The exact command that continues run_id: the same line with --resume RUN_ID."""
     words, skip = ["resnest-bench"], False
@@ -357,6 +361,8 @@ def _run_suite(request: RunRequest, device: str) -> Path:
         raise BenchError(f"weights file not found: {request.checkpoint}")
     probe_writable(reports, "reports folder")
     with claimed(reports, suite.name, request.resume) as claim:
+        if RUN_ID_FILE in os.environ:  # the --nproc launcher names the run if a rank dies
+            atomic_write_text(Path(os.environ[RUN_ID_FILE]), claim.run_id)
         _check_storage(request, claim.work)
         try:
             return _run_claimed(request, claim.run_id, device)

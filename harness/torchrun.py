@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 from resnest_bench.harness.errors import BenchError
 
@@ -38,8 +41,12 @@ def launch(nproc: int, argv: Sequence[str], *, threads: int | None = None) -> No
     for name in list(logging.root.manager.loggerDict):  # its per-rank lines: ours says it all
         if name.startswith("torch.distributed.elastic"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
+    from resnest_bench.harness.pipeline import RUN_ID_FILE, resume_command
+
     given = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = str(threads or given or cpu_threads(nproc))  # ranks inherit
+    run_id_file = Path(tempfile.mkdtemp(prefix="resnest-bench-launch.")) / "run_id"
+    os.environ[RUN_ID_FILE] = str(run_id_file)
     try:
         run(args)
     except ChildFailedError as exc:
@@ -47,11 +54,18 @@ def launch(nproc: int, argv: Sequence[str], *, threads: int | None = None) -> No
         failures = sorted(exc.failures.items())
         causes = [(r, f) for r, f in failures if f.exitcode != -signal.SIGTERM] or failures
         failed = ", ".join(f"rank {rank} ({_how(fail.exitcode)})" for rank, fail in causes)
+        # rank 0 may be stopped before it can say how to resume: the launcher says it
+        resume = ""
+        if run_id_file.is_file():
+            command = resume_command(["resnest-bench", *argv], run_id_file.read_text())
+            resume = f"; continue it with: {command}"
         raise BenchError(
             f"{failed} of {nproc} ranks failed; torchrun stopped the others and nothing more "
-            "was published (a rank's own error, if it printed one, is above)"
+            f"was published (a rank's own error, if it printed one, is above){resume}"
         ) from None
     finally:
+        del os.environ[RUN_ID_FILE]
+        shutil.rmtree(run_id_file.parent, ignore_errors=True)
         if given is None:
             del os.environ["OMP_NUM_THREADS"]
         else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -226,7 +227,10 @@ def test_a_dying_rank_stops_the_run_and_resume_is_exact(runs, tmp_path):
     assert _published(reports) == []  # no result.json, no report
     assert not list(reports.glob("*/report.md"))
     (work,) = (reports / "work").iterdir()
-    assert f"--resume {work.name}" in crashed.stderr
+    # the launcher says how to resume even when torchrun stopped rank 0 before it could
+    assert last.endswith(
+        f"continue it with: {shlex.join(['resnest-bench', *command[3:]])} --resume {work.name}"
+    ), last
     resumed = _run([*command, "--resume", work.name])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     run = read_result(_published(reports)[0]).training.runs[0]
