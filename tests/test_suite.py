@@ -66,7 +66,8 @@ def test_bad_suite_files_name_the_key_and_value(tmp_path, body: str, message: st
 
 
 def test_unknown_suite_and_missing_file(tmp_path) -> None:
-    with pytest.raises(BenchError, match="unknown suite 'nope'; bundled suites: cpu-runtime, gpu"):
+    bundled = "all-runtimes, cpu-runtime, gpu, scaling, sweep"
+    with pytest.raises(BenchError, match=rf"unknown suite 'nope'; bundled suites: {bundled}, or"):
         load_suite("nope")
     with pytest.raises(BenchError, match="suite file not found"):
         load_suite(str(tmp_path / "missing.toml"))
