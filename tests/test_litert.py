@@ -142,6 +142,31 @@ def test_fallbacks_keep_the_stem_then_split_attention_in_fp32(digits, built, tmp
     assert rejected.int8.rejected
 
 
+@needs_converter
+def test_kept_ops_stay_fp32_in_the_int8_file(digits, built):
+    """What a fallback keeps in fp32 really is fp32 in the file it builds (the quantizer's op
+    scope ends in ";", which an anchored pattern never matched: every fallback shipped the
+    same all-int8 file)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from resnest_bench.harness.build import litert as build_litert_module
+
+    _, folder = built
+    data, _ = digits
+    kept = build_litert_module.kept_fp32(folder / "model.tflite", "attention")
+    images = _x(data)[:16].numpy()
+
+    def dtypes(keep: tuple[str, ...]) -> list[str]:
+        out = folder.parent / f"keep-{len(keep)}.tflite"
+        build_litert_module._quantize(folder / "model.tflite", out, images, keep)
+        details = Interpreter(model_path=str(out)).get_tensor_details()
+        by_name = {t["name"]: t["dtype"].__name__ for t in details}
+        return [by_name[name] for name in kept]
+
+    assert set(dtypes(kept)) == {"float32"}
+    assert dtypes(())[0] == "int8"  # the stem conv, quantized when nothing is kept
+
+
 def test_missing_runtime_and_converter_are_skipped_rows_with_reasons(digits, tmp_path, monkeypatch):
     from resnest_bench.harness.build import litert as build_litert_module
 

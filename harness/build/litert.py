@@ -207,7 +207,8 @@ def _quantize(source: Path, out: Path, images: np.ndarray, kept: tuple[str, ...]
     for op in (Op.INPUT, Op.OUTPUT, *(Op(name) for name in FLOAT_ONLY_OPS)):
         engine.update_quantization_recipe(".*", op, algorithm_key=AlgorithmName.NO_QUANTIZE)
     if kept:
-        pattern = "^(" + "|".join(re.escape(name) for name in kept) + ")$"
+        # An op's scope is its output names, each followed by ";" ("a;b;").
+        pattern = "(^|;)(" + "|".join(re.escape(name) for name in kept) + ");"
         engine.update_quantization_recipe(
             pattern, Op.ALL_SUPPORTED, algorithm_key=AlgorithmName.NO_QUANTIZE
         )
