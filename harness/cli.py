@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -555,6 +556,9 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 ANYWHERE = {"--quiet": "quiet", "-v": "verbose", "--verbose": "verbose"}
+# Loggers of libraries the converters import that warn their own authors (torch's pytree) or
+# list optional GPU kernels missing on a CPU machine (torchao): shown only with -v.
+NOISY_LOGGERS = ("torchao", "torch.utils._pytree")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -563,6 +567,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags = {ANYWHERE[a] for a in given if a in ANYWHERE}
     args = build_parser().parse_args([a for a in given if a not in ANYWHERE])
     console.configure(quiet="quiet" in flags, verbose="verbose" in flags)
+    if "verbose" not in flags:
+        for name in NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
     handler: Handler = args.handler
     args.given = given
     if isinstance(getattr(args, "nproc", None), int) and "WORLD_SIZE" not in os.environ:

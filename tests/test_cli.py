@@ -127,3 +127,17 @@ def test_compare_and_report_commands_import_neither(tmp_path) -> None:
 def test_flags_become_suite_overrides_under_the_suite_names(argv, expected) -> None:
     """One name per knob: each flag lands on the suite key that the suite file uses."""
     assert overrides_from(build_parser().parse_args(argv)) == expected
+
+
+@pytest.mark.parametrize(("flag", "silenced"), [([], True), (["-v"], False)])
+def test_library_import_chatter_shows_only_with_verbose(flag, silenced) -> None:
+    """torchao lists GPU kernels it could not load whenever a converter imports it: noise on a
+    CPU machine, kept for -v."""
+    code = (
+        "import logging, sys\n"
+        "from resnest_bench.harness.cli import main\n"
+        f"main(['models', '--json', *{flag!r}])\n"
+        "logging.getLogger('torchao').warning('Failed to load kernels')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert ("Failed to load kernels" in done.stderr) is not silenced
