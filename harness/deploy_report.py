@@ -341,7 +341,8 @@ def deployment_section(deployment: Deployment, *, synthetic: bool = False) -> st
             f"{md.mib(memory) + ' MiB' if memory else 'none'}); each target in its own process, "
             f"all timed side by side in {deployment.rounds or 1} interleaved rounds (order "
             "rotating) after an untimed warm-up; latency = batch 1, median (p90, p99, cv, n) "
-            "pooled over the rounds; speed-up = median (range) of the per-round ratios.",
+            "pooled over the rounds; speed-up = median (range) of the per-round ratios; "
+            "throughput per batch size timed in as many interleaved rounds, pooled.",
             *_host_lines(deployment),
             "",
             f"Table 5: runtime comparison (accuracy, per-image time, size){label}",

@@ -180,7 +180,7 @@ def test_a_batch_that_does_not_fit_raises_out_of_memory_not_a_failure(monkeypatc
     counts = _oom_from(monkeypatch, 16)
     handle = InProcess(_job(data, artifact))
     handle.call("load")
-    assert handle.call("throughput", batch=8, timing=TIMING).n >= TIMING.min_iters
+    assert len(handle.call("throughput", batch=8, timing=TIMING)) >= TIMING.min_iters
     with pytest.raises(OutOfMemory, match="batch 16: OutOfMemoryError: CUDA out of memory"):
         handle.call("throughput", batch=16, timing=TIMING)
     assert counts["release"] == 1

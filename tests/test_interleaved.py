@@ -80,6 +80,10 @@ def test_fake_clock_drift_cancels_through_the_scheduler():
     assert ratios["ort-cpu:fp32"].median == pytest.approx(4.0, rel=0.1)
     assert ratios["ort-cpu:int8"].median == pytest.approx(8.0, rel=0.1)
     assert ratios["ort-cpu:int8"].rounds == rounds
+    # throughput is timed in the same interleaved rounds: its ratios survive the drift too
+    batch4 = {name: o.throughput[4].median for name, o in session.outcomes.items()}
+    assert batch4[REFERENCE] / batch4["ort-cpu:fp32"] == pytest.approx(4.0, rel=0.15)
+    assert batch4[REFERENCE] / batch4["ort-cpu:int8"] == pytest.approx(8.0, rel=0.15)
 
     # the same drift, each target timed whole one after another: the ratio is far off
     machine = FakeMachine(total_calls=len(costs) * TIMING.min_iters)

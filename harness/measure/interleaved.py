@@ -1,6 +1,8 @@
 """All targets of a run timed side by side: loaded once, then batch-1 latency in interleaved
-rounds (harness.rounds: the order rotates, ratios are taken within a round), then throughput,
-then the accuracy pass, each target in turn, with the host's load recorded around every round.
+rounds (harness.rounds: the order rotates, ratios are taken within a round), then each
+throughput batch in interleaved rounds too (a neighbour's burst is shared by every target, not
+spent on one), then the accuracy pass, each target in turn, with the host's load recorded
+around every latency round.
 
 A handle is anything with `call(op, **kwargs)` answering the requests of measure.target (the
 real one is TargetProcess); a handle that raises TargetFailed is marked failed with its one-line
@@ -71,10 +73,11 @@ def run_session(
     step: Callable[[str, int, int], None] = lambda *_: None,
     snapshot: Callable[[], hostload.HostSnapshot] = hostload.snapshot,
 ) -> Session:
-    """Load every target, time them in section.rounds interleaved rounds, then throughput and
-    accuracy; step(description, done, total) announces each step as it starts (progress)."""
+    """Load every target, time them in section.rounds interleaved rounds, then throughput (in
+    as many rounds per batch) and accuracy; step(description, done, total) announces each step
+    as it starts (progress)."""
     outcomes = {name: Outcome() for name in handles}
-    total = len(handles) * (2 + len(section.throughput_batches)) + section.rounds
+    total = len(handles) * 2 + section.rounds * (1 + len(section.throughput_batches))
     done = iter(range(total + 1))
 
     def announce(description: str) -> None:
@@ -112,21 +115,35 @@ def run_session(
     for name, per in samples.items():
         outcomes[name].rounds = per
     too_large: dict[str, int] = {}  # per target: the smallest batch that ran out of memory
-    for batch in section.throughput_batches:
-        for name in handles:
-            announce(f"throughput {name}, batch {batch}")
-            if batch >= too_large.get(name, batch + 1):
-                continue
-            outcome = outcomes[name]
+
+    def batch_timer(name: str, batch: int) -> Callable[[], list[float]]:
+        def one_round() -> list[float]:
+            if name in too_large:
+                return []
             try:
-                stats = ask(name, "throughput", batch=batch, timing=section.timing)
+                return ask(name, "throughput", batch=batch, timing=per_round) or []
             except OutOfMemory as exc:
                 too_large[name] = batch
-                fit = max((b for b in outcome.throughput if b < batch), default=None)
-                outcome.throughput_limit = f"out of memory at {exc}; largest that fit: {fit}"
-                continue
-            if stats is not None:
-                outcome.throughput[batch] = stats
+                fit = max((b for b in outcomes[name].throughput if b < batch), default=None)
+                outcomes[name].throughput_limit = f"out of memory at {exc}; largest that fit: {fit}"
+                return []
+
+        return one_round
+
+    for batch in section.throughput_batches:
+        label = f"throughput of {batch}-image batches side by side"
+
+        def next_round(r: int, label: str = label) -> None:
+            if r + 1 < section.rounds:
+                announce(f"{label}, {r + 2} of {section.rounds}")
+
+        announce(f"{label}, 1 of {section.rounds}")
+        timers = {name: batch_timer(name, batch) for name in handles}
+        per_target = run_rounds(timers, section.rounds, on_round=next_round)
+        for name, per in per_target.items():
+            calls = [t for times in per for t in times]
+            if calls and name not in too_large:
+                outcomes[name].throughput[batch] = Stats.from_samples(calls)
     for name in handles:
         announce(f"accuracy {name}")
         answer = ask(name, "accuracy", timed=timed_images)

@@ -7,7 +7,8 @@ pipe and the child answers each (TargetProcess.call):
 
     load                 -> load_s, first_inference_s, threads, device   (cold start, warm-up)
     round  timing        -> per-call seconds of batch-1 calls     (one round of the timing loop)
-    throughput batch     -> Stats of batch times, seconds; ("oom", line) when it does not fit
+    throughput batch     -> per-call seconds of `batch`-image calls (one round; the batch is
+                            staged and warmed up on its first); ("oom", line) when it does not fit
     accuracy             -> per-image seconds (first `timed`), logits of the whole test set
     rss                  -> peak RSS of the process
     stop
@@ -26,6 +27,7 @@ import contextlib
 import itertools
 import multiprocessing
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,7 @@ from resnest_bench.harness.config import TimingSection
 from resnest_bench.harness.data import ImageSet, normalize
 from resnest_bench.harness.envinfo import peak_rss_bytes
 from resnest_bench.harness.measure.threads import child_environment
-from resnest_bench.harness.measure.timing import measure, sample
+from resnest_bench.harness.measure.timing import sample
 from resnest_bench.harness.results.deployment import ThreadPolicy
 from resnest_bench.harness.runtimes import get_runtime
 from resnest_bench.harness.runtimes.base import out_of_memory
@@ -81,6 +83,7 @@ class Worker:
         self.runtime = get_runtime(job.runtime, threads=job.policy.threads, device=job.device)
         self.runtime.spinning = job.policy.ort_spinning  # read by ONNX Runtime sessions only
         self.pool = self.x if self.runtime.device == "cpu" else self.x[:DEVICE_POOL]
+        self.staged_batch: tuple[int, Iterator[Any]] | None = None  # throughput's batch, chunks
 
     def load(self) -> dict[str, Any]:
         import psutil
@@ -109,23 +112,32 @@ class Worker:
         forward = self.runtime.forward
         return sample(lambda: forward(next(self.singles)), timing, sync=self.runtime.sync)
 
-    def throughput(self, batch: int, timing: TimingSection):
-        """Stats of `batch`-image calls; OutOfMemory when the batch does not fit."""
+    def throughput(self, batch: int, timing: TimingSection) -> list[float]:
+        """One round of `batch`-image calls; OutOfMemory when the batch does not fit."""
         try:
-            return self._throughput(batch, timing)
+            chunks = self._chunks(batch)
+            forward = self.runtime.forward
+            return sample(lambda: forward(next(chunks)), timing, sync=self.runtime.sync)
         except Exception as exc:
             if not out_of_memory(exc):
                 raise
             reason = f"batch {batch}: {first_line(exc)}"
+        self.staged_batch = None
         self.runtime.release()  # the staged batches went with the exception's frames
         raise OutOfMemory(reason)
 
-    def _throughput(self, batch: int, timing: TimingSection):
-        chunks = itertools.cycle(
-            [self.runtime.stage(c) for c in batches(self.pool, batch, whole=True)]
-        )
-        forward = self.runtime.forward
-        return measure(lambda: forward(next(chunks)), timing, sync=self.runtime.sync)
+    def _chunks(self, batch: int) -> Iterator[Any]:
+        """The pool staged in `batch`-image chunks, warmed up once per batch size (its kernels
+        and allocations differ from batch 1's); the previous size's chunks are let go first."""
+        if self.staged_batch is None or self.staged_batch[0] != batch:
+            self.staged_batch = None
+            staged = [self.runtime.stage(c) for c in batches(self.pool, batch, whole=True)]
+            chunks = itertools.cycle(staged)
+            for _ in range(self.job.warmup):
+                self.runtime.forward(next(chunks))
+            self.runtime.sync()
+            self.staged_batch = (batch, chunks)
+        return self.staged_batch[1]
 
     def accuracy(self, timed: int) -> tuple[list[float], np.ndarray]:
         """Per-image seconds of the first `timed` images (staged, synchronised, each fetched
