@@ -167,6 +167,29 @@ def test_kept_ops_stay_fp32_in_the_int8_file(digits, built):
     assert dtypes(())[0] == "int8"  # the stem conv, quantized when nothing is kept
 
 
+@needs_converter
+def test_int8_ranges_cover_every_calibration_image(digits, built):
+    """Activation ranges are the min/max over all calibration images: the quantizer's default
+    moving average would forget a bright first image (0.95 per image) and clip it."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from resnest_bench.harness.build import litert as build_litert_module
+
+    _, folder = built
+    data, _ = digits
+    images = _x(data)[:16].numpy()
+    images[0] *= 6.0  # one image far outside the others' range, seen first
+    out = folder.parent / "ranges.int8.tflite"
+    build_litert_module._quantize(folder / "model.tflite", out, images, ())
+    interpreter = Interpreter(model_path=str(out))
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    quantize = next(op for op in interpreter._get_ops_details() if op["op_name"] == "QUANTIZE")
+    params = tensors[int(quantize["outputs"][0])]["quantization_parameters"]
+    scale, zero = float(params["scales"][0]), int(params["zero_points"][0])
+    covered = (scale * (-128 - zero), scale * (127 - zero))
+    assert covered[0] <= 0.98 * images.min() and covered[1] >= 0.98 * images.max(), covered
+
+
 def test_missing_runtime_and_converter_are_skipped_rows_with_reasons(digits, tmp_path, monkeypatch):
     from resnest_bench.harness.build import litert as build_litert_module
 

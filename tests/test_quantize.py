@@ -12,8 +12,8 @@ import torch
 
 from resnest_bench import models
 from resnest_bench.harness.build import int8 as quantize_module
-from resnest_bench.harness.build.fp32_nodes import KEEP_FP32, attention_nodes, first_conv_node
-from resnest_bench.harness.build.gate import GateData, top1_percent
+from resnest_bench.harness.build.fp32_nodes import attention_nodes, first_conv_node
+from resnest_bench.harness.build.gate import KEEP_FP32, GateData, top1_percent
 from resnest_bench.harness.build.int8 import quantize_int8
 from resnest_bench.harness.build.int8_schemes import (
     U8S8,

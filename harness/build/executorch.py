@@ -12,8 +12,6 @@ also the split-attention gate). Each file records what XNNPACK runs and what fal
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -21,14 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from resnest_bench.harness.build.fp32_nodes import KEEP_FP32
-from resnest_bench.harness.build.gate import (
-    Candidate,
-    GateData,
-    artifact_bytes,
-    int8_record,
-    run_gate,
-)
+from resnest_bench.harness.build.gate import GateData, artifact_bytes, gate_ladder, int8_record
 from resnest_bench.harness.build.static_pools import static_pools
 from resnest_bench.harness.results.deployment import (
     ConvertedRecord,
@@ -61,35 +52,27 @@ def build_executorch(
     fp32_top1 = score(fp32_pte)
     graph = torch.export.export(model, example).module()
     calib = torch.from_numpy(data.calibration_x)
-    covers: dict[str, DelegateCoverage] = {}
+    covers: dict[Path, DelegateCoverage] = {}  # per candidate file
 
-    with tempfile.TemporaryDirectory(prefix=".executorch.", dir=int8_pte.parent) as work:
+    def quantize(keep_fp32: tuple[str, ...], out: Path) -> None:
+        quantizer = _quantizer(lambda node: node.name not in keep_fp32)
+        prepared = prepare_pt2e(torch.export.export(model, example).module(), quantizer)
+        with torch.no_grad():
+            for image in calib.split(1):  # the exported graph's static batch
+                prepared(image)
+        quantized = convert_pt2e(prepared)
+        covers[out] = _lower(torch.export.export(quantized, example), out)
 
-        def candidate(keep: str) -> Candidate:
-            variant = "pt2e" if keep == "none" else f"pt2e+{keep}-fp32"
-            keep_fp32 = _kept_fp32(graph, keep)
-            out = Path(work) / f"{variant}.pte"
-
-            def build() -> Path:
-                quantizer = _quantizer(lambda node: node.name not in keep_fp32)
-                prepared = prepare_pt2e(torch.export.export(model, example).module(), quantizer)
-                with torch.no_grad():
-                    for image in calib.split(1):  # the exported graph's static batch
-                        prepared(image)
-                quantized = convert_pt2e(prepared)
-                covers[variant] = _lower(torch.export.export(quantized, example), out)
-                return out
-
-            return Candidate(variant, tuple(sorted(keep_fp32)), build)
-
-        outcome = run_gate(
-            (candidate(keep) for keep in KEEP_FP32),
-            score,
-            fp32_top1=fp32_top1,
-            max_drop_pts=data.max_drop_pts,
-        )
-        os.replace(outcome.path, int8_pte)
-    coverage["executorch_int8"] = covers[outcome.best.variant]
+    outcome = gate_ladder(
+        int8_pte,
+        "pt2e",
+        lambda keep: tuple(sorted(_kept_fp32(graph, keep))),
+        quantize,
+        score,
+        fp32_top1=fp32_top1,
+        max_drop_pts=data.max_drop_pts,
+    )
+    coverage["executorch_int8"] = covers[outcome.path]
     settings = Int8Settings(
         method="PT2E static quantization (XNNPACKQuantizer, ExecuTorch)",
         quant_format="qdq",

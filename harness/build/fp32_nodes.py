@@ -1,8 +1,8 @@
 """Which nodes of an ONNX graph stay fp32 when int8 alone loses accuracy.
 
-Tried in the order of KEEP_FP32: nothing; the stem's first conv (it sees raw normalised pixels,
-the widest range of any layer); then also the split-attention path, whose softmax/sigmoid gates
-weigh the radix splits and amplify an error in any of them.
+Tried in the order of KEEP_FP32 (harness.build.gate): nothing; the stem's first conv (it sees
+raw normalised pixels, the widest range of any layer); then also the split-attention path, whose
+softmax/sigmoid gates weigh the radix splits and amplify an error in any of them.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import os
 
 from resnest_bench.harness.build.onnx import load_onnx
 
-KEEP_FP32: tuple[str, ...] = ("none", "first-conv", "attention")
 _ATTENTION_GATES = ("Softmax", "Sigmoid")
 _POOLS = ("ReduceMean", "GlobalAveragePool")
 _SHAPE_OPS = ("Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Split", "Slice")

@@ -3,10 +3,14 @@
 Candidates are built lazily, in the order given, and each is scored on held-out images; the
 first within `max_drop_pts` of fp32 wins. When none is, the least lossy one is kept and marked
 outside the limit: it is measured and reported, and ships only if the user allowed the loss.
+The candidates are the KEEP_FP32 ladder: all int8, then the stem's first conv kept fp32, then
+the split-attention path too (each converter finds those nodes in its own graph).
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -18,6 +22,8 @@ from resnest_bench.harness.data import ImageSet, normalize
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.results.deployment import Int8Attempt, Int8Record, Int8Settings
 from resnest_bench.harness.runtimes.base import Runtime
+
+KEEP_FP32: tuple[str, ...] = ("none", "first-conv", "attention")
 
 
 @dataclass(frozen=True)
@@ -137,6 +143,46 @@ def run_gate(
     )
     path, excluded = built[best.variant]
     return GateOutcome(best=best, path=path, excluded=excluded, attempts=attempts)
+
+
+def gate_ladder(
+    int8_path: Path,
+    name: str,
+    kept: Callable[[str], tuple[str, ...]],
+    quantize: Callable[[tuple[str, ...], Path], None],
+    score: Callable[[Path], float],
+    *,
+    fp32_top1: float,
+    max_drop_pts: float,
+) -> GateOutcome:
+    """Run the KEEP_FP32 ladder for one converter and move the chosen file to `int8_path`
+    (an OpenVINO IR with its .bin). Candidate `name`, then `name+first-conv-fp32`, ... keep
+    `kept(entry)` nodes fp32 and are written by `quantize(kept nodes, file)` into a temporary
+    folder beside `int8_path`, so a failed run leaves no half-built file there. The outcome's
+    `path` is the chosen candidate's temporary name (a key for what its build recorded)."""
+    with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=int8_path.parent) as work:
+
+        def candidate(keep: str) -> Candidate:
+            variant = name if keep == "none" else f"{name}+{keep}-fp32"
+            nodes = kept(keep)
+            out = Path(work) / f"{variant}{int8_path.suffix}"
+
+            def build() -> Path:
+                quantize(nodes, out)
+                return out
+
+            return Candidate(variant, nodes, build)
+
+        outcome = run_gate(
+            (candidate(keep) for keep in KEEP_FP32),
+            score,
+            fp32_top1=fp32_top1,
+            max_drop_pts=max_drop_pts,
+        )
+        os.replace(outcome.path, int8_path)
+        if int8_path.suffix == ".xml":
+            os.replace(outcome.path.with_suffix(".bin"), int8_path.with_suffix(".bin"))
+    return outcome
 
 
 def int8_record(

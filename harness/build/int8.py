@@ -31,8 +31,14 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
-from resnest_bench.harness.build.fp32_nodes import KEEP_FP32, kept_fp32
-from resnest_bench.harness.build.gate import Candidate, GateData, int8_record, run_gate
+from resnest_bench.harness.build.fp32_nodes import kept_fp32
+from resnest_bench.harness.build.gate import (
+    KEEP_FP32,
+    Candidate,
+    GateData,
+    int8_record,
+    run_gate,
+)
 from resnest_bench.harness.build.int8_schemes import schemes_for_this_cpu
 from resnest_bench.harness.build.onnx import load_onnx
 from resnest_bench.harness.errors import BenchError

@@ -10,18 +10,16 @@ NNCF's PERFORMANCE preset (symmetric activations), and OpenVINO picks its own ke
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from pathlib import Path
 
-from resnest_bench.harness.build.fp32_nodes import KEEP_FP32, kept_fp32
+from resnest_bench.harness.build.fp32_nodes import kept_fp32
 from resnest_bench.harness.build.gate import (
-    Candidate,
     GateData,
     artifact_bytes,
+    gate_ladder,
     int8_record,
     minmax_only,
-    run_gate,
 )
 from resnest_bench.harness.build.int8 import CALIBRATION_BATCH, prepare_onnx, quiet
 from resnest_bench.harness.results.deployment import ConvertedRecord, Int8Settings
@@ -52,33 +50,26 @@ def build_openvino(
             calib_x[i : i + CALIBRATION_BATCH] for i in range(0, len(calib_x), CALIBRATION_BATCH)
         ]
 
-        def candidate(keep: str) -> Candidate:
-            variant = "nncf" if keep == "none" else f"nncf+{keep}-fp32"
-            excluded = tuple(n for n in kept_fp32(prepared, keep) if n in names)
-            out = Path(work) / f"{variant}.xml"
+        def quantize(excluded: tuple[str, ...], out: Path) -> None:
+            with quiet():
+                quantized = nncf.quantize(
+                    model,
+                    nncf.Dataset(batches),
+                    preset=nncf.QuantizationPreset.PERFORMANCE,
+                    subset_size=len(batches),
+                    ignored_scope=nncf.IgnoredScope(names=list(excluded)),
+                )
+            ov.save_model(quantized, str(out), compress_to_fp16=False)
 
-            def build() -> Path:
-                with quiet():
-                    quantized = nncf.quantize(
-                        model,
-                        nncf.Dataset(batches),
-                        preset=nncf.QuantizationPreset.PERFORMANCE,
-                        subset_size=len(batches),
-                        ignored_scope=nncf.IgnoredScope(names=list(excluded)),
-                    )
-                ov.save_model(quantized, str(out), compress_to_fp16=False)
-                return out
-
-            return Candidate(variant, excluded, build)
-
-        outcome = run_gate(
-            (candidate(keep) for keep in KEEP_FP32),
+        outcome = gate_ladder(
+            int8_xml,
+            "nncf",
+            lambda keep: tuple(n for n in kept_fp32(prepared, keep) if n in names),
+            quantize,
             score,
             fp32_top1=fp32_top1,
             max_drop_pts=data.max_drop_pts,
         )
-        os.replace(outcome.path, int8_xml)
-        os.replace(outcome.path.with_suffix(".bin"), int8_xml.with_suffix(".bin"))
     settings = Int8Settings(
         method="NNCF post-training quantization (OpenVINO)",
         quant_format="fakequantize",
