@@ -175,17 +175,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     checks = quick_checks(suite, reports_root(args.reports), data_root(args.data_dir))
     for check in failures(checks):
         raise BenchError(f"preflight (resnest-bench doctor): {check.line()}")
-    if suite.name == "cpu-runtime" and not args.checkpoint:
-        from resnest_bench.harness.reuse import newest_gpu_model
-
-        found = newest_gpu_model(reports_root(args.reports))
-        if found is not None:
-            console.log(f"cpu-runtime: deploying the newest gpu-suite model, {found}")
-            args.checkpoint = str(found)
-        else:
-            console.log(
-                "cpu-runtime: no gpu-suite model under the reports folder; training a short one"
-            )
     return _run(args, suite, path)
 
 

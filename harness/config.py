@@ -49,6 +49,9 @@ class ModelSection(Section):
     stem: Literal["imagenet", "cifar"] | None = None
     radix: int | None = Field(default=None, ge=0)
     cardinality: int | None = Field(default=None, ge=1)
+    # A suite whose newest finished run left its model under the reports folder: that model is
+    # deployed instead of training one, unless --checkpoint names another (cpu-runtime: "gpu").
+    reuse_from: str | None = None
 
     @field_validator("names")
     @classmethod

@@ -17,7 +17,7 @@ import os
 import shlex
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from resnest_bench.harness.report import write_report
 from resnest_bench.harness.results import RunConfig, RunResult, write_result
 from resnest_bench.harness.results.deployment import DataUse, Deployment
 from resnest_bench.harness.results.training import EpochRecord, Training, TrainingRun
+from resnest_bench.harness.reuse import newest_model
 from resnest_bench.harness.runs import claimed
 from resnest_bench.harness.storage import check_free_space, probe_writable, run_bytes
 from resnest_bench.harness.train import (
@@ -318,6 +319,7 @@ def run_suite(request: RunRequest) -> Path | None:
     (harness.train.distributed) and return None."""
     # "cuda" with no GPU -> GpuRequiredError, before any work
     device = select_device(request.suite.device)
+    request = with_reused_model(request)
     ranks = ranks_from_env()
     if ranks is None:
         return _run_suite(request, str(device))
@@ -330,6 +332,21 @@ def run_suite(request: RunRequest) -> Path | None:
             _train_beside(request, str(device), ranks)
             return None
         return _run_suite(request, str(device))
+
+
+def with_reused_model(request: RunRequest) -> RunRequest:
+    """The request with `model.reuse_from`'s newest model as its checkpoint, when the suite
+    names one, no --checkpoint was given and such a model exists (else it trains its own)."""
+    source = request.suite.model.reuse_from
+    if source is None or request.checkpoint is not None:
+        return request
+    found = newest_model(request.reports_root, source)
+    name = request.suite.name
+    if found is None:
+        console.log(f"{name}: no {source}-suite model under the reports folder; training one")
+        return request
+    console.log(f"{name}: deploying the newest {source}-suite model, {found}")
+    return replace(request, checkpoint=found)
 
 
 def _train_beside(request: RunRequest, device: str, ranks: Ranks) -> None:

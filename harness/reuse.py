@@ -1,7 +1,8 @@
-"""Find what an earlier run left for a later one: the newest model the gpu suite trained.
+"""Find what an earlier run left for a later one: the newest model another suite trained.
 
-The cpu-runtime suite deploys a real model when one exists under the reports folder (the gpu
-suite's artifacts/model.pt), so the main job reports real accuracies without --checkpoint.
+A suite with `model.reuse_from` (cpu-runtime: the gpu suite) deploys that suite's newest
+artifacts/model.pt under the reports folder when one exists, so the main job reports real
+accuracies without --checkpoint.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from resnest_bench.harness.results import read_result
 MODEL_FILE = Path("artifacts") / "model.pt"
 
 
-def newest_gpu_model(reports_root: Path) -> Path | None:
-    """artifacts/model.pt of the newest finished gpu-suite run under reports_root, or None."""
+def newest_model(reports_root: Path, suite: str) -> Path | None:
+    """artifacts/model.pt of the newest finished run of `suite` under reports_root, or None."""
     found = []
     for result_file in reports_root.glob("*/result.json"):
         model = result_file.parent / MODEL_FILE
@@ -25,6 +26,6 @@ def newest_gpu_model(reports_root: Path) -> Path | None:
             result = read_result(result_file)
         except BenchError:  # a foreign or broken result is not a model to reuse
             continue
-        if result.config.suite == "gpu":
+        if result.config.suite == suite:
             found.append((result.created, model))
     return max(found)[1] if found else None

@@ -18,6 +18,7 @@ from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.measure import REFERENCE, select_targets
 from resnest_bench.harness.runtimes import RUNTIMES, Runtime, get_runtime, runtime_class
 from resnest_bench.harness.runtimes import torch_compile as torch_compile_module
+from resnest_bench.harness.runtimes.ort import OrtCuda
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +122,36 @@ def test_run_before_load_and_bad_batches(files):
         runtime.run(images.astype(np.float64))
     with pytest.raises(BenchError, match=r"takes \[N, 3, 16, 16\] but got a batch of shape"):
         runtime.run(np.zeros((1, 3, 20, 20), np.float32))
+
+
+class BoundOnCpu(OrtCuda):
+    """ort-cuda's IOBinding path with host memory standing in for the GPU's: the same staging,
+    binding by pointer and fetch, on a machine without one."""
+
+    name = "ort-bound-cpu"  # not registered
+    providers = ("CPUExecutionProvider",)
+    binding_device = "cpu"
+
+    @classmethod
+    def placement(cls, device: str) -> str:
+        return "cpu"
+
+
+def test_ort_gpu_binds_staged_slices_and_keeps_outputs_until_fetched(files):
+    import onnxruntime
+
+    folder, images = files
+    plain, bound = get_runtime("ort-cpu", threads=1), BoundOnCpu(threads=1)
+    plain.load(folder / "model.onnx")
+    bound.load(folder / "model.onnx")
+    staged = bound.stage(images)
+    assert isinstance(staged, torch.Tensor)
+    output = bound.forward(staged[3:5])  # a slice: its own pointer offset and shape
+    assert isinstance(output, onnxruntime.OrtValue)  # not copied back until fetch
+    np.testing.assert_allclose(bound.fetch(output), plain.run(images[3:5]), atol=1e-6)
+    np.testing.assert_allclose(bound.run(images), plain.run(images), atol=1e-6)
+    with pytest.raises(BenchError, match=r"takes \[N, 3, 16, 16\] but got a batch of shape"):
+        bound.run(np.zeros((1, 3, 20, 20), np.float32))
 
 
 @pytest.mark.parametrize("name", ["torch-eager", "ort-cpu"])

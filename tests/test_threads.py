@@ -20,15 +20,19 @@ def test_quota_capped_host_turns_spinning_off(monkeypatch):
 
 
 def test_quiet_dedicated_host_keeps_spinning(monkeypatch):
+    """Others' CPU use just before timing decides, not the load average our own export left."""
     monkeypatch.setattr(threads, "cgroup_limits", lambda: CgroupLimits())
     monkeypatch.setattr(threads, "usable_cpus", lambda limits=None: 4)
     monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
-    monkeypatch.setattr(threads.os, "getloadavg", lambda: (0.3, 0.3, 0.3))
-    assert threads.choose(None, "auto").ort_spinning is True
     monkeypatch.setattr(threads.os, "getloadavg", lambda: (3.0, 3.0, 3.0))
+    monkeypatch.setattr(threads, "others_cores", lambda: 0.1)
+    assert threads.choose(None, "auto").ort_spinning is True
+    monkeypatch.setattr(threads, "others_cores", lambda: 2.5)
     policy = threads.choose(None, "auto")
-    assert policy.ort_spinning is False and "load average 3.00" in policy.reason
+    assert policy.ort_spinning is False and "other processes used 2.50 of 4 CPUs" in policy.reason
     assert threads.choose(None, "off").ort_spinning is False
+    monkeypatch.setattr(threads, "others_cores", lambda: None)  # no /proc/stat: load average
+    assert "load average 3.00" in threads.choose(None, "auto").reason
 
 
 def test_child_environment_is_restored(monkeypatch):

@@ -10,31 +10,50 @@ threads need: here that made ORT int8 1.8x and ORT fp32 4.6x slower, and PyTorch
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
 
+from resnest_bench.harness import hostload
 from resnest_bench.harness.envinfo import cgroup_limits, usable_cpus
 from resnest_bench.harness.results.deployment import ThreadPolicy
 
-# A 1-minute load average above this share of the usable CPUs means someone else is running.
+# Others using more than this share of the usable CPUs just before timing: someone else runs.
 SHARED_LOAD_SHARE = 0.5
+# How long to watch other processes before timing. Not the 1-minute load average: it still
+# counts the export and quantization this run did a moment ago, and called a quiet host shared.
+LOOK_S = 2.0
+
+
+def others_cores(look_s: float = LOOK_S) -> float | None:
+    """CPU cores used by processes other than ours over the next `look_s` seconds (None where
+    /proc/stat cannot be read)."""
+    before = hostload.snapshot()
+    time.sleep(look_s)
+    return hostload.host_load(before, hostload.snapshot()).other_cores
 
 
 def shared_reason(threads: int) -> str | None:
-    """Why this host counts as shared (quota-capped, fewer usable than present, or already
-    loaded), or None when it looks like ours alone."""
+    """Why this host counts as shared (quota-capped, fewer usable than present, or others
+    running), or None when it looks like ours alone."""
     limits = cgroup_limits()
     usable = usable_cpus(limits)
     if limits.cpu_quota_cores is not None:
         return f"cgroup CPU quota {limits.cpu_quota_cores:g} cores"
     if usable < (os.cpu_count() or usable):
         return f"{usable} of {os.cpu_count()} CPUs usable"
+    limit = SHARED_LOAD_SHARE * max(usable, threads)
+    others = others_cores()
+    if others is not None:
+        if others > limit:
+            return f"other processes used {others:.2f} of {usable} CPUs just before timing"
+        return None
     try:
         load = os.getloadavg()[0]
     except OSError:
         return None
-    if load > SHARED_LOAD_SHARE * max(usable, threads):
+    if load > limit:
         return f"load average {load:.2f} on {usable} CPUs before timing"
     return None
 
