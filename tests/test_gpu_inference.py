@@ -108,6 +108,9 @@ def test_ort_gpu_sessions_open_on_the_suites_gpu(tmp_path, monkeypatch, cls, dev
         def get_inputs(self):
             return [SimpleNamespace(name="x", shape=["N", 3, 16, 16])]
 
+        def get_outputs(self):
+            return [SimpleNamespace(name="logits", shape=["N", 10])]
+
     monkeypatch.setattr(onnxruntime, "InferenceSession", Session)
     model = tmp_path / "model.onnx"
     model.write_bytes(b"onnx")

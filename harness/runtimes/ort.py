@@ -218,7 +218,7 @@ class OrtCuda(OrtRuntime):
 
     def provider_options(self) -> list[str | tuple[str, dict[str, object]]]:
         """GPU providers on the suite's GPU (device_id), not on ONNX Runtime's default GPU 0."""
-        index = device_index(self.device)
+        index = self._bound_index()
         return [
             p if p == "CPUExecutionProvider" else (p, {"device_id": index}) for p in self.providers
         ]
