@@ -190,6 +190,36 @@ def test_int8_ranges_cover_every_calibration_image(digits, built):
     assert covered[0] <= 0.98 * images.min() and covered[1] >= 0.98 * images.max(), covered
 
 
+@needs_converter
+def test_max_pool_padding_gets_a_finite_int8_range(digits, tmp_path):
+    """The ImageNet stem's max pool pads with -inf (PADV2): its range, and the stem conv's it
+    shares, must come from the real activations, or the scale is inf and XNNPACK refuses the
+    file (it did, on an inverted-digits folder)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from resnest_bench import models
+    from resnest_bench.harness.build import litert as build_litert_module
+
+    data, _ = digits
+    model = models.create_model("resnest-tiny", stem="imagenet", num_classes=10).eval()
+    images = _x(data)[:8]
+    fp32, int8 = tmp_path / "pool.tflite", tmp_path / "pool.int8.tflite"
+    build_litert_module._convert(model, images[:1], fp32)
+    build_litert_module._quantize(fp32, int8, images.numpy(), ())
+    pads = [
+        op
+        for op in Interpreter(model_path=str(fp32))._get_ops_details()
+        if op["op_name"] == "PADV2"
+    ]
+    assert pads, "the ImageNet stem's max pool should pad with PADV2, or this proves nothing"
+    details = Interpreter(model_path=str(int8)).get_tensor_details()
+    scales = np.concatenate([t["quantization_parameters"]["scales"] for t in details])
+    assert np.isfinite(scales).all()
+    runtime = get_runtime("litert", threads=1)
+    runtime.load(int8)  # XNNPACK prepares every node
+    assert runtime.run(images.numpy()).shape == (8, 10)
+
+
 def test_missing_runtime_and_converter_are_skipped_rows_with_reasons(digits, tmp_path, monkeypatch):
     from resnest_bench.harness.build import litert as build_litert_module
 

@@ -43,6 +43,7 @@ from resnest_bench.harness.runtimes.litert import LiteRt, batching, xnnpack_cove
 # Ops XNNPACK runs only in fp32 inside LiteRT: quantized, they would fall back to reference kernels.
 FLOAT_ONLY_OPS = ("SOFTMAX", "AVERAGE_POOL_2D")
 _GATES = ("SOFTMAX", "LOGISTIC")
+_BOUNDS = ("min", "max")  # a tensor's calibrated range
 _SHAPE_OPS = ("RESHAPE", "TRANSPOSE", "SLICE", "STRIDED_SLICE", "SPLIT", "SQUEEZE")
 
 
@@ -221,4 +222,27 @@ def _ranges(source: Path, engine: Any, data: dict[str, list[dict[str, np.ndarray
         qsv_update_func=qsv_utils.min_max_update,
     )
     calibration.calibrate(data, manager)
-    return calibration.get_model_qsvs()
+    return _finite_ranges(source, calibration.get_model_qsvs())
+
+
+def _finite_ranges(source: Path, qsvs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The ranges with every infinite bound replaced by its producer's input's bound. The
+    profiler sees what a max pool's PADV2 pads with (-inf), and an infinite range becomes an
+    infinite scale that XNNPACK refuses to load; a max never picks the pad, so the pad's range
+    is its input's (as the quantizer's own Python calibrator has it)."""
+    ops, names = _graph(source)
+    producer_input = {
+        names[int(t)]: names[int(op["inputs"][0])] for op in ops for t in op["outputs"]
+    }
+    fixed = dict(qsvs)
+    for name, qsv in qsvs.items():
+        if all(np.isfinite(qsv[b]).all() for b in _BOUNDS):
+            continue
+        upstream = qsvs.get(producer_input.get(name, ""), {})
+        bounds = {
+            b: np.where(np.isfinite(qsv[b]), qsv[b], upstream.get(b, np.nan)) for b in _BOUNDS
+        }
+        if not all(np.isfinite(bounds[b]).all() for b in _BOUNDS):
+            raise BenchError(f"LiteRT int8 calibration: tensor {name!r} has an unbounded range")
+        fixed[name] = {**qsv, **bounds}
+    return fixed
