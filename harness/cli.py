@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, get_args
 
 from resnest_bench.harness import console
 from resnest_bench.harness.config import CompileMode, Precision, Suite, load_suite, step_suite
-from resnest_bench.harness.errors import BenchError, Int8Rejected
+from resnest_bench.harness.errors import BenchError, Int8Rejected, PartlyFailed
 from resnest_bench.harness.storage import os_error_message
 from resnest_bench.models import ModelError
 
@@ -568,6 +568,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Int8Rejected as exc:
         print(f"resnest-bench: {exc}", file=sys.stderr)
         return 3
+    except PartlyFailed as exc:
+        print(f"resnest-bench: {exc}", file=sys.stderr)
+        return 1
     except (BenchError, ModelError) as exc:
         print(f"resnest-bench: error: {exc}", file=sys.stderr)
         return 2

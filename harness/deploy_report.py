@@ -6,7 +6,7 @@ and the int8 story.
 from __future__ import annotations
 
 from resnest_bench.harness import markdown as md
-from resnest_bench.harness.results.deployment import Deployment, Int8Record, Target
+from resnest_bench.harness.results.deployment import Deployment, Int8Attempt, Int8Record, Target
 
 TARGET_HEAD = [
     "target",
@@ -268,11 +268,7 @@ def _int8_line(int8: Int8Record | None) -> str:
     if int8 is None:
         return "int8: not built"
     settings = int8.settings
-    tried = "; ".join(
-        f"{a.variant}: top-1 {md.num(a.top1, 4)}% (drop {md.num(a.drop_pts, 3)} pts, "
-        f"{a.excluded_nodes} nodes kept fp32{', accepted' if a.accepted else ''})"
-        for a in int8.attempts
-    )
+    tried = "; ".join(_attempt_text(a) for a in int8.attempts)
     return (
         f"int8 ({settings.method}, {settings.quant_format}, per-channel "
         f"{settings.per_channel}, {settings.calibration} calibration on "
@@ -282,6 +278,16 @@ def _int8_line(int8: Int8Record | None) -> str:
         f"variant `{int8.variant}`, fp32 top-1 {md.num(int8.fp32_top1, 4)}% vs int8 "
         f"{md.num(int8.int8_top1, 4)}% on {int8.heldout_images} held-out images (limit "
         f"{int8.max_drop_pts} pts: {_int8_verdict(int8)}). Tried: {tried}"
+    )
+
+
+def _attempt_text(attempt: Int8Attempt) -> str:
+    if attempt.error is not None:
+        return f"{attempt.variant}: FAILED ({attempt.error})"
+    return (
+        f"{attempt.variant}: top-1 {md.num(attempt.top1, 4)}% (drop "
+        f"{md.num(attempt.drop_pts, 3)} pts, {attempt.excluded_nodes} nodes kept fp32"
+        f"{', accepted' if attempt.accepted else ''})"
     )
 
 

@@ -16,6 +16,11 @@ class GpuRequiredError(BenchError):
     """A GPU was asked for and none is present."""
 
 
+class PartlyFailed(BenchError):
+    """The run finished and its report is written, but a step or target in it failed (each
+    with its reason in the report): exit code 1, so scripts notice the missing figures."""
+
+
 class Int8Rejected(BenchError):
     """The run finished and its report is written, but its int8 model is outside the accuracy
     limit and the user did not allow that: exit code 3, so scripts cannot ship it by mistake."""

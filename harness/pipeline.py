@@ -34,7 +34,7 @@ from resnest_bench.harness.config import Suite
 from resnest_bench.harness.data import Dataset, load_dataset
 from resnest_bench.harness.deploy import run_deploy
 from resnest_bench.harness.envinfo import fingerprint
-from resnest_bench.harness.errors import BenchError, Int8Rejected
+from resnest_bench.harness.errors import BenchError, Int8Rejected, PartlyFailed
 from resnest_bench.harness.report import write_report
 from resnest_bench.harness.results import RunConfig, RunResult, write_result
 from resnest_bench.harness.results.deployment import DataUse, Deployment
@@ -412,6 +412,7 @@ def _run_claimed(request: RunRequest, run_id: str, device: str) -> Path:
     if not request.keep_checkpoints and not result.failed_steps:  # kept to retry a failed step
         shutil.rmtree(work, ignore_errors=True)
     _refuse_rejected_int8(result.deployment, published)
+    _report_failures(result, published)
     return published
 
 
@@ -479,6 +480,18 @@ def _run_steps(
         write_result(stage / RESULT_NAME, result)
         write_report(stage, result)
     return final, result
+
+
+def _report_failures(result: RunResult, final: Path) -> None:
+    """After the report is published: a step or target that failed ends the run with one line
+    (exit 1) naming them; their reasons and every other figure are in the report."""
+    targets = result.deployment.targets if result.deployment else []
+    failed = [*result.failed_steps, *(t.target for t in targets if t.status == "failed")]
+    if failed:
+        raise PartlyFailed(
+            f"{len(failed)} failed ({', '.join(failed)}); the reasons and every other figure "
+            f"are in {final / 'report.md'}"
+        )
 
 
 def _refuse_rejected_int8(deployment: Deployment | None, final: Path) -> None:

@@ -169,6 +169,31 @@ def test_failed_run_leaves_nothing(model, data, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_runtime_whose_build_fails_fails_its_rows_only(model, data, tmp_path, monkeypatch):
+    """A converter that raises (here after writing its fp32 file) costs its own runtime's rows,
+    with the reason, and leaves none of its files; ONNX Runtime and PyTorch are still measured."""
+    pytest.importorskip("executorch")
+    from resnest_bench.harness.build import executorch as build_executorch_module
+
+    def broken(_model, fp32, _int8, _gate):
+        fp32.write_bytes(b"half a file")
+        raise RuntimeError("XNNPACK refused node 124\nsecond line")
+
+    monkeypatch.setattr(build_executorch_module, "build_executorch", broken)
+    section = _section(runtimes=("torch-eager", "ort-cpu", "executorch"), int8_max_drop=100.0)
+    deployment = run_deploy(model, data, tmp_path / "run", section, small_subset=SMALL)
+    reason = "executorch build failed: RuntimeError: XNNPACK refused node 124"
+    assert deployment.artifacts.failed == dict.fromkeys(
+        ("executorch_fp32", "executorch_int8"), reason
+    )
+    assert _failed(deployment.targets) == dict.fromkeys(
+        ("executorch:fp32", "executorch:int8"), reason
+    )
+    assert {t.target for t in deployment.targets if t.ok} >= {"torch-eager:fp32", "ort-cpu:int8"}
+    assert not list((tmp_path / "run").rglob("*.pte"))
+    assert "executorch build failed" in deployment_section(deployment)
+
+
 def test_onnx_that_does_not_fit_the_data(model, data, tmp_path):
     artifacts = build_artifacts(model, data, tmp_path / "a", _section())
     bigger = load_dataset("synthetic", root=tmp_path, train_subset=16, test_subset=8, image_size=24)

@@ -156,7 +156,7 @@ def test_crash_while_reporting_leaves_no_half_written_run(
     assert f"run {work.name} stopped" in err and f"--resume {work.name}" in err
 
 
-def test_failed_deploy_keeps_training_and_checkpoints(tmp_path: Path, monkeypatch) -> None:
+def test_failed_deploy_keeps_training_and_checkpoints(tmp_path: Path, monkeypatch, capsys) -> None:
     suite = tmp_path / "tiny.toml"
     suite.write_text(TINY_SUITE)
 
@@ -166,7 +166,9 @@ def test_failed_deploy_keeps_training_and_checkpoints(tmp_path: Path, monkeypatc
     monkeypatch.setattr(pipeline, "run_deploy", broken)
     reports = tmp_path / "r"
     argv = ["--quiet", "run", str(suite), "--reports", str(reports), "--data-dir", str(tmp_path)]
-    assert main(argv) == 0
+    assert main(argv) == 1  # published, but a step is missing: scripts must notice
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("resnest-bench: 1 failed (deploy); the reasons and every other")
     (run_dir,) = [p for p in reports.iterdir() if p.name != "work"]
     result = read_result(run_dir / "result.json")
     assert result.failed_steps == {"deploy": "RuntimeError: exporter exploded"}

@@ -238,3 +238,30 @@ def test_openvino_fallback_names_reach_the_ir(trained, tmp_path):
     assert attempts[1].excluded_nodes == 1  # the stem conv, found by name in the IR
     assert attempts[2].excluded_nodes > attempts[1].excluded_nodes
     assert record.int8.rejected
+
+
+def test_gate_records_a_variant_that_cannot_be_built_and_tries_the_next(tmp_path):
+    """A candidate whose build or load raises is an attempt with its one-line error, not the
+    end of the ladder; when none can be scored the gate says why in one line."""
+    from resnest_bench.harness.build.gate import Candidate, run_gate
+
+    def build(name: str, fails: bool):
+        def make() -> Path:
+            if fails:
+                raise RuntimeError(f"{name}: unsupported scale value (inf)\nmore")
+            return tmp_path / name
+
+        return Candidate(name, (), make)
+
+    scores = {"b": 90.0}
+    outcome = run_gate(
+        [build("a", True), build("b", False)],
+        lambda p: scores[p.name],
+        fp32_top1=90.5,
+        max_drop_pts=1.0,
+    )
+    first, second = outcome.attempts
+    assert first.error == "RuntimeError: a: unsupported scale value (inf)" and first.top1 is None
+    assert second.accepted and outcome.best.variant == "b" and outcome.path == tmp_path / "b"
+    with pytest.raises(BenchError, match=r"^no int8 variant could be built and run: RuntimeError"):
+        run_gate([build("a", True)], lambda p: 0.0, fp32_top1=90.0, max_drop_pts=1.0)

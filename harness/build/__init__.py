@@ -10,11 +10,14 @@ The record names files within the output folder, so it stays true when the folde
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from resnest_bench.harness.build.files import first_line
 from resnest_bench.harness.build.gate import GateData, artifact_bytes
 from resnest_bench.harness.build.int8 import quantize_int8
 from resnest_bench.harness.build.onnx import export_onnx
@@ -22,8 +25,9 @@ from resnest_bench.harness.build.ort_format import convert_to_ort
 from resnest_bench.harness.checkpoints import save_torch_artifact
 from resnest_bench.harness.config import DeploySection
 from resnest_bench.harness.data import Dataset, ImageSet, normalize
+from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.formats import formats_to_build, not_asked
-from resnest_bench.harness.results.deployment import ArtifactsRecord
+from resnest_bench.harness.results.deployment import ArtifactsRecord, ConvertedRecord
 
 ARTIFACT_FILES = {
     "state_dict": "model.pt",
@@ -45,7 +49,8 @@ HELDOUT_IMAGES = 1000  # test images the int8 accuracy gate compares fp32 and in
 def build_artifacts(
     model: nn.Module, dataset: Dataset, out_dir: Path, section: DeploySection
 ) -> ArtifactsRecord:
-    """Write every artifact into `out_dir`; BenchError (and no record) when a check fails."""
+    """Write every artifact into `out_dir`; BenchError (and no record) when the ONNX export or
+    its int8 fails a check. A runtime's own conversion that fails is recorded as failed."""
     out_dir.mkdir(parents=True, exist_ok=True)
     chosen = formats_to_build(section)
     skipped = not_asked(section, chosen)
@@ -75,33 +80,32 @@ def build_artifacts(
     if "ort" in chosen:
         paths["ort"] = out_dir / ARTIFACT_FILES["ort"]
         ort_file = convert_to_ort(paths["onnx_int8"], paths["ort"])
+    failed: dict[str, str] = {}
+    converter = _Converter(out_dir, paths, failed)
     if "openvino" in chosen:
         from resnest_bench.harness.build.openvino import build_openvino
 
-        for kind in ("openvino_fp32", "openvino_int8"):
-            paths[kind] = out_dir / ARTIFACT_FILES[kind]
-        openvino = build_openvino(
-            paths["onnx_fp32"], paths["openvino_fp32"], paths["openvino_int8"], gate
+        openvino = converter.run(
+            "openvino", lambda fp32, int8: build_openvino(paths["onnx_fp32"], fp32, int8, gate)
         )
     if "executorch" in chosen:
         from resnest_bench.harness.build.executorch import build_executorch
 
-        for kind in ("executorch_fp32", "executorch_int8"):
-            paths[kind] = out_dir / ARTIFACT_FILES[kind]
-        executorch = build_executorch(
-            model, paths["executorch_fp32"], paths["executorch_int8"], gate
+        executorch = converter.run(
+            "executorch", lambda fp32, int8: build_executorch(model, fp32, int8, gate)
         )
     if "tflite" in chosen:
         from resnest_bench.harness.build.litert import build_litert, converter_missing
 
-        kinds = ("litert_fp32", "litert_int8")
         reason = converter_missing()
         if reason is not None:  # the runtime's rows are skipped with this reason, not failed
-            skipped.update(dict.fromkeys(kinds, reason))
+            skipped.update(dict.fromkeys(("litert_fp32", "litert_int8"), reason))
         else:
-            paths.update({kind: out_dir / ARTIFACT_FILES[kind] for kind in kinds})
-            litert = build_litert(
-                model, parity_x, *(paths[kind] for kind in kinds), gate, atol=section.parity_atol
+            litert = converter.run(
+                "litert",
+                lambda fp32, int8: build_litert(
+                    model, parity_x, fp32, int8, gate, atol=section.parity_atol
+                ),
             )
     sizes = {kind: artifact_bytes(path) for kind, path in paths.items()}
     return ArtifactsRecord(
@@ -115,7 +119,36 @@ def build_artifacts(
         executorch=executorch,
         litert=litert,
         skipped=skipped,
+        failed=failed,
     )
+
+
+@dataclass(frozen=True)
+class _Converter:
+    """Runs one runtime's own conversion (fp32 and int8 files) so that its failure fails that
+    runtime's rows, with the one-line reason, and leaves no file of it: the ONNX artifacts and
+    the other runtimes are still built and measured."""
+
+    out_dir: Path
+    paths: dict[str, Path]
+    failed: dict[str, str]
+
+    def run(
+        self, runtime: str, build: Callable[[Path, Path], ConvertedRecord]
+    ) -> ConvertedRecord | None:
+        kinds = (f"{runtime}_fp32", f"{runtime}_int8")
+        files = [self.out_dir / ARTIFACT_FILES[kind] for kind in kinds]
+        try:
+            record = build(*files)
+        except Exception as exc:  # any converter or runtime error: this runtime only
+            reason = str(exc) if isinstance(exc, BenchError) else first_line(exc)
+            self.failed.update(dict.fromkeys(kinds, f"{runtime} build failed: {reason}"))
+            for file in files:
+                for part in (file, file.with_suffix(".bin")) if file.suffix == ".xml" else (file,):
+                    part.unlink(missing_ok=True)
+            return None
+        self.paths.update(zip(kinds, files, strict=True))
+        return record
 
 
 def _head(images: ImageSet, n: int) -> ImageSet:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from resnest_bench.harness.build.files import first_line
 from resnest_bench.harness.data import ImageSet, normalize
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.results.deployment import Int8Attempt, Int8Record, Int8Settings
@@ -118,29 +119,34 @@ def run_gate(
     fp32_top1: float,
     max_drop_pts: float,
 ) -> GateOutcome:
-    """Build and score candidates until one keeps accuracy; the least lossy one otherwise."""
+    """Build and score candidates until one keeps accuracy; the least lossy one otherwise.
+    A candidate that cannot be built or loaded is recorded with its reason and the next is
+    tried; BenchError when none could be scored."""
     attempts: list[Int8Attempt] = []
     built: dict[str, tuple[Path, tuple[str, ...]]] = {}
     for candidate in candidates:
-        path = candidate.build()
-        top1 = score(path)
+        named = {"variant": candidate.variant, "excluded_nodes": len(candidate.excluded)}
+        try:
+            path = candidate.build()
+            top1 = score(path)
+        except Exception as exc:  # a converter or runtime refusing one variant
+            failure = first_line(exc)
+            attempts.append(
+                Int8Attempt(**named, top1=None, drop_pts=None, accepted=False, error=failure)
+            )
+            continue
         drop = fp32_top1 - top1
-        attempt = Int8Attempt(
-            variant=candidate.variant,
-            excluded_nodes=len(candidate.excluded),
-            top1=top1,
-            drop_pts=drop,
-            accepted=drop <= max_drop_pts,
-        )
+        attempt = Int8Attempt(**named, top1=top1, drop_pts=drop, accepted=drop <= max_drop_pts)
         attempts.append(attempt)
         built[candidate.variant] = (path, candidate.excluded)
         if attempt.accepted:
             break
     if not attempts:
         raise ValueError("the int8 gate needs at least one candidate")
-    best = next((a for a in attempts if a.accepted), None) or min(
-        attempts, key=lambda a: a.drop_pts
-    )
+    scored = [a for a in attempts if a.drop_pts is not None]
+    if not scored:
+        raise BenchError(f"no int8 variant could be built and run: {attempts[0].error}")
+    best = next((a for a in scored if a.accepted), None) or min(scored, key=lambda a: a.drop_pts)
     path, excluded = built[best.variant]
     return GateOutcome(best=best, path=path, excluded=excluded, attempts=attempts)
 

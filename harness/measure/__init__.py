@@ -113,16 +113,20 @@ def measure_artifacts(
     x_len = len(dataset.test)
     timed_n = x_len if section.timed_images is None else min(section.timed_images, x_len)
     small_n = min(small_subset, x_len)
-    skipped: dict[str, Target] = {}
+    unmeasured: dict[str, Target] = {}
     handles = {}
     specs = select_targets(section.runtimes)
     try:
         for spec in specs:
             reason = runtime_class(spec.runtime).unavailable_reason()
+            if reason is None and spec.kind in artifacts.failed:
+                failure = artifacts.failed[spec.kind]
+                unmeasured[spec.name] = Target(**_names(spec), status="failed", reason=failure)
+                continue
             if reason is None and spec.kind not in paths:
                 reason = artifacts.skipped.get(spec.kind, f"no {spec.kind} artifact was built")
             if reason is not None:
-                skipped[spec.name] = Target(**_names(spec), status="skipped", reason=reason)
+                unmeasured[spec.name] = Target(**_names(spec), status="skipped", reason=reason)
                 continue
             job = Job(
                 **_names(spec),
@@ -143,8 +147,8 @@ def measure_artifacts(
     labels = dataset.test.labels.numpy()
     targets = []
     for spec in specs:
-        if spec.name in skipped:
-            targets.append(skipped[spec.name])
+        if spec.name in unmeasured:
+            targets.append(unmeasured[spec.name])
             continue
         outcome = session.outcomes[spec.name]
         targets.append(_target(spec, outcome, ratios.get(spec.name), labels, timed_n, small_n))

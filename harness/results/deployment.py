@@ -119,13 +119,15 @@ class Int8Settings(Record):
 
 
 class Int8Attempt(Record):
-    """One quantization try: scheme, which nodes stayed fp32, held-out top-1 (%) and its drop."""
+    """One quantization try: scheme, which nodes stayed fp32, held-out top-1 (%) and its drop;
+    no figures and the one-line `error` when it could not be built or loaded."""
 
     variant: str  # scheme name, plus "+first-conv-fp32" / "+attention-fp32"
     excluded_nodes: int
-    top1: float
-    drop_pts: float
+    top1: float | None
+    drop_pts: float | None
     accepted: bool
+    error: str | None = None
 
 
 class Int8Record(Record):
@@ -228,6 +230,7 @@ class ArtifactsRecord(Record):
     executorch: ConvertedRecord | None = None
     litert: ConvertedRecord | None = None
     skipped: dict[str, str] = Field(default_factory=dict)  # artifact kind -> why not built
+    failed: dict[str, str] = Field(default_factory=dict)  # artifact kind -> why its build failed
 
     def converted(self) -> dict[str, ConvertedRecord]:
         """The runtimes' own conversions that were built, by runtime name."""
