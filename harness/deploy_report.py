@@ -6,7 +6,13 @@ and the int8 story.
 from __future__ import annotations
 
 from resnest_bench.harness import markdown as md
-from resnest_bench.harness.results.deployment import Deployment, Int8Attempt, Int8Record, Target
+from resnest_bench.harness.results.deployment import (
+    ConvertedRecord,
+    Deployment,
+    Int8Attempt,
+    Int8Record,
+    Target,
+)
 
 TARGET_HEAD = [
     "target",
@@ -23,6 +29,9 @@ TARGET_HEAD = [
     "artifact MiB",
 ]
 
+
+FP32_REFERENCE = "ort-cpu:fp32"  # what each runtime's own fp32 file is held against
+SLOWER_THAN_ORT = 0.95  # below this share of its speed, the report says why
 
 ABBREVIATIONS = (
     "Abbreviations: ORT = ONNX Runtime; fp32 = 32-bit float; int8 = 8-bit integer weights and "
@@ -374,10 +383,11 @@ def deployment_section(deployment: Deployment, *, synthetic: bool = False) -> st
 
 
 def _conversion_lines(deployment: Deployment) -> list[str]:
-    """Each runtime's own conversion from PyTorch: its parity, and how it runs a batch."""
+    """Each runtime's own conversion: its fp32 speed against ONNX Runtime fp32's, its parity
+    with PyTorch, and how it runs a batch."""
     lines = []
     for name, record in deployment.artifacts.converted().items():
-        parts = []
+        parts = [] if (line := _fp32_against_ort(deployment, name, record)) is None else [line]
         if record.parity is not None:
             parts.append(
                 f"fp32 file vs PyTorch: max |logit diff| {record.parity.max_abs_diff:.2g} on "
@@ -388,6 +398,32 @@ def _conversion_lines(deployment: Deployment) -> list[str]:
         if parts:
             lines.append(f"- {name} {record.version}: " + "; ".join(parts))
     return lines
+
+
+def _fp32_against_ort(deployment: Deployment, runtime: str, record: ConvertedRecord) -> str | None:
+    """A runtime's fp32 speed as a share of ONNX Runtime fp32's (both against eager in the same
+    rounds) and, when it is slower, what the run itself shows of why: reference-kernel
+    fallbacks, or none, which leaves the delegate's own fp32 kernels."""
+    timed = {t.target: t.speedup for t in deployment.ok_targets() if t.speedup}
+    ours, ort = timed.get(f"{runtime}:fp32"), timed.get(FP32_REFERENCE)
+    if ours is None or ort is None:
+        return None
+    ratio = ours.median / ort.median
+    line = f"fp32 at {ratio:.2f}x ONNX Runtime fp32's batch-1 speed (the same rounds)"
+    if ratio >= SLOWER_THAN_ORT:
+        return line
+    cover = record.coverage.get(f"{runtime}_fp32")
+    if cover is None:
+        why = f"{runtime}'s own CPU kernels run this model slower than ONNX Runtime's here"
+    elif cover.fallback:
+        fallen = ", ".join(f"{op} x{n}" for op, n in sorted(cover.fallback.items()))
+        why = f"{cover.total_ops - cover.delegated_ops} ops run in reference kernels ({fallen})"
+    else:
+        why = (
+            f"not fallbacks: every op runs in {cover.delegate}, so the gap is "
+            f"{cover.delegate}'s fp32 kernels against ONNX Runtime's on this CPU"
+        )
+    return f"{line}; slower because {why}"
 
 
 def _data_lines(deployment: Deployment) -> list[str]:

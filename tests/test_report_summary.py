@@ -163,3 +163,47 @@ def test_report_command_takes_a_run_directory(tmp_path: Path, capsys):
     assert main(["report", str(tmp_path), "--quiet"]) == 0
     assert (tmp_path / "report.md").read_text().startswith("# resnest-bench deploy")
     assert str(tmp_path / "tradeoff.png") in capsys.readouterr().out
+
+
+def test_each_runtimes_fp32_is_held_against_ort_fp32_and_a_slower_one_says_why():
+    """Measured in the same rounds; slower than 0.95x, the line says what the run shows: ops
+    in reference kernels, or none, which leaves the delegate's own kernels."""
+    from types import SimpleNamespace
+
+    from resnest_bench.harness.deploy_report import _fp32_against_ort
+    from resnest_bench.harness.results.deployment import DelegateCoverage, Speedup
+
+    def timed(name: str, median: float) -> SimpleNamespace:
+        return SimpleNamespace(
+            target=name, speedup=Speedup(median=median, low=median, high=median, rounds=5)
+        )
+
+    deployment = SimpleNamespace(
+        ok_targets=lambda: [
+            timed("ort-cpu:fp32", 4.0),
+            timed("litert:fp32", 4.4),
+            timed("executorch:fp32", 2.7),
+            timed("openvino:fp32", 3.0),
+        ]
+    )
+
+    def record(fallback: dict[str, int] | None) -> SimpleNamespace:
+        if fallback is None:
+            return SimpleNamespace(coverage={})
+        total = 452 + sum(fallback.values())
+        cover = DelegateCoverage(
+            delegate="XNNPACK", delegated_ops=452, total_ops=total, fallback=fallback
+        )
+        return SimpleNamespace(coverage={"executorch_fp32": cover, "litert_fp32": cover})
+
+    faster = _fp32_against_ort(deployment, "litert", record({}))
+    assert faster == "fp32 at 1.10x ONNX Runtime fp32's batch-1 speed (the same rounds)"
+    delegated = _fp32_against_ort(deployment, "executorch", record({}))
+    assert (
+        delegated.startswith("fp32 at 0.68x")
+        and "not fallbacks: every op runs in XNNPACK" in delegated
+    )
+    fallen = _fp32_against_ort(deployment, "executorch", record({"avg_pool2d": 6}))
+    assert fallen.endswith("slower because 6 ops run in reference kernels (avg_pool2d x6)")
+    assert "openvino's own CPU kernels" in _fp32_against_ort(deployment, "openvino", record(None))
+    assert _fp32_against_ort(deployment, "tvm", record({})) is None  # not timed: no line
