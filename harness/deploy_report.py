@@ -414,16 +414,16 @@ def _fp32_against_ort(deployment: Deployment, runtime: str, record: ConvertedRec
         return line
     cover = record.coverage.get(f"{runtime}_fp32")
     if cover is None:
-        why = f"{runtime}'s own CPU kernels run this model slower than ONNX Runtime's here"
+        why = f"{runtime}'s own CPU kernels against ONNX Runtime's on this CPU"
     elif cover.fallback:
         fallen = ", ".join(f"{op} x{n}" for op, n in sorted(cover.fallback.items()))
         why = f"{cover.total_ops - cover.delegated_ops} ops run in reference kernels ({fallen})"
     else:
         why = (
-            f"not fallbacks: every op runs in {cover.delegate}, so the gap is "
-            f"{cover.delegate}'s fp32 kernels against ONNX Runtime's on this CPU"
+            f"not from fallbacks (every op runs in {cover.delegate}): {runtime}'s "
+            f"{cover.delegate} kernels against ONNX Runtime's on this CPU"
         )
-    return f"{line}; slower because {why}"
+    return f"{line}; slower: {why}"
 
 
 def _data_lines(deployment: Deployment) -> list[str]:
