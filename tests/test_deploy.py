@@ -194,6 +194,21 @@ def test_a_runtime_whose_build_fails_fails_its_rows_only(model, data, tmp_path, 
     assert "executorch build failed" in deployment_section(deployment)
 
 
+def test_a_channels_last_model_converts_and_stays_channels_last(model, data, tmp_path):
+    """The gpu suite trains channels-last; ExecuTorch's layout pass refused such weights
+    (ChannelsLastTaggedReshapePass), which failed its rows after every GPU run."""
+    pytest.importorskip("executorch")
+    import copy
+
+    trained = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    artifacts = build_artifacts(trained, data, tmp_path, _section(runtimes=("executorch",)))
+    assert artifacts.failed == {}
+    assert {"executorch_fp32", "executorch_int8"} <= set(artifacts.files)
+    assert trained.stem[0].weight.is_contiguous(
+        memory_format=torch.channels_last
+    )  # a copy converts
+
+
 def test_onnx_that_does_not_fit_the_data(model, data, tmp_path):
     artifacts = build_artifacts(model, data, tmp_path / "a", _section())
     bigger = load_dataset("synthetic", root=tmp_path, train_subset=16, test_subset=8, image_size=24)

@@ -10,6 +10,7 @@ The record names files within the output folder, so it stays true when the folde
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,9 @@ def build_artifacts(
     """Write every artifact into `out_dir`; BenchError (and no record) when the ONNX export or
     its int8 fails a check. A runtime's own conversion that fails is recorded as failed."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    # A copy in the default memory format: channels-last weights (a training speed setting)
+    # break ExecuTorch's layout pass, and the other converters read plain layouts.
+    model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
     chosen = formats_to_build(section)
     skipped = not_asked(section, chosen)
     paths = {"state_dict": out_dir / ARTIFACT_FILES["state_dict"]}
