@@ -8,6 +8,7 @@ from __future__ import annotations
 from resnest_bench.harness import markdown as md
 from resnest_bench.harness.results.deployment import (
     ConvertedRecord,
+    DelegateCoverage,
     Deployment,
     Int8Attempt,
     Int8Record,
@@ -254,7 +255,7 @@ def coverage_table(deployment: Deployment) -> str:
             cover.delegate,
             f"{cover.delegated_ops}/{cover.total_ops}",
             md.pct(cover.fraction, 1),
-            ", ".join(f"{op} x{n}" for op, n in sorted(cover.fallback.items())) or "none",
+            _fallen(cover) or "none",
         ]
         for record in deployment.artifacts.converted().values()
         for kind, cover in record.coverage.items()
@@ -263,6 +264,11 @@ def coverage_table(deployment: Deployment) -> str:
         return ""
     head = ["artifact", "delegate", "ops delegated", "%", "not delegated (reference kernels)"]
     return "\n".join(["Delegate coverage", "", md.table(head, rows), ""])
+
+
+def _fallen(cover: DelegateCoverage) -> str:
+    """What a delegate left to reference kernels, by op name with counts ("" when nothing)."""
+    return ", ".join(f"{op} x{n}" for op, n in sorted(cover.fallback.items()))
 
 
 def _int8_verdict(int8: Int8Record) -> str:
@@ -416,8 +422,10 @@ def _fp32_against_ort(deployment: Deployment, runtime: str, record: ConvertedRec
     if cover is None:
         why = f"{runtime}'s own CPU kernels against ONNX Runtime's on this CPU"
     elif cover.fallback:
-        fallen = ", ".join(f"{op} x{n}" for op, n in sorted(cover.fallback.items()))
-        why = f"{cover.total_ops - cover.delegated_ops} ops run in reference kernels ({fallen})"
+        why = (
+            f"{cover.total_ops - cover.delegated_ops} ops run in reference kernels "
+            f"({_fallen(cover)})"
+        )
     else:
         why = (
             f"not from fallbacks (every op runs in {cover.delegate}): {runtime}'s "

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from resnest_bench.harness.build.files import first_line
-from resnest_bench.harness.build.gate import GateData, artifact_bytes
+from resnest_bench.harness.build.gate import GateData, artifact_bytes, artifact_parts
 from resnest_bench.harness.build.int8 import quantize_int8
 from resnest_bench.harness.build.onnx import export_onnx
 from resnest_bench.harness.build.ort_format import convert_to_ort
@@ -148,7 +148,7 @@ class _Converter:
             reason = str(exc) if isinstance(exc, BenchError) else first_line(exc)
             self.failed.update(dict.fromkeys(kinds, f"{runtime} build failed: {reason}"))
             for file in files:
-                for part in (file, file.with_suffix(".bin")) if file.suffix == ".xml" else (file,):
+                for part in artifact_parts(file):
                     part.unlink(missing_ok=True)
             return None
         self.paths.update(zip(kinds, files, strict=True))

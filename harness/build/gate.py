@@ -185,9 +185,10 @@ def gate_ladder(
             fp32_top1=fp32_top1,
             max_drop_pts=max_drop_pts,
         )
-        os.replace(outcome.path, int8_path)
-        if int8_path.suffix == ".xml":
-            os.replace(outcome.path.with_suffix(".bin"), int8_path.with_suffix(".bin"))
+        for built, final in zip(
+            artifact_parts(outcome.path), artifact_parts(int8_path), strict=True
+        ):
+            os.replace(built, final)
     return outcome
 
 
@@ -215,7 +216,11 @@ def int8_record(
     )
 
 
+def artifact_parts(path: Path) -> tuple[Path, ...]:
+    """The files one artifact is made of: an OpenVINO IR is its .xml plus the .bin of weights."""
+    return (path, path.with_suffix(".bin")) if path.suffix == ".xml" else (path,)
+
+
 def artifact_bytes(path: Path) -> int:
-    """Bytes on disk of one artifact: an OpenVINO IR is its .xml plus the .bin of weights."""
-    weights = path.with_suffix(".bin")
-    return path.stat().st_size + (weights.stat().st_size if path.suffix == ".xml" else 0)
+    """Bytes on disk of one artifact, all its parts."""
+    return sum(part.stat().st_size for part in artifact_parts(path))
