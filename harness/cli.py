@@ -383,7 +383,8 @@ def _add_deploy(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--spinning",
         choices=["on", "off", "auto"],
-        help="ONNX Runtime idle-thread spinning (auto: off on a shared or quota-capped host)",
+        help="idle threads spin as each library does (on) or sleep in every target (off: ORT "
+        "spinning off, OMP_WAIT_POLICY=PASSIVE); auto: off only on a shared or quota-capped host",
     )
     p.add_argument("--rounds", type=int, help="interleaved timing rounds (ratios per round)")
     p.add_argument("--timed-images", type=int, help="test images timed one by one")

@@ -171,7 +171,7 @@ class DeploySection(Section):
 
     runtimes: tuple[str, ...] | None = None
     threads: int | None = Field(default=None, ge=1)
-    spinning: Literal["on", "off", "auto"] = "auto"  # ORT idle workers; auto: off when shared
+    spinning: Literal["on", "off", "auto"] = "auto"  # idle threads; auto: sleep when shared
     rounds: int = Field(default=5, ge=1)  # interleaved timing rounds (timing spread over them)
     timing: TimingSection = TimingSection()
     throughput_batches: tuple[int, ...] = (8, 16, 32)

@@ -1,10 +1,13 @@
-"""The CPU thread policy every measured runtime follows, chosen for shared hosts on purpose.
+"""The CPU thread policy every measured runtime follows: what its users get, unless the host
+is shared, and then the same protection for every target.
 
-On a shared or quota-capped host, idle worker threads that spin (ONNX Runtime's default) or
-busy-wait in OpenMP (torch's libgomp with an ACTIVE wait policy) burn the cores the other
-threads need: here that made ORT int8 1.8x and ORT fp32 4.6x slower, and PyTorch eager
-83-2,412 ms instead of 48 ms. So: intra-op threads = the CPUs this process may really use
-(affinity and cgroup quota), ORT spinning off unless the host is ours alone, OpenMP PASSIVE.
+On a quiet host each target runs as its own users run it: intra-op threads = the CPUs this
+process may really use (affinity and cgroup quota), ONNX Runtime's workers spinning (its
+default) and OpenMP's wait policy left unset (torch's default). Forcing OMP_WAIT_POLICY=PASSIVE
+there made PyTorch eager 1.2-2.5x slower than a plain loop and inflated every "x eager".
+On a shared or quota-capped host, idle threads that spin burn the cores the other threads
+need (ORT int8 1.8x and fp32 4.6x slower, eager 83-2,412 ms instead of 48 ms), so there every
+target's idle threads sleep: ORT spinning off and OpenMP PASSIVE alike, said in the report.
 """
 
 from __future__ import annotations
@@ -59,33 +62,49 @@ def shared_reason(threads: int) -> str | None:
 
 
 def choose(threads: int | None, spinning: Literal["on", "off", "auto"]) -> ThreadPolicy:
-    """The policy for this run: `threads` None -> usable CPUs; spinning auto -> off when shared."""
+    """The policy for this run, the same for every target. `threads` None -> usable CPUs.
+    Idle threads keep each library's default (ORT spins, OpenMP's wait policy unset) unless
+    the host is shared (spinning auto) or `spinning` is "off": then every target's idle
+    threads sleep (ORT spinning off and OMP_WAIT_POLICY=PASSIVE), so no target is protected
+    at another's cost."""
     count = threads if threads is not None else usable_cpus()
     why = f"{count} intra-op threads ({'--threads' if threads else 'usable CPUs'})"
     if spinning == "auto":
         shared = shared_reason(count)
         spin = shared is None
-        why += f"; ORT spinning {'on: host not shared' if spin else 'off: ' + shared}"
+        why += "; host not shared: " if spin else f"; host shared ({shared}): "
     else:
         spin = spinning == "on"
-        why += f"; ORT spinning {spinning} (--spinning)"
+        why += f"; --spinning {spinning}: "
+    why += (
+        "every library's default idle-thread behaviour (ORT spins, OpenMP wait policy unset)"
+        if spin
+        else "idle threads sleep in every target (ORT spinning off, OMP_WAIT_POLICY=PASSIVE)"
+    )
     return ThreadPolicy(
         threads=count,
         ort_spinning=spin,
-        omp_wait_policy="PASSIVE",
-        reason=why + "; OpenMP wait policy PASSIVE (idle threads sleep)",
+        omp_wait_policy=None if spin else "PASSIVE",
+        reason=why,
     )
+
+
+def environment(policy: ThreadPolicy) -> dict[str, str]:
+    """The variables a measuring process starts with under `policy` (OpenMP reads them once,
+    when torch is imported); OMP_WAIT_POLICY only where the policy sets one."""
+    wanted = {"OMP_NUM_THREADS": str(policy.threads)}
+    if policy.omp_wait_policy is not None:
+        wanted["OMP_WAIT_POLICY"] = policy.omp_wait_policy
+    return wanted
 
 
 @contextmanager
 def child_environment(policy: ThreadPolicy) -> Iterator[None]:
     """Environment a spawned measurement process starts with (OpenMP reads it once, at import
     of torch): set while the child is started, restored after."""
-    wanted = {
-        "OMP_WAIT_POLICY": policy.omp_wait_policy,
-        "OMP_NUM_THREADS": str(policy.threads),
-    }
-    saved = {key: os.environ.get(key) for key in wanted}
+    wanted = environment(policy)
+    saved = {key: os.environ.get(key) for key in (*wanted, "OMP_WAIT_POLICY")}
+    os.environ.pop("OMP_WAIT_POLICY", None)  # a quiet host's targets get OpenMP's default
     os.environ.update(wanted)
     try:
         yield

@@ -253,11 +253,12 @@ class ArtifactsRecord(Record):
 
 class ThreadPolicy(Record):
     """How the runtimes were told to use the CPU (harness.measure.threads): intra-op threads,
-    whether ONNX Runtime's idle workers spin, and torch's OpenMP wait policy, with why."""
+    whether ONNX Runtime's idle workers spin, and torch's OpenMP wait policy (None: unset, the
+    library's default), with why."""
 
     threads: int
     ort_spinning: bool
-    omp_wait_policy: Literal["PASSIVE", "ACTIVE"]
+    omp_wait_policy: Literal["PASSIVE", "ACTIVE"] | None = None
     reason: str
 
 
