@@ -254,6 +254,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_crosscheck(args: argparse.Namespace) -> int:
+    """Time a published run's CPU targets beside the vendors' tools and plain loops."""
+    from resnest_bench.harness.crosscheck.stage import crosscheck_published
+
+    run_dir = Path(args.run)
+    for name in crosscheck_published(run_dir, rounds=args.rounds):
+        print(run_dir / name)
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Re-render a run's (result.json) or a sweep's (sweep.json) report from its results."""
     from resnest_bench.harness.results.sweep import SWEEP_NAME, SweepResult, read_record
@@ -527,6 +537,14 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="re-render report.md and plots of a run or a sweep")
     report.add_argument("result", help="a run or sweep directory, its result.json or sweep.json")
     report.set_defaults(handler=cmd_report)
+
+    crosscheck = sub.add_parser(
+        "crosscheck",
+        help="time a run's CPU targets again beside the vendors' tools and plain loops",
+    )
+    crosscheck.add_argument("run", help="a published run directory (with its artifacts/)")
+    crosscheck.add_argument("--rounds", type=int, help="alternating rounds (default: the run's)")
+    crosscheck.set_defaults(handler=cmd_crosscheck)
 
     clean = sub.add_parser(
         "clean", help="list (--apply: remove) what killed, refused and finished runs left"

@@ -173,6 +173,8 @@ class DeploySection(Section):
     threads: int | None = Field(default=None, ge=1)
     spinning: Literal["on", "off", "auto"] = "auto"  # idle threads; auto: sleep when shared
     rounds: int = Field(default=5, ge=1)  # interleaved timing rounds (timing spread over them)
+    # time every CPU target again beside the vendor's tool or a plain loop (harness.crosscheck)
+    crosscheck: bool = False
     timing: TimingSection = TimingSection()
     throughput_batches: tuple[int, ...] = (8, 16, 32)
     timed_images: int | None = Field(default=None, ge=1)

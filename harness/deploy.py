@@ -52,6 +52,14 @@ def run_deploy(
         targets, shown, host, policy = measure_artifacts(
             stage, artifacts, dataset, section, small_subset=small_subset, step=step, device=device
         )
+        check = None
+        if section.crosscheck:
+            from resnest_bench.harness.crosscheck.stage import run_crosscheck
+
+            shape = tuple(dataset.test.images.shape[1:])
+            check = run_crosscheck(
+                stage, artifacts.files, targets, shape, policy, section, step=step
+            )
     return Deployment(
         config=section.model_dump(mode="json"),
         environment=environment(section, policy),
@@ -60,6 +68,7 @@ def run_deploy(
         demo=shown,
         rounds=section.rounds,
         host=host,
+        crosscheck=check,
     )
 
 

@@ -66,7 +66,7 @@ def shippable(deployment: Deployment) -> Target | None:
         t
         for t in deployment.ok_targets()
         if t.speedup
-        and not t.flag
+        and not deployment.flag(t)
         and (reference is None or reference.top1_full - (t.top1_full or 0.0) <= limit)
     ]
     return max(fits, key=lambda t: t.speedup.median, default=None)
@@ -77,11 +77,13 @@ def _reference(deployment: Deployment) -> Target | None:
     return first if first and first.ok and first.top1_full is not None else None
 
 
-def _verdict(target: Target, best: Target | None, reference: Target | None, limit: float) -> str:
+def _verdict(
+    target: Target, flag: str | None, best: Target | None, reference: Target | None, limit: float
+) -> str:
     if not target.ok:
         return f"{target.status}: {target.reason}"
-    if target.flag:
-        return f"not comparable: its own figures disagree ({target.flag})"
+    if flag:
+        return f"not comparable: {flag}"
     drop = reference.top1_full - target.top1_full if reference and target.top1_full else 0.0
     if drop > limit:
         return f"loses {drop:.2f} pts of top-1 (limit {limit:g})"
@@ -119,7 +121,7 @@ def summary_table(deployment: Deployment) -> str:
                 change,
                 md.mib(sizes.get(t.artifact)),
                 md.mib(t.peak_rss_bytes),
-                _verdict(t, best, reference, limit),
+                _verdict(t, deployment.flag(t), best, reference, limit),
             ]
         )
     return md.table(SUMMARY_HEAD, rows)
@@ -130,7 +132,9 @@ def trust_line(deployment: Deployment) -> str:
     host = deployment.host
     if host is None or host.trustworthy is None:
         return "**Trust: unknown** - the host's load could not be measured here."
-    if host.trustworthy:
+    checked = deployment.crosscheck.flags() if deployment.crosscheck else {}
+    reasons = [*host.reasons, *(f"{name}: cross-check: {why}" for name, why in checked.items())]
+    if host.trustworthy and not checked:
         load = host.overall
         other = f"{load.other_cores:.2f}" if load and load.other_cores is not None else "?"
         return (
@@ -138,7 +142,7 @@ def trust_line(deployment: Deployment) -> str:
             f"{other} cores), every row's figures agree, ratios from {deployment.rounds} "
             "interleaved rounds."
         )
-    return "**Trust: NOT trustworthy** - " + "; ".join(host.reasons) + "."
+    return "**Trust: NOT trustworthy** - " + "; ".join(reasons) + "."
 
 
 def headline(deployment: Deployment) -> str:
@@ -178,7 +182,7 @@ def target_rows(deployment: Deployment) -> list[list[str]]:
         first_ms = t.first_inference_s * 1e3 if t.first_inference_s is not None else None
         rows.append(
             [
-                f"{t.target} [FLAGGED]" if t.flag else t.target,
+                f"{t.target} [FLAGGED]" if deployment.flag(t) else t.target,
                 md.num(t.load_s),
                 md.num(first_ms),
                 f"{md.num(t.avg_ms_per_image)} (n={t.images_timed})",
@@ -332,8 +336,10 @@ def _host_lines(deployment: Deployment) -> list[str]:
             f"{'; busy rounds: ' + ', '.join(busy_rounds) if busy_rounds else ''}."
         )
     lines += [f"- {t.target} throughput: {t.batching}." for t in deployment.targets if t.batching]
-    flagged = [t for t in deployment.targets if t.flag]
-    lines += [f"- FLAGGED {t.target}: {t.flag}; its figures are not comparable." for t in flagged]
+    flagged = [(t.target, flag) for t in deployment.targets if (flag := deployment.flag(t))]
+    lines += [
+        f"- FLAGGED {name}: {flag}; its figures are not comparable." for name, flag in flagged
+    ]
     on_gpu = [
         f"{t.target} on {t.device}" for t in deployment.targets if t.device not in (None, "cpu")
     ]
@@ -382,10 +388,54 @@ def deployment_section(deployment: Deployment, *, synthetic: bool = False) -> st
             "",
             coverage_table(deployment),
             *_conversion_lines(deployment),
+            *crosscheck_lines(deployment),
             *(f"- {_int8_line(r)}" for r in deployment.artifacts.int8_records() or [None]),
             *_data_lines(deployment),
         ]
     )
+
+
+CROSSCHECK_HEAD = [
+    "target",
+    "peer",
+    "harness batch-1 ms",
+    "peer batch-1 ms",
+    "harness / peer (median, range)",
+    "verdict",
+]
+
+
+def crosscheck_lines(deployment: Deployment) -> list[str]:
+    """The cross-check's table: each CPU target's harness figure beside its peer's."""
+    check = deployment.crosscheck
+    if check is None:
+        return []
+    rows = [
+        [
+            row.target,
+            row.peer,
+            f"{row.harness_ms:.2f}",
+            f"{row.peer_ms:.2f}",
+            f"{row.ratio.median:.2f}x ({row.ratio.low:.2f}-{row.ratio.high:.2f}, "
+            f"{row.ratio.rounds} rounds)",
+            f"FLAGGED: {row.flag}" if row.flag else f"agrees within {check.tolerance:.0%}",
+        ]
+        for row in check.rows
+    ]
+    return [
+        "",
+        "Cross-check against independent tools",
+        "",
+        f"Each CPU target timed again beside an independent peer (the vendor's benchmark "
+        f"program where installed, else a plain loop as the runtime's documentation writes it) "
+        f"in {check.rounds} alternating rounds of at least 1 s each, {check.threads} threads, "
+        f"batch {check.batch}; peers start with {check.peer_environment}. A target more than "
+        f"{check.tolerance:.0%} away from its peer is flagged and never the headline.",
+        "",
+        md.table(CROSSCHECK_HEAD, rows) if rows else "No target could be cross-checked.",
+        *(f"- {name}: not cross-checked: {why}." for name, why in check.skipped.items()),
+        "",
+    ]
 
 
 def _conversion_lines(deployment: Deployment) -> list[str]:

@@ -336,11 +336,11 @@ def plot_tradeoff(deployment: Deployment, path: Path, title: str) -> None:
             ratio.median,
             t.top1_full,
             xerr=[[ratio.median - ratio.low], [ratio.high - ratio.median]],
-            fmt="o" if not t.flag else "x",
+            fmt="o" if not deployment.flag(t) else "x",
             capsize=3,
         )
         axes.annotate(
-            f" {t.target}{' [FLAGGED]' if t.flag else ''}",
+            f" {t.target}{' [FLAGGED]' if deployment.flag(t) else ''}",
             (ratio.median, t.top1_full),
             xytext=(4, 4 + 11 * i),  # staggered: targets often share one accuracy
             textcoords="offset points",

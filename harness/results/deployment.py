@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from resnest_bench.harness.hostload import HostLoad
+from resnest_bench.harness.results.crosscheck import Crosscheck
 from resnest_bench.harness.results.environment import CgroupLimits
 from resnest_bench.harness.results.record import Record
 from resnest_bench.harness.results.stats import Stats
@@ -318,6 +319,14 @@ class Deployment(Record):
     rounds: int | None = None  # interleaved timing rounds (harness.rounds)
     host: HostCheck | None = None
     data: DataUse | None = None
+    crosscheck: Crosscheck | None = None  # each CPU target beside its independent peer
+
+    def flag(self, target: Target) -> str | None:
+        """Why a row's figures are not comparable: they contradict each other (Target.flag), or
+        its harness figure is too far from its independent peer's (the cross-check)."""
+        checked = self.crosscheck.flags().get(target.target) if self.crosscheck else None
+        parts = [target.flag, f"cross-check: {checked}" if checked else None]
+        return "; ".join(p for p in parts if p) or None
 
     def ok_targets(self) -> list[Target]:
         return [t for t in self.targets if t.ok]
