@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from resnest_bench.harness.errors import BenchError, validation_message
+from resnest_bench.harness.names import checked_name, name_problem
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -260,6 +261,15 @@ class Suite(Section):
     deploy: DeploySection = DeploySection()
     sweep: SweepSection | None = None  # a sweep suite (`resnest-bench sweep`) has this table
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        """The name becomes the run folder's name (harness.names)."""
+        problem = name_problem(name)
+        if problem:
+            raise ValueError(problem)
+        return name
+
     @field_validator("device")
     @classmethod
     def _device(cls, device: str) -> str:
@@ -273,7 +283,7 @@ def suite_path(name_or_path: str) -> Path:
     candidate = Path(name_or_path)
     if candidate.suffix == ".toml" or candidate.exists():
         return candidate
-    bundled = SUITES_DIR / f"{name_or_path}.toml"
+    bundled = SUITES_DIR / f"{checked_name(name_or_path, 'suite name')}.toml"
     if bundled.is_file():
         return bundled
     known = ", ".join(sorted(p.stem for p in SUITES_DIR.glob("*.toml")))

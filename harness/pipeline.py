@@ -40,7 +40,7 @@ from resnest_bench.harness.results import RunConfig, RunResult, write_result
 from resnest_bench.harness.results.deployment import DataUse, Deployment
 from resnest_bench.harness.results.training import EpochRecord, Training, TrainingRun
 from resnest_bench.harness.reuse import newest_model
-from resnest_bench.harness.runs import claimed
+from resnest_bench.harness.runs import Claim, claimed, discard
 from resnest_bench.harness.storage import check_free_space, probe_writable, run_bytes
 from resnest_bench.harness.train import (
     Callbacks,
@@ -54,6 +54,7 @@ from resnest_bench.harness.train.distributed import (
     process_group,
     ranks_from_env,
 )
+from resnest_bench.harness.train.loop import CHECKPOINT_NAME
 from resnest_bench.models.profile import count_params
 
 RESULT_NAME = "result.json"
@@ -381,8 +382,13 @@ def _run_suite(request: RunRequest, device: str) -> Path:
         if RUN_ID_FILE in os.environ:  # the --nproc launcher names the run if a rank dies
             atomic_write_text(Path(os.environ[RUN_ID_FILE]), claim.run_id)
         _check_storage(request, claim.work)
+        if request.resume and not any(claim.work.glob(f"*/{CHECKPOINT_NAME}")):
+            raise BenchError(
+                f"nothing to resume: {claim.work} holds no checkpoint (the run stopped before "
+                "its first epoch ended); start it again without --resume"
+            )
         try:
-            return _run_claimed(request, claim.run_id, device)
+            return _run_claimed(request, claim, device)
         except CheckpointWriteError as exc:
             hint = (
                 f"; once that is fixed, continue with --resume {claim.run_id}"
@@ -392,11 +398,10 @@ def _run_suite(request: RunRequest, device: str) -> Path:
             raise BenchError(f"{exc}{hint}") from None
 
 
-def _run_claimed(request: RunRequest, run_id: str, device: str) -> Path:
+def _run_claimed(request: RunRequest, claim: Claim, device: str) -> Path:
     """The run itself, once its id is reserved and its work folder locked by this process."""
-    reports = request.reports_root
-    work = reports / "work" / run_id
-    final = reports / run_id
+    run_id, work = claim.run_id, claim.work
+    final = request.reports_root / run_id
     if final.exists():
         raise BenchError(f"{final} already holds a finished run; start a new one")
     try:
@@ -410,7 +415,7 @@ def _run_claimed(request: RunRequest, run_id: str, device: str) -> Path:
             )
         raise
     if not request.keep_checkpoints and not result.failed_steps:  # kept to retry a failed step
-        shutil.rmtree(work, ignore_errors=True)
+        discard(claim)
     _refuse_rejected_int8(result.deployment, published)
     _report_failures(result, published)
     return published
