@@ -218,6 +218,8 @@ def summary_lines(result: RunResult) -> list[str]:
 
 
 def render(result: RunResult, plots: list[str]) -> str:
+    """report.md's text; every string from the result is escaped (it may be foreign)."""
+    result = md.escaped(result)
     config = result.config
     label = synthetic_label(result)
     parts = [
