@@ -41,6 +41,7 @@ from resnest_bench.harness.results.deployment import DataUse, Deployment
 from resnest_bench.harness.results.training import EpochRecord, Training, TrainingRun
 from resnest_bench.harness.reuse import newest_model
 from resnest_bench.harness.runs import Claim, claimed, discard
+from resnest_bench.harness.signals import as_stopped
 from resnest_bench.harness.storage import check_free_space, probe_writable, run_bytes
 from resnest_bench.harness.train import (
     Callbacks,
@@ -382,7 +383,7 @@ def _run_suite(request: RunRequest, device: str) -> Path:
         if RUN_ID_FILE in os.environ:  # the --nproc launcher names the run if a rank dies
             atomic_write_text(Path(os.environ[RUN_ID_FILE]), claim.run_id)
         _check_storage(request, claim.work)
-        if request.resume and not any(claim.work.glob(f"*/{CHECKPOINT_NAME}")):
+        if request.resume and not has_checkpoint(claim.work):
             raise BenchError(
                 f"nothing to resume: {claim.work} holds no checkpoint (the run stopped before "
                 "its first epoch ended); start it again without --resume"
@@ -398,6 +399,11 @@ def _run_suite(request: RunRequest, device: str) -> Path:
             raise BenchError(f"{exc}{hint}") from None
 
 
+def has_checkpoint(work: Path) -> bool:
+    """Whether a run's work folder holds a training checkpoint that --resume continues."""
+    return any(work.glob(f"*/{CHECKPOINT_NAME}"))
+
+
 def _run_claimed(request: RunRequest, claim: Claim, device: str) -> Path:
     """The run itself, once its id is reserved and its work folder locked by this process."""
     run_id, work = claim.run_id, claim.work
@@ -407,12 +413,16 @@ def _run_claimed(request: RunRequest, claim: Claim, device: str) -> Path:
     try:
         published, result = _run_steps(request, device, run_id, work, final)
     except (KeyboardInterrupt, Exception) as exc:
-        if work.is_dir() and {"train", "transfer"} & set(request.suite.steps):
-            what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped"
-            console.log(
-                f"run {run_id} {what}; its checkpoints are in {work}. Continue it with:\n"
-                f"  {resume_command(request.argv, run_id)}"
-            )
+        hint = (
+            f"run {run_id}'s checkpoints are in {work}; continue it with: "
+            f"{resume_command(request.argv, run_id)}"
+            if has_checkpoint(work)
+            else None
+        )
+        if isinstance(exc, KeyboardInterrupt):  # SIGTERM or Ctrl-C: the CLI's one line says it
+            raise as_stopped(exc, hint) from None
+        if hint:
+            console.log(f"run {run_id} stopped; {hint}")
         raise
     if not request.keep_checkpoints and not result.failed_steps:  # kept to retry a failed step
         discard(claim)
