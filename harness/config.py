@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from resnest_bench.harness.errors import BenchError, validation_message
 from resnest_bench.harness.names import checked_name, name_problem
+from resnest_bench.harness.readfile import read_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -30,6 +31,7 @@ SUITES_DIR = Path(
     os.environ.get("RESNEST_BENCH_SUITES", Path(__file__).resolve().parent.parent / "benchmarks")
 )
 
+SUITE_MAX_BYTES = 2**20  # the bundled suites are under 4 KB
 Step = Literal["train", "transfer", "export", "deploy"]
 DatasetName = Literal["cifar10", "cifar100", "synthetic", "folder"]
 Precision = Literal["auto", "fp32", "tf32", "bf16", "fp16"]  # auto: by the card (harness.gpus)
@@ -319,14 +321,13 @@ def load_suite(
     The quick form is validated even when not asked for, so a typo in `[quick]` is found at once.
     """
     path = suite_path(name_or_path)
+    text = read_text(path, "suite file", SUITE_MAX_BYTES)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BenchError(f"suite file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BenchError(f"cannot read suite file {path}: {exc}") from None
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise BenchError(f"{path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise BenchError(f"{path} nests its tables or arrays too deeply for a suite") from None
     quick_part = raw.pop("quick", {})
     if not isinstance(quick_part, dict):
         raise BenchError(f"{path}: quick: must be a table, got {quick_part!r}")

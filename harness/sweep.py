@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import gc
 import itertools
-import json
 import random
 import shutil
 from dataclasses import dataclass, replace
@@ -41,6 +40,7 @@ from resnest_bench.harness.deploy import run_deploy
 from resnest_bench.harness.envinfo import fingerprint
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.pipeline import RunRequest, _callbacks, _load_data, run_config
+from resnest_bench.harness.readfile import read_json
 from resnest_bench.harness.results.sweep import (
     SWEEP_NAME,
     PointSpec,
@@ -244,7 +244,7 @@ def _claim_work_dir(work: Path, suite: Suite, *, resume: bool) -> str:
         return created
     if not path.is_file():
         raise BenchError(f"nothing to resume: {path} does not exist")
-    saved = json.loads(path.read_text(encoding="utf-8"))
+    saved = read_json(path, "sweep settings")
     old = saved["settings"]
     keys = sorted(old.keys() | settings.keys())
     differ = [key for key in keys if old.get(key) != settings.get(key)]

@@ -4,14 +4,25 @@ Every refusal is one `resnest-bench: error:` line and exit 2, and touches nothin
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from PIL import Image
 
-from resnest_bench.harness import runs
+from resnest_bench import models
+from resnest_bench.harness import readfile, runs
+from resnest_bench.harness.checkpoints import save_torch_artifact
 from resnest_bench.harness.cli import main
+from resnest_bench.harness.data import cifar, load_dataset
+from resnest_bench.harness.data.folder import load_folder
+from resnest_bench.harness.data.types import Preprocessing
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.names import checked_name
+from tests.test_data import RECORDS, _cifar10_files, cifar10_archive
 from tests.test_reliability import _one_error, _train
 
 
@@ -95,3 +106,137 @@ def test_a_suite_file_whose_name_is_a_path_is_refused(tmp_path, capsys) -> None:
     assert main(["run", str(suite), "--reports", str(tmp_path / "r")]) == 2
     assert "name: must be a plain name" in _one_error(capsys)
     assert not (tmp_path / "outside").exists()
+
+
+# --- hostile files: images, checkpoints, JSON, data sets (issue 21, items 4-8) ----------------
+
+
+def _image_folder(root: Path, odd: Image.Image | None = None) -> Path:
+    """Two classes of three 8x8 grey PNGs; `odd`, when given, is one more image of class a."""
+    for name, value in (("a", 40), ("b", 200)):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("L", (8, 8), value).save(root / name / f"{i}.png")
+    if odd is not None:
+        odd.save(root / "a" / "odd.png")
+    return root
+
+
+def test_a_decompression_bomb_png_is_refused_in_one_line(tmp_path, capsys) -> None:
+    folder = _image_folder(tmp_path / "imgs", Image.new("1", (20000, 20000)))
+    assert (folder / "a" / "odd.png").stat().st_size < 100_000  # small file, 400 M pixels
+    argv = ["--quiet", "train", "--model", "resnest-tiny", "--dataset", "folder"]
+    argv += ["--folder", str(folder), "--reports", str(tmp_path / "r"), "--epochs", "1"]
+    assert main(argv) == 2
+    assert _one_error(capsys) == (
+        f"resnest-bench: error: {folder / 'a' / 'odd.png'} has more pixels, over the "
+        "89,478,485 Pillow decodes safely (a possible decompression bomb): shrink or remove it"
+    )
+
+
+def test_an_image_just_over_the_pixel_limit_is_refused_with_its_size(tmp_path) -> None:
+    path = tmp_path / "big.png"
+    Image.new("1", (10000, 9000)).save(path)
+    with pytest.raises(BenchError, match=r"odd\.png has 10000x9000 pixels, over the 89,478,485"):
+        load_folder(_image_folder(tmp_path / "f", Image.open(path)), **FOLDER)
+
+
+def test_16_bit_png_keeps_its_grey_level(tmp_path) -> None:
+    """32768 of 65535 is mid grey, 128 of 255 (Pillow's own conversion clipped it to 255)."""
+    wide = Image.fromarray(np.full((8, 8), 32768, dtype=np.uint16))
+    assert wide.mode == "I;16"
+    data = load_folder(_image_folder(tmp_path / "f", wide), **FOLDER)
+    pixels = torch.cat([data.train.images, data.test.images])
+    assert sorted(set(pixels.flatten().tolist())) == [40, 128, 200]
+
+
+FOLDER = {"image_size": 8, "seed": 0, "val_fraction": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("mean", "std", "shown"),
+    [
+        ((float("nan"), 0.5, 0.5), (0.2, 0.2, 0.2), "mean [nan, 0.5, 0.5], std [0.2, 0.2, 0.2]"),
+        ((0.5, 0.5, 0.5), (0.0, 0.2, 0.2), "mean [0.5, 0.5, 0.5], std [0.0, 0.2, 0.2]"),
+        ((0.5, 0.5, 0.5), (-1.0, 0.2, 0.2), "mean [0.5, 0.5, 0.5], std [-1.0, 0.2, 0.2]"),
+        ((0.5, 0.5, 0.5), (0.2, float("inf"), 0.2), "std [0.2, inf, 0.2]"),
+    ],
+)
+def test_bad_stored_preprocessing_is_refused_in_one_line(tmp_path, capsys, mean, std, shown):
+    path = tmp_path / "model.pt"
+    model = models.create_model("resnest-tiny", num_classes=10)
+    classes = tuple(str(i) for i in range(10))
+    save_torch_artifact(model, path, Preprocessing(mean, std, 32, classes))
+    argv = ["--quiet", "export", "--checkpoint", str(path), "--dataset", "synthetic"]
+    assert main([*argv, "--reports", str(tmp_path / "r")]) == 2
+    line = _one_error(capsys)
+    assert line.startswith(f"resnest-bench: error: {path} carries preprocessing that cannot be")
+    assert shown in line and line.endswith("the stds finite and > 0, the size > 0)")
+
+
+def _deep(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("command", ["report", "compare"])
+def test_deeply_nested_json_is_one_line(tmp_path, capsys, command) -> None:
+    path = tmp_path / "result.json"
+    path.write_text('{"schema_version": 2, "kind": "train", "x": ' + _deep(100_000) + "}")
+    assert main([command, str(path)]) == 2
+    assert _one_error(capsys) == (
+        f"resnest-bench: error: {path} nests its JSON too deeply to be a resnest-bench file"
+    )
+
+
+def test_a_sweep_record_nested_deeply_is_one_line(tmp_path, capsys) -> None:
+    (tmp_path / "sweep.json").write_text(_deep(100_000))
+    assert main(["report", str(tmp_path)]) == 2
+    assert "nests its JSON too deeply" in _one_error(capsys)
+
+
+def test_a_result_over_the_size_cap_is_not_read_whole(tmp_path, capsys) -> None:
+    path = tmp_path / "result.json"
+    with path.open("wb") as handle:
+        handle.truncate(readfile.MAX_BYTES + 1)  # sparse: 64 MiB + 1 byte of zeros
+    assert main(["report", str(path)]) == 2
+    assert _one_error(capsys) == (
+        f"resnest-bench: error: result file {path} is larger than 64 MiB: "
+        "not a file resnest-bench wrote"
+    )
+
+
+def test_a_deeply_nested_suite_is_one_line(tmp_path, capsys) -> None:
+    path = tmp_path / "deep.toml"
+    path.write_text(f'name = "x"\nsteps = ["train"]\nx = {_deep(100_000)}\n')
+    assert main(["run", str(path)]) == 2
+    assert _one_error(capsys) == (
+        f"resnest-bench: error: {path} nests its tables or arrays too deeply for a suite"
+    )
+
+
+def test_a_cifar_batch_short_by_whole_records_is_refused(tmp_path, monkeypatch) -> None:
+    files, _ = _cifar10_files()
+    short = files["data_batch_3.bin"][: 10 * 3073]  # 10 of its 20 records: a valid size
+    source = cifar10_archive(tmp_path, **{"data_batch_3.bin": short})
+    official = dataclasses.replace(cifar.CIFAR_FORMATS["cifar10"], source=source)
+    monkeypatch.setitem(cifar.CIFAR_FORMATS, "cifar10", official)
+    monkeypatch.setattr(cifar, "OFFICIAL_IMAGES", {"train": 5 * RECORDS, "test": RECORDS})
+    root = tmp_path / "cache"
+    with pytest.raises(BenchError) as info:
+        load_dataset("cifar10", root=root)
+    batch = root / "cifar-10-batches-bin" / "data_batch_3.bin"
+    assert str(info.value) == (
+        f"{batch} holds 10 images, expected 20: delete it and run again to restore it"
+    )
+
+
+def test_a_corrupt_archive_under_no_download_says_how_to_replace_it(tmp_path) -> None:
+    source = cifar10_archive(tmp_path)
+    root = tmp_path / "cache"
+    root.mkdir()
+    (root / "cifar-10-binary.tar.gz").write_bytes(b"half a download")
+    with pytest.raises(BenchError) as info:
+        load_dataset("cifar10", root=root, archive=source, download=False)
+    assert str(info.value).endswith(
+        f"and was deleted: downloading is off: download {source.url} into {root} again by hand"
+    )
