@@ -5,6 +5,7 @@ Every refusal is one `resnest-bench: error:` line and exit 2, and touches nothin
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from resnest_bench.harness.data.types import Preprocessing
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.names import checked_name
 from tests.test_data import RECORDS, _cifar10_files, cifar10_archive
+from tests.test_markdown_escape import EXAMPLE
 from tests.test_reliability import _one_error, _train
 
 
@@ -240,3 +242,24 @@ def test_a_corrupt_archive_under_no_download_says_how_to_replace_it(tmp_path) ->
     assert str(info.value).endswith(
         f"and was deleted: downloading is off: download {source.url} into {root} again by hand"
     )
+
+
+@pytest.mark.parametrize(
+    ("edit", "says"),
+    [
+        (("config", "settings", "model"), "config.settings: settings.model must be a table, got"),
+        (
+            ("deployment", "config", "int8_max_drop"),
+            "deployment.config: config.int8_max_drop must be a number, got",
+        ),
+    ],
+)
+def test_free_form_parts_a_report_reads_are_checked_on_load(tmp_path, capsys, edit, says):
+    """Found by tests/test_fuzz.py: a string where a report reads a table or a number."""
+    result = json.loads((EXAMPLE / "result.json").read_text())
+    result[edit[0]][edit[1]][edit[2]] = ""
+    (tmp_path / "result.json").write_text(json.dumps(result))
+    assert main(["report", str(tmp_path)]) == 2
+    line = _one_error(capsys)
+    assert line.startswith(f"resnest-bench: error: {tmp_path / 'result.json'}: {says} ")
+    assert not (tmp_path / "report.md").exists()

@@ -51,6 +51,18 @@ class RunConfig(Record):
     checkpoint: str | None = None
     device: str = "cpu"
 
+    @field_validator("settings")
+    @classmethod
+    def _sections_are_tables(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        """The parts reports read have the suite's shape (a foreign file may have any)."""
+        for name in ("model", "data", "train", "transfer", "deploy"):
+            if name in settings and not isinstance(settings[name], dict):
+                raise ValueError(f"settings.{name} must be a table")
+        names = settings.get("model", {}).get("names", [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError("settings.model.names must be a list of model names")
+        return settings
+
 
 class RunResult(Record):
     """The envelope of result.json."""
