@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -263,3 +264,30 @@ def test_free_form_parts_a_report_reads_are_checked_on_load(tmp_path, capsys, ed
     line = _one_error(capsys)
     assert line.startswith(f"resnest-bench: error: {tmp_path / 'result.json'}: {says} ")
     assert not (tmp_path / "report.md").exists()
+
+
+class _RunsCode:
+    """Unpickled, it would create the file `proof`."""
+
+    def __init__(self, proof: Path) -> None:
+        self.proof = proof
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.proof}",))
+
+
+@pytest.mark.parametrize("zipped", [True, False])
+def test_a_pickle_that_would_run_code_is_refused_as_unsafe(tmp_path, capsys, zipped) -> None:
+    path, proof = tmp_path / "evil.pt", tmp_path / "code-ran"
+    payload = {"weights": _RunsCode(proof)}
+    if zipped:
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload, protocol=4))
+    argv = ["--quiet", "export", "--checkpoint", str(path), "--dataset", "synthetic"]
+    assert main([*argv, "--reports", str(tmp_path / "r")]) == 2
+    assert _one_error(capsys) == (
+        f"resnest-bench: error: cannot read weights file {path}: refused as unsafe: loading it "
+        "would call posix.system, code rather than weights (nothing in it was run)"
+    )
+    assert not proof.exists()
