@@ -318,7 +318,8 @@ def load_suite(
 ) -> tuple[Suite, Path]:
     """The suite named (bundled) or at a path, `[quick]` merged when asked, then `overrides`.
 
-    The quick form is validated even when not asked for, so a typo in `[quick]` is found at once.
+    The quick form is validated even when not asked for, so a typo in `[quick]` is found at once;
+    the file's own tables first, so an error there is not blamed on `[quick]`.
     """
     path = suite_path(name_or_path)
     text = read_text(path, "suite file", SUITE_MAX_BYTES)
@@ -331,8 +332,9 @@ def load_suite(
     quick_part = raw.pop("quick", {})
     if not isinstance(quick_part, dict):
         raise BenchError(f"{path}: quick: must be a table, got {quick_part!r}")
+    full = validate_suite(raw, str(path))
     quick_form = validate_suite(merge(raw, quick_part), f"{path} [quick]")
-    full = quick_form if quick else validate_suite(raw, str(path))
+    full = quick_form if quick else full
     if not overrides:
         return full, path
     settings = merge(full.model_dump(exclude_unset=True), overrides)

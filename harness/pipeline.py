@@ -42,7 +42,12 @@ from resnest_bench.harness.results.training import EpochRecord, Training, Traini
 from resnest_bench.harness.reuse import newest_model
 from resnest_bench.harness.runs import Claim, claimed, discard
 from resnest_bench.harness.signals import as_stopped
-from resnest_bench.harness.storage import check_free_space, probe_writable, run_bytes
+from resnest_bench.harness.storage import (
+    check_free_space,
+    no_empty_folders_left,
+    probe_writable,
+    run_bytes,
+)
 from resnest_bench.harness.train import (
     Callbacks,
     create_seeded_model,
@@ -375,10 +380,17 @@ def _train_beside(request: RunRequest, device: str, ranks: Ranks) -> None:
 
 def _run_suite(request: RunRequest, device: str) -> Path:
     """run_suite in the one process that publishes (the only one, or rank 0)."""
-    suite, reports = request.suite, request.reports_root
+    reports = request.reports_root
     if request.checkpoint is not None and not request.checkpoint.is_file():
         raise BenchError(f"weights file not found: {request.checkpoint}")
-    probe_writable(reports, "reports folder")
+    with no_empty_folders_left(reports):
+        probe_writable(reports, "reports folder")
+        return _run_held(request, device)
+
+
+def _run_held(request: RunRequest, device: str) -> Path:
+    """_run_suite once the reports folder is known writable: reserve or hold the run, run it."""
+    suite, reports = request.suite, request.reports_root
     with claimed(reports, suite.name, request.resume) as claim:
         if RUN_ID_FILE in os.environ:  # the --nproc launcher names the run if a rank dies
             atomic_write_text(Path(os.environ[RUN_ID_FILE]), claim.run_id)

@@ -51,6 +51,7 @@ from resnest_bench.harness.results.sweep import (
     write_record,
 )
 from resnest_bench.harness.runs import claimed
+from resnest_bench.harness.storage import no_empty_folders_left
 from resnest_bench.harness.sweep_report import write_sweep_report
 from resnest_bench.harness.train import train
 from resnest_bench.models import ModelConfig, ModelError, get_config
@@ -271,7 +272,7 @@ def run_sweep(request: RunRequest) -> tuple[Path, SweepResult]:
     """Plan, run every point within budget, then publish sweep.json and its report."""
     section, suite, reports = _check(request), request.suite, request.reports_root
     device = str(select_device(suite.device))
-    with claimed(reports, suite.name, request.resume) as claim:
+    with no_empty_folders_left(reports), claimed(reports, suite.name, request.resume) as claim:
         return _run_claimed(request, section, device, claim.run_id, claim.work)
 
 

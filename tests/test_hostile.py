@@ -291,3 +291,26 @@ def test_a_pickle_that_would_run_code_is_refused_as_unsafe(tmp_path, capsys, zip
         "would call posix.system, code rather than weights (nothing in it was run)"
     )
     assert not proof.exists()
+
+
+def test_an_error_outside_quick_is_not_blamed_on_quick(tmp_path, capsys) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text('name = "s"\nsteps = ["train"]\n[train]\nlr = -1\n[quick.train]\nepochs = 1\n')
+    assert main(["run", str(path)]) == 2
+    assert (
+        _one_error(capsys)
+        == f"resnest-bench: error: {path}: train.lr: Input should be greater than 0, got -1"
+    )
+    path.write_text('name = "s"\nsteps = ["train"]\n[quick.train]\nepochs = 0\n')
+    assert main(["run", str(path)]) == 2
+    assert _one_error(capsys).startswith(f"resnest-bench: error: {path} [quick]: train.epochs: ")
+
+
+def test_a_refused_run_removes_only_the_folders_it_created(tmp_path, capsys) -> None:
+    created, existing = tmp_path / "new" / "deeper" / "reports", tmp_path / "mine"
+    existing.mkdir()
+    for reports in (created, existing):
+        assert main(_train(reports, tmp_path / "d", "-b", "100000")) == 2
+        assert "batch size 100000 exceeds" in _one_error(capsys)
+    assert not (tmp_path / "new").exists()
+    assert existing.is_dir() and list(existing.iterdir()) == []

@@ -263,7 +263,7 @@ def test_refused_run_leaves_no_work_folder(tmp_path, capsys) -> None:
     reports = tmp_path / "r"
     assert main(_train(reports, tmp_path / "d", "-b", "100000")) == 2
     assert "batch size 100000 exceeds" in _one_error(capsys)
-    assert not (reports / "work").exists() and list(reports.iterdir()) == []
+    assert not reports.exists()  # nor the reports folder this run would have created
 
 
 # --- debris of killed runs ----------------------------------------------------------------------
