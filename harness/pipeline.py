@@ -29,7 +29,11 @@ from resnest_bench.harness import console
 from resnest_bench.harness.accel import select_device
 from resnest_bench.harness.atomic import atomic_write_text, staged_dir
 from resnest_bench.harness.build.files import first_line
-from resnest_bench.harness.checkpoints import CheckpointWriteError, read_model_file
+from resnest_bench.harness.checkpoints import (
+    CheckpointWriteError,
+    read_model_file,
+    save_torch_artifact,
+)
 from resnest_bench.harness.config import Suite
 from resnest_bench.harness.data import Dataset, load_dataset
 from resnest_bench.harness.deploy import run_deploy
@@ -39,7 +43,7 @@ from resnest_bench.harness.report import write_report
 from resnest_bench.harness.results import RunConfig, RunResult, write_result
 from resnest_bench.harness.results.deployment import DataUse, Deployment
 from resnest_bench.harness.results.training import EpochRecord, Training, TrainingRun
-from resnest_bench.harness.reuse import newest_model
+from resnest_bench.harness.reuse import MODEL_FILE, newest_model
 from resnest_bench.harness.runs import Claim, claimed, discard
 from resnest_bench.harness.signals import as_stopped
 from resnest_bench.harness.storage import (
@@ -477,6 +481,8 @@ def _run_steps(
                 request, (best, trained[best][1]) if best else None, work, stage, device
             )
         runs = [run for _, run in trained.values()]
+        if best and not steps & {"deploy", "export", "transfer"}:
+            _keep_model(trained[best][0], dataset, stage)
 
         def result_with(deployment: Deployment | None, failed: dict[str, str]) -> RunResult:
             return RunResult(
@@ -507,6 +513,14 @@ def _run_steps(
         write_result(stage / RESULT_NAME, result)
         write_report(stage, result)
     return final, result
+
+
+def _keep_model(model: models.ResNeSt, dataset: Dataset, stage: Path) -> None:
+    """A train-only run publishes its best model (artifacts/model.pt, with its preprocessing):
+    its work folder and checkpoints go when it finishes, and `export`/`infer --checkpoint`
+    and the suites that reuse a model need one."""
+    save_torch_artifact(model.cpu().eval(), stage / MODEL_FILE, dataset.preprocessing)
+    console.log(f"model: artifacts/{MODEL_FILE.name} of the run (give it to --checkpoint)")
 
 
 def _report_failures(result: RunResult, final: Path) -> None:

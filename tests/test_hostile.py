@@ -17,16 +17,19 @@ from PIL import Image
 
 from resnest_bench import models
 from resnest_bench.harness import readfile, runs
-from resnest_bench.harness.checkpoints import save_torch_artifact
+from resnest_bench.harness.checkpoints import read_model_file, save_torch_artifact
 from resnest_bench.harness.cli import main
 from resnest_bench.harness.data import cifar, load_dataset
 from resnest_bench.harness.data.folder import load_folder
 from resnest_bench.harness.data.types import Preprocessing
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.names import checked_name
+from resnest_bench.harness.report import plot_title, render
+from resnest_bench.harness.results import RunResult
 from tests.test_data import RECORDS, _cifar10_files, cifar10_archive
 from tests.test_markdown_escape import EXAMPLE
 from tests.test_reliability import _one_error, _train
+from tests.test_results import RUN, make_result
 
 
 @pytest.mark.parametrize(
@@ -314,3 +317,37 @@ def test_a_refused_run_removes_only_the_folders_it_created(tmp_path, capsys) -> 
         assert "batch size 100000 exceeds" in _one_error(capsys)
     assert not (tmp_path / "new").exists()
     assert existing.is_dir() and list(existing.iterdir()) == []
+
+
+def test_a_train_only_report_names_the_trained_stem_and_no_threads() -> None:
+    settings = {"model": {"names": ["resnest-tiny"], "stem": None}, "data": {"dataset": "cifar10"}}
+    result = RunResult.model_validate(
+        make_result(
+            training={"runs": [RUN], "transfer": None},
+            config={"suite": "tiny", "settings": settings},
+        )
+    )
+    text = render(result, [])
+    assert text.splitlines()[2] == (
+        "Model resnest-tiny, cifar stem; data set cifar10 (SYNTHETIC); run `r1`."
+    )
+    assert "None stem" not in text and "threads per runtime" not in text
+    assert plot_title(result, "Test top-1", calls=False) == (
+        "Test top-1 (SYNTHETIC data)\nresnest-tiny, cifar stem, cifar10"
+    )
+
+
+def test_a_train_only_run_publishes_its_model_for_export(tmp_path, capsys) -> None:
+    reports = tmp_path / "r"
+    argv = [a for a in _train(reports, tmp_path / "d") if a != "--keep-checkpoints"]
+    assert main(argv) == 0
+    (run_dir,) = [p for p in reports.iterdir() if p.name != "work"]
+    assert not (reports / "work").exists()  # the checkpoints went, as before
+    model, pre = read_model_file(
+        run_dir / "artifacts" / "model.pt", fallback=lambda: None, num_classes=10
+    )
+    assert model.config.name == "resnest-tiny" and pre is not None
+    assert pre.image_size == 32 and len(pre.classes) == 10
+    assert (
+        "model: artifacts/model.pt of the run (give it to --checkpoint)" in capsys.readouterr().err
+    )
