@@ -14,7 +14,7 @@ from pathlib import Path
 from resnest_bench.harness.errors import BenchError
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 100"
+RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 100 characters"
 
 
 def name_problem(value: object) -> str | None:
