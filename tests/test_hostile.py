@@ -8,6 +8,8 @@ import dataclasses
 import json
 import os
 import pickle
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +159,30 @@ def test_16_bit_png_keeps_its_grey_level(tmp_path) -> None:
 
 
 FOLDER = {"image_size": 8, "seed": 0, "val_fraction": 0.5}
+
+
+def _rgb48_png(path: Path, rgb: tuple[int, int, int]) -> None:
+    """A 16-bit-per-channel RGB PNG written by hand (Pillow cannot write one)."""
+    pixels = np.zeros((8, 8, 3), ">u2")
+    pixels[...] = rgb
+    raw = b"".join(b"\x00" + row.tobytes() for row in pixels)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", 8, 8, 16, 2, 0, 0, 0)
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+
+
+def test_48_bit_rgb_png_keeps_its_colour(tmp_path) -> None:
+    folder = _image_folder(tmp_path / "f")
+    _rgb48_png(folder / "a" / "odd.png", (32768, 0, 65535))
+    data = load_folder(folder, **FOLDER)
+    images = torch.cat([data.train.images, data.test.images])
+    colours = {tuple(image[:, 0, 0].tolist()) for image in images}
+    assert colours == {(40, 40, 40), (200, 200, 200), (128, 0, 255)}
 
 
 @pytest.mark.parametrize(
