@@ -44,6 +44,8 @@ def escaped(value: R) -> R:
         return value.model_copy(update=fields)
     if isinstance(value, dict):
         return {escaped(k): escaped(v) for k, v in value.items()}  # type: ignore[return-value]
+    if isinstance(value, tuple) and hasattr(value, "_make"):  # a NamedTuple
+        return value._make(escaped(v) for v in value)  # type: ignore[return-value]
     if isinstance(value, (list, tuple)):
         return type(value)(escaped(v) for v in value)  # type: ignore[return-value]
     return value

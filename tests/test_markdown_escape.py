@@ -89,3 +89,18 @@ def test_report_and_compare_of_hostile_results_show_the_text_not_markup(tmp_path
     assert "- `run-&lt;img src=x onerror=alert(1)&gt;`" in text
     assert "run\\|two lines" in text
     capsys.readouterr()
+
+
+def test_escaped_reaches_every_string_of_a_record_and_nothing_else() -> None:
+    from typing import NamedTuple
+
+    class Pair(NamedTuple):
+        name: str
+        size: int
+
+    record = {"<k>": [("a|b", 1.5), Pair("`x`", 3)], "n": None, "ok": True}
+    assert md.escaped(record) == {
+        "&lt;k&gt;": [("a\\|b", 1.5), Pair("\\`x\\`", 3)],
+        "n": None,
+        "ok": True,
+    }
