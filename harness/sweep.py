@@ -39,7 +39,13 @@ from resnest_bench.harness.data import Dataset
 from resnest_bench.harness.deploy import run_deploy
 from resnest_bench.harness.envinfo import fingerprint
 from resnest_bench.harness.errors import BenchError
-from resnest_bench.harness.pipeline import RunRequest, _callbacks, _load_data, run_config
+from resnest_bench.harness.pipeline import (
+    RunRequest,
+    _callbacks,
+    _load_data,
+    resume_command,
+    run_config,
+)
 from resnest_bench.harness.readfile import read_json
 from resnest_bench.harness.results.sweep import (
     SWEEP_NAME,
@@ -51,6 +57,7 @@ from resnest_bench.harness.results.sweep import (
     write_record,
 )
 from resnest_bench.harness.runs import claimed
+from resnest_bench.harness.signals import as_stopped
 from resnest_bench.harness.storage import no_empty_folders_left
 from resnest_bench.harness.sweep_report import write_sweep_report
 from resnest_bench.harness.train import train
@@ -273,7 +280,16 @@ def run_sweep(request: RunRequest) -> tuple[Path, SweepResult]:
     section, suite, reports = _check(request), request.suite, request.reports_root
     device = str(select_device(suite.device))
     with no_empty_folders_left(reports), claimed(reports, suite.name, request.resume) as claim:
-        return _run_claimed(request, section, device, claim.run_id, claim.work)
+        try:
+            return _run_claimed(request, section, device, claim.run_id, claim.work)
+        except KeyboardInterrupt as exc:  # SIGTERM or Ctrl-C: the CLI's one line says it
+            hint = (
+                f"sweep {claim.run_id}'s finished points are kept in {claim.work}; continue it "
+                f"with: {resume_command(request.argv, claim.run_id)}"
+                if (claim.work / SETTINGS_NAME).is_file()
+                else None
+            )
+            raise as_stopped(exc, hint) from None
 
 
 def _run_claimed(
