@@ -219,7 +219,7 @@ def _carried_preprocessing(payload: object, path: Path) -> Preprocessing | None:
     try:
         return Preprocessing.from_dict(raw)
     except ValueError as exc:
-        raise BenchError(f"{path} carries preprocessing this build cannot read ({exc})") from None
+        raise BenchError(f"{path} carries preprocessing that cannot be used ({exc})") from None
 
 
 def model_from_file(

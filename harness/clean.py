@@ -3,7 +3,8 @@
 Removable: staging folders and temp files whose owner is gone, work folders that hold no
 checkpoint (refused runs), and the checkpoints of runs whose report was published (the
 deployable model is in the report's artifacts/). Kept and listed: work folders of killed runs,
-which `--resume RUN_ID` continues, and anything a live process holds. Dry run by default.
+which `--resume RUN_ID` continues, anything a live process holds, and folders no run marked as
+its own (harness.runs). Dry run by default.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from resnest_bench.harness.runs import LOCK_NAME, WORK, holder, stale, unlocked
+from resnest_bench.harness.runs import LOCK_NAME, WORK, holder, is_marked, stale, unlocked
 
 YOUNG_S = 60.0  # a work folder this new may be mid-reservation (created, not yet locked)
 
@@ -40,6 +41,8 @@ def _work_entry(reports: Path, work: Path) -> Entry:
         return Entry(work, f"in use by {holder(work)}", _size(work), remove=False)
     if not (work / LOCK_NAME).exists() and time.time() - work.stat().st_mtime < YOUNG_S:
         return Entry(work, "just reserved by a starting run", _size(work), remove=False)
+    if not is_marked(work, run_id) and not (work / LOCK_NAME).exists():  # older runs: a lock
+        return Entry(work, "not made by a run (no marker): left alone", _size(work), False)
     if (reports / run_id / "result.json").is_file():
         return Entry(work, f"checkpoints of finished run {run_id}", _size(work), remove=True)
     files = [p for p in work.rglob("*") if p.is_file() and p.name != LOCK_NAME]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, get_args
 from resnest_bench.harness import console
 from resnest_bench.harness.config import CompileMode, Precision, Suite, load_suite, step_suite
 from resnest_bench.harness.errors import BenchError, Int8Rejected, PartlyFailed
+from resnest_bench.harness.signals import Stopped, stop_on_signals
 from resnest_bench.harness.storage import os_error_message
 from resnest_bench.models import ModelError
 
@@ -583,7 +584,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(getattr(args, "nproc", None), int) and "WORLD_SIZE" not in os.environ:
         handler = _launch
     try:
-        return handler(args)
+        with stop_on_signals():
+            return handler(args)
+    except Stopped as exc:  # SIGTERM or Ctrl-C: staging removed, lock released, hint attached
+        print(f"resnest-bench: {exc}", file=sys.stderr)
+        return exc.exit_code
     except Int8Rejected as exc:
         print(f"resnest-bench: {exc}", file=sys.stderr)
         return 3

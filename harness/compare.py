@@ -130,6 +130,8 @@ def _seed_deploy_row(row: SeedDeploy) -> list[str]:
 
 
 def render_comparison(results: list[RunResult], seed_reference: bool) -> str:
+    """compare.md's text; every string from the results is escaped (they come from elsewhere)."""
+    results = [md.escaped(result) for result in results]
     training = _training_rows(results) + (_seed_training_rows() if seed_reference else [])
     parts = [
         "# resnest-bench comparison",

@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from resnest_bench.harness.errors import BenchError, validation_message
+from resnest_bench.harness.names import checked_name, name_problem
+from resnest_bench.harness.readfile import read_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,6 +31,7 @@ SUITES_DIR = Path(
     os.environ.get("RESNEST_BENCH_SUITES", Path(__file__).resolve().parent.parent / "benchmarks")
 )
 
+SUITE_MAX_BYTES = 2**20  # the bundled suites are under 4 KB
 Step = Literal["train", "transfer", "export", "deploy"]
 DatasetName = Literal["cifar10", "cifar100", "synthetic", "folder"]
 Precision = Literal["auto", "fp32", "tf32", "bf16", "fp16"]  # auto: by the card (harness.gpus)
@@ -262,6 +265,15 @@ class Suite(Section):
     deploy: DeploySection = DeploySection()
     sweep: SweepSection | None = None  # a sweep suite (`resnest-bench sweep`) has this table
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        """The name becomes the run folder's name (harness.names)."""
+        problem = name_problem(name)
+        if problem:
+            raise ValueError(problem)
+        return name
+
     @field_validator("device")
     @classmethod
     def _device(cls, device: str) -> str:
@@ -275,7 +287,7 @@ def suite_path(name_or_path: str) -> Path:
     candidate = Path(name_or_path)
     if candidate.suffix == ".toml" or candidate.exists():
         return candidate
-    bundled = SUITES_DIR / f"{name_or_path}.toml"
+    bundled = SUITES_DIR / f"{checked_name(name_or_path, 'suite name')}.toml"
     if bundled.is_file():
         return bundled
     known = ", ".join(sorted(p.stem for p in SUITES_DIR.glob("*.toml")))
@@ -308,22 +320,23 @@ def load_suite(
 ) -> tuple[Suite, Path]:
     """The suite named (bundled) or at a path, `[quick]` merged when asked, then `overrides`.
 
-    The quick form is validated even when not asked for, so a typo in `[quick]` is found at once.
+    The quick form is validated even when not asked for, so a typo in `[quick]` is found at once;
+    the file's own tables first, so an error there is not blamed on `[quick]`.
     """
     path = suite_path(name_or_path)
+    text = read_text(path, "suite file", SUITE_MAX_BYTES)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BenchError(f"suite file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BenchError(f"cannot read suite file {path}: {exc}") from None
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise BenchError(f"{path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise BenchError(f"{path} nests its tables or arrays too deeply for a suite") from None
     quick_part = raw.pop("quick", {})
     if not isinstance(quick_part, dict):
         raise BenchError(f"{path}: quick: must be a table, got {quick_part!r}")
+    full = validate_suite(raw, str(path))
     quick_form = validate_suite(merge(raw, quick_part), f"{path} [quick]")
-    full = quick_form if quick else validate_suite(raw, str(path))
+    full = quick_form if quick else full
     if not overrides:
         return full, path
     settings = merge(full.model_dump(exclude_unset=True), overrides)

@@ -1,15 +1,54 @@
-"""Markdown building blocks shared by reports and comparisons: tables and number formats.
+"""Markdown building blocks shared by reports and comparisons: tables, number formats and the
+one escaping of text that comes from a record.
 
-Every figure that comes from repeated measurement is shown with its n and spread.
+Every figure that comes from repeated measurement is shown with its n and spread. Every string
+a report shows from a result (which may come from another machine) passes `escape`, through
+`escaped(record)` at the top of each renderer: raw HTML, a '|' or a newline in a model name or
+run id must not become markup or break a table.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from resnest_bench.harness.results.stats import Stats
 
 MISSING = "-"
+# HTML (< > &), table cells (|), code spans (`), links ([ ]) and the escape character itself;
+# line breaks and other control characters end a table row or a list item, so they become spaces.
+_SPECIAL = {c: f"\\{c}" for c in "\\`|[]"} | {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
+_BREAKS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+R = TypeVar("R")
+
+
+def escape(text: object) -> str:
+    """`text` as one line of literal markdown: safe in a table cell, a list item or a code span
+    (there it may show a backslash or an entity, but never ends the span as markup)."""
+    flat = _BREAKS.sub(" ", str(text))
+    return "".join(_SPECIAL.get(c, c) for c in flat)
+
+
+def escaped(value: R) -> R:
+    """A copy of a record (pydantic model, list, dict, ...) with every string in it, keys too,
+    passed through `escape`; numbers, booleans and None unchanged. Renderers start from this."""
+    if isinstance(value, str):
+        return escape(value)  # type: ignore[return-value]
+    if isinstance(value, BaseModel):
+        fields: dict[str, Any] = {
+            name: escaped(getattr(value, name)) for name in type(value).model_fields
+        }
+        return value.model_copy(update=fields)
+    if isinstance(value, dict):
+        return {escaped(k): escaped(v) for k, v in value.items()}  # type: ignore[return-value]
+    if isinstance(value, tuple) and hasattr(value, "_make"):  # a NamedTuple
+        return value._make(escaped(v) for v in value)  # type: ignore[return-value]
+    if isinstance(value, (list, tuple)):
+        return type(value)(escaped(v) for v in value)  # type: ignore[return-value]
+    return value
 
 
 def table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -29,7 +29,11 @@ from resnest_bench.harness import console
 from resnest_bench.harness.accel import select_device
 from resnest_bench.harness.atomic import atomic_write_text, staged_dir
 from resnest_bench.harness.build.files import first_line
-from resnest_bench.harness.checkpoints import CheckpointWriteError, read_model_file
+from resnest_bench.harness.checkpoints import (
+    CheckpointWriteError,
+    read_model_file,
+    save_torch_artifact,
+)
 from resnest_bench.harness.config import Suite
 from resnest_bench.harness.data import Dataset, load_dataset
 from resnest_bench.harness.deploy import run_deploy
@@ -39,9 +43,15 @@ from resnest_bench.harness.report import write_report
 from resnest_bench.harness.results import RunConfig, RunResult, write_result
 from resnest_bench.harness.results.deployment import DataUse, Deployment
 from resnest_bench.harness.results.training import EpochRecord, Training, TrainingRun
-from resnest_bench.harness.reuse import newest_model
-from resnest_bench.harness.runs import claimed
-from resnest_bench.harness.storage import check_free_space, probe_writable, run_bytes
+from resnest_bench.harness.reuse import MODEL_FILE, newest_model
+from resnest_bench.harness.runs import Claim, claimed, discard
+from resnest_bench.harness.signals import as_stopped
+from resnest_bench.harness.storage import (
+    check_free_space,
+    no_empty_folders_left,
+    probe_writable,
+    run_bytes,
+)
 from resnest_bench.harness.train import (
     Callbacks,
     create_seeded_model,
@@ -54,6 +64,7 @@ from resnest_bench.harness.train.distributed import (
     process_group,
     ranks_from_env,
 )
+from resnest_bench.harness.train.loop import CHECKPOINT_NAME
 from resnest_bench.models.profile import count_params
 
 RESULT_NAME = "result.json"
@@ -373,16 +384,28 @@ def _train_beside(request: RunRequest, device: str, ranks: Ranks) -> None:
 
 def _run_suite(request: RunRequest, device: str) -> Path:
     """run_suite in the one process that publishes (the only one, or rank 0)."""
-    suite, reports = request.suite, request.reports_root
+    reports = request.reports_root
     if request.checkpoint is not None and not request.checkpoint.is_file():
         raise BenchError(f"weights file not found: {request.checkpoint}")
-    probe_writable(reports, "reports folder")
+    with no_empty_folders_left(reports):
+        probe_writable(reports, "reports folder")
+        return _run_held(request, device)
+
+
+def _run_held(request: RunRequest, device: str) -> Path:
+    """_run_suite once the reports folder is known writable: reserve or hold the run, run it."""
+    suite, reports = request.suite, request.reports_root
     with claimed(reports, suite.name, request.resume) as claim:
         if RUN_ID_FILE in os.environ:  # the --nproc launcher names the run if a rank dies
             atomic_write_text(Path(os.environ[RUN_ID_FILE]), claim.run_id)
         _check_storage(request, claim.work)
+        if request.resume and not has_checkpoint(claim.work):
+            raise BenchError(
+                f"nothing to resume: {claim.work} holds no checkpoint (the run stopped before "
+                "its first epoch ended); start it again without --resume"
+            )
         try:
-            return _run_claimed(request, claim.run_id, device)
+            return _run_claimed(request, claim, device)
         except CheckpointWriteError as exc:
             hint = (
                 f"; once that is fixed, continue with --resume {claim.run_id}"
@@ -392,25 +415,33 @@ def _run_suite(request: RunRequest, device: str) -> Path:
             raise BenchError(f"{exc}{hint}") from None
 
 
-def _run_claimed(request: RunRequest, run_id: str, device: str) -> Path:
+def has_checkpoint(work: Path) -> bool:
+    """Whether a run's work folder holds a training checkpoint that --resume continues."""
+    return any(work.glob(f"*/{CHECKPOINT_NAME}"))
+
+
+def _run_claimed(request: RunRequest, claim: Claim, device: str) -> Path:
     """The run itself, once its id is reserved and its work folder locked by this process."""
-    reports = request.reports_root
-    work = reports / "work" / run_id
-    final = reports / run_id
+    run_id, work = claim.run_id, claim.work
+    final = request.reports_root / run_id
     if final.exists():
         raise BenchError(f"{final} already holds a finished run; start a new one")
     try:
         published, result = _run_steps(request, device, run_id, work, final)
     except (KeyboardInterrupt, Exception) as exc:
-        if work.is_dir() and {"train", "transfer"} & set(request.suite.steps):
-            what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped"
-            console.log(
-                f"run {run_id} {what}; its checkpoints are in {work}. Continue it with:\n"
-                f"  {resume_command(request.argv, run_id)}"
-            )
+        hint = (
+            f"run {run_id}'s checkpoints are in {work}; continue it with: "
+            f"{resume_command(request.argv, run_id)}"
+            if has_checkpoint(work)
+            else None
+        )
+        if isinstance(exc, KeyboardInterrupt):  # SIGTERM or Ctrl-C: the CLI's one line says it
+            raise as_stopped(exc, hint) from None
+        if hint:
+            console.log(f"run {run_id} stopped; {hint}")
         raise
     if not request.keep_checkpoints and not result.failed_steps:  # kept to retry a failed step
-        shutil.rmtree(work, ignore_errors=True)
+        discard(claim)
     _refuse_rejected_int8(result.deployment, published)
     _report_failures(result, published)
     return published
@@ -450,6 +481,8 @@ def _run_steps(
                 request, (best, trained[best][1]) if best else None, work, stage, device
             )
         runs = [run for _, run in trained.values()]
+        if best and not steps & {"deploy", "export", "transfer"}:
+            _keep_model(trained[best][0], dataset, stage)
 
         def result_with(deployment: Deployment | None, failed: dict[str, str]) -> RunResult:
             return RunResult(
@@ -480,6 +513,14 @@ def _run_steps(
         write_result(stage / RESULT_NAME, result)
         write_report(stage, result)
     return final, result
+
+
+def _keep_model(model: models.ResNeSt, dataset: Dataset, stage: Path) -> None:
+    """A train-only run publishes its best model (artifacts/model.pt, with its preprocessing):
+    its work folder and checkpoints go when it finishes, and `export`/`infer --checkpoint`
+    and the suites that reuse a model need one."""
+    save_torch_artifact(model.cpu().eval(), stage / MODEL_FILE, dataset.preprocessing)
+    console.log(f"model: artifacts/{MODEL_FILE.name} of the run (give it to --checkpoint)")
 
 
 def _report_failures(result: RunResult, final: Path) -> None:

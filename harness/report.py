@@ -176,18 +176,32 @@ def synthetic_label(result: RunResult) -> str:
     return " (SYNTHETIC data)" if is_synthetic(result) else ""
 
 
-def context_line(result: RunResult) -> str:
-    """Model, stem, data set, threads: what every figure below depends on."""
-    settings = result.config.settings
-    model, data = settings.get("model", {}), settings.get("data", {})
+def model_and_stem(result: RunResult) -> str:
+    """'resnest50d, cifar stem': the stem asked for, else the one the trained models had (a
+    suite that leaves it to each config records None, which read 'None stem')."""
+    model = result.config.settings.get("model", {})
     runs = result.training_runs()
     names = ", ".join(model.get("names", [])) or (runs[0].model.name if runs else "?")
+    stems = ", ".join(sorted({run.model.stem for run in runs}))
+    stem = model.get("stem") or stems or "each config's own"
+    return f"{names}, {stem} stem"
+
+
+def _threads(result: RunResult) -> str | None:
+    """Threads per runtime, for runs that timed runtimes (a train-only run has none)."""
     deployment = result.deployment
     threads = deployment.environment.threads if deployment else None
+    return None if threads is None else str(threads)
+
+
+def context_line(result: RunResult) -> str:
+    """Model, stem, data set, threads: what every figure below depends on."""
+    data = result.config.settings.get("data", {})
+    threads = _threads(result)
     return (
-        f"Model {names}, {model.get('stem', '?')} stem; data set {data.get('dataset', '?')}"
-        f"{' (SYNTHETIC)' if is_synthetic(result) else ''}; threads per runtime "
-        f"{threads if threads is not None else '-'}; run `{result.run_id}`."
+        f"Model {model_and_stem(result)}; data set {data.get('dataset', '?')}"
+        f"{' (SYNTHETIC)' if is_synthetic(result) else ''}"
+        f"{f'; threads per runtime {threads}' if threads else ''}; run `{result.run_id}`."
     )
 
 
@@ -218,6 +232,8 @@ def summary_lines(result: RunResult) -> list[str]:
 
 
 def render(result: RunResult, plots: list[str]) -> str:
+    """report.md's text; every string from the result is escaped (it may be foreign)."""
+    result = md.escaped(result)
     config = result.config
     label = synthetic_label(result)
     parts = [
@@ -358,17 +374,15 @@ def plot_tradeoff(deployment: Deployment, path: Path, title: str) -> None:
 
 def plot_title(result: RunResult, what: str, *, calls: bool = True) -> str:
     """What, then model/stem/data/threads/n, SYNTHETIC when it is."""
-    settings = result.config.settings
-    model, data = settings.get("model", {}), settings.get("data", {})
-    deployment = result.deployment
-    threads = deployment.environment.threads if deployment else "-"
+    data = result.config.settings.get("data", {})
+    deployment, threads = result.deployment, _threads(result)
     n = ""
     if calls and deployment and deployment.ok_targets():
         first = deployment.ok_targets()[0]
         n = f", n={first.latency_ms.n} calls" if first.latency_ms else ""
     return (
-        f"{what}{synthetic_label(result)}\n{', '.join(model.get('names', []))}, "
-        f"{model.get('stem', '?')} stem, {data.get('dataset', '?')}, {threads} threads{n}"
+        f"{what}{synthetic_label(result)}\n{model_and_stem(result)}, {data.get('dataset', '?')}"
+        f"{f', {threads} threads' if threads else ''}{n}"
     )
 
 

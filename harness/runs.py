@@ -5,7 +5,9 @@ process even when two start in the same second or on two machines sharing the fo
 process then holds an flock on `work/<run_id>/.lock` until it exits; the kernel drops the lock
 when the process dies, however it dies, so a lock that can be taken belongs to nobody. That
 one fact decides what is stale: temp files in an unlocked work folder, and staging folders
-whose owner (host and pid in their name, see atomic.staged_dir) is gone.
+whose owner (host and pid in their name, see atomic.staged_dir) is gone. Every work folder
+holds a marker naming its run, written when it was reserved: a folder is resumed or deleted
+only when its marker says it is that run's, so no path given by a user is ever removed.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from pathlib import Path
 
 from resnest_bench.harness.atomic import HOST, STAGING_SUFFIX
 from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.names import checked_name, child
 from resnest_bench.harness.storage import os_error_message
 
 LOCK_NAME = ".lock"
+MARKER_NAME = ".resnest-bench-run"  # holds the run id; written once, when the id is reserved
 WORK = "work"
 _STAGING = re.compile(r"^\.(?P<run>.+)\.(?P<host>[A-Za-z0-9_-]+)-(?P<pid>\d+)\.[^.]+\.staging$")
 
@@ -70,6 +74,7 @@ def holder(work: Path) -> str:
 def reserve(reports: Path, label: str) -> Claim:
     """A new run id (20261123-051900-cpu-runtime, then -2, -3 ... when taken), its work
     folder created and locked; the finished-run folder of the id must not exist either."""
+    checked_name(label, "suite name")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     (reports / WORK).mkdir(parents=True, exist_ok=True)
     for n in range(1, 10_000):
@@ -83,15 +88,32 @@ def reserve(reports: Path, label: str) -> Claim:
             continue
         fd = _lock(work)
         if fd is not None:
+            (work / MARKER_NAME).write_text(run_id + "\n")
             return Claim(run_id, work, fd)
     raise BenchError(f"no free run id under {reports} for {stamp}-{label}")
 
 
+def is_marked(work: Path, run_id: str) -> bool:
+    """True when `work` holds the marker that run `run_id` wrote when it was reserved."""
+    try:
+        return (work / MARKER_NAME).read_text().strip() == run_id
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def hold(reports: Path, run_id: str) -> Claim:
-    """Lock an existing run to resume it; refused while another live process holds it."""
-    work = reports / WORK / run_id
+    """Lock an existing run to resume it: only a valid run id, only a folder that run marked
+    as its own, refused while another live process holds it."""
+    work = child(reports / WORK, run_id, "run id")
     if not work.is_dir():
         raise BenchError(f"nothing to resume: {work} does not exist")
+    if not is_marked(work, run_id):
+        if not (work / LOCK_NAME).is_file():  # runs before the marker had only their lock
+            raise BenchError(
+                f"refusing to resume {work}: it is not a resnest-bench run folder "
+                f"(no {MARKER_NAME} naming {run_id})"
+            )
+        (work / MARKER_NAME).write_text(run_id + "\n")
     fd = _lock(work)
     if fd is None:
         raise BenchError(
@@ -101,16 +123,22 @@ def hold(reports: Path, run_id: str) -> Claim:
     return Claim(run_id, work, fd)
 
 
-def _only_lock(work: Path) -> bool:
-    return all(p.is_dir() or p.name == LOCK_NAME for p in work.rglob("*"))
+def _only_bookkeeping(work: Path) -> bool:
+    return all(p.is_dir() or p.name in (LOCK_NAME, MARKER_NAME) for p in work.rglob("*"))
+
+
+def discard(claim: Claim) -> None:
+    """Delete the run's work folder, only when its marker says this run created it."""
+    if is_marked(claim.work, claim.run_id):
+        shutil.rmtree(claim.work, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the work root too, when that leaves it empty
+            claim.work.parent.rmdir()
 
 
 def release(claim: Claim) -> None:
     """Unlock; a work folder that holds nothing (a refused run, a deploy-only run) goes."""
-    if _only_lock(claim.work):
-        shutil.rmtree(claim.work, ignore_errors=True)
-        with contextlib.suppress(OSError):  # the work root too, when that leaves it empty
-            claim.work.parent.rmdir()
+    if _only_bookkeeping(claim.work):
+        discard(claim)
     os.close(claim.fd)
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from resnest_bench.harness.markdown import num, pct, table
+from resnest_bench.harness.markdown import escaped, num, pct, table
 from resnest_bench.harness.results.scaling import ScalingResult
 
 
 def render(result: ScalingResult) -> str:
+    """scaling.md's text; every string from the record is escaped."""
+    result = escaped(result)
     head = ["model", "ranks", "batch/rank", "global batch", "lr", "s/epoch", "images/s"]
     head += ["per-rank images/s", "speed-up", "efficiency", "final top-1"]
     rows = [

@@ -8,10 +8,12 @@ after an hour of training.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from resnest_bench.harness.errors import BenchError
@@ -41,6 +43,20 @@ def os_error_message(exc: OSError, what: str = "") -> str:
     path = exc.filename if exc.filename is not None else "(no path)"
     subject = f"{what} {path}" if what else str(path)
     return f"{subject}: {problem}" + (f": {advice}" if advice else "")
+
+
+@contextlib.contextmanager
+def no_empty_folders_left(folder: Path) -> Iterator[None]:
+    """`folder` and the parents of it that do not exist yet are removed again when the block
+    fails and leaves them empty: a refused run leaves no empty reports folder behind."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        yield
+    except BaseException:
+        for path in missing:  # deepest first; rmdir refuses any that holds something
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise
 
 
 def probe_writable(folder: Path, what: str) -> None:

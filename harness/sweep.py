@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import gc
 import itertools
-import json
 import random
 import shutil
 from dataclasses import dataclass, replace
@@ -40,7 +39,14 @@ from resnest_bench.harness.data import Dataset
 from resnest_bench.harness.deploy import run_deploy
 from resnest_bench.harness.envinfo import fingerprint
 from resnest_bench.harness.errors import BenchError
-from resnest_bench.harness.pipeline import RunRequest, _callbacks, _load_data, run_config
+from resnest_bench.harness.pipeline import (
+    RunRequest,
+    _callbacks,
+    _load_data,
+    resume_command,
+    run_config,
+)
+from resnest_bench.harness.readfile import read_json
 from resnest_bench.harness.results.sweep import (
     SWEEP_NAME,
     PointSpec,
@@ -51,6 +57,8 @@ from resnest_bench.harness.results.sweep import (
     write_record,
 )
 from resnest_bench.harness.runs import claimed
+from resnest_bench.harness.signals import as_stopped
+from resnest_bench.harness.storage import no_empty_folders_left
 from resnest_bench.harness.sweep_report import write_sweep_report
 from resnest_bench.harness.train import train
 from resnest_bench.models import ModelConfig, ModelError, get_config
@@ -244,7 +252,7 @@ def _claim_work_dir(work: Path, suite: Suite, *, resume: bool) -> str:
         return created
     if not path.is_file():
         raise BenchError(f"nothing to resume: {path} does not exist")
-    saved = json.loads(path.read_text(encoding="utf-8"))
+    saved = read_json(path, "sweep settings")
     old = saved["settings"]
     keys = sorted(old.keys() | settings.keys())
     differ = [key for key in keys if old.get(key) != settings.get(key)]
@@ -271,8 +279,17 @@ def run_sweep(request: RunRequest) -> tuple[Path, SweepResult]:
     """Plan, run every point within budget, then publish sweep.json and its report."""
     section, suite, reports = _check(request), request.suite, request.reports_root
     device = str(select_device(suite.device))
-    with claimed(reports, suite.name, request.resume) as claim:
-        return _run_claimed(request, section, device, claim.run_id, claim.work)
+    with no_empty_folders_left(reports), claimed(reports, suite.name, request.resume) as claim:
+        try:
+            return _run_claimed(request, section, device, claim.run_id, claim.work)
+        except KeyboardInterrupt as exc:  # SIGTERM or Ctrl-C: the CLI's one line says it
+            hint = (
+                f"sweep {claim.run_id}'s finished points are kept in {claim.work}; continue it "
+                f"with: {resume_command(request.argv, claim.run_id)}"
+                if (claim.work / SETTINGS_NAME).is_file()
+                else None
+            )
+            raise as_stopped(exc, hint) from None
 
 
 def _run_claimed(

@@ -244,6 +244,8 @@ def _space_lines(result: SweepResult) -> list[str]:
 
 
 def render(result: SweepResult, plots: list[str]) -> str:
+    """The sweep's report.md; every string from the record is escaped (it may be foreign)."""
+    result = md.escaped(result)
     config = result.config
     parts = [
         f"# resnest-bench sweep: {config.suite}",

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from resnest_bench.models.pickles import code_running, imported_names
 from resnest_bench.models.registry import ModelError
 
 SOURCES = ("auto", "ours", "official", "timm")
@@ -83,18 +85,31 @@ def load_file(path: str | Path) -> object:
     if path.suffix == ".safetensors":
         return _load_safetensors(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        # A whole pickled object (torch.save(model)) names a class the safe unpickler refuses.
-        if "Unsupported global" in str(exc):
-            raise ModelError(
-                f"cannot read weights file {path}: it holds Python objects besides tensors "
-                "(a whole model saved with torch.save(model)?); only tensor files are read, "
-                "so save model.state_dict() instead"
-            ) from None
-        raise ModelError(_not_torch(path)) from None
-    except Exception:  # torch raises many types for a corrupt or foreign file
-        raise ModelError(_not_torch(path)) from None
+        with warnings.catch_warnings():  # a refused raw pickle would add torch's warning line
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a corrupt, foreign or unsafe file
+        raise ModelError(_refusal(path, exc)) from None
+
+
+def _refusal(path: Path, exc: Exception) -> str:
+    """Why torch's safe loader refused `path`, in one line: a pickle that would run code, a
+    whole pickled object, or a file that is not (or no longer) a PyTorch file."""
+    names = imported_names(path)
+    unsafe = code_running(names)
+    if unsafe:
+        return (
+            f"cannot read weights file {path}: refused as unsafe: loading it would call "
+            f"{unsafe}, code rather than weights (nothing in it was run)"
+        )
+    # A whole pickled object (torch.save(model)) names a class the safe unpickler refuses.
+    if isinstance(exc, pickle.UnpicklingError) and "unsupported global" in str(exc).lower():
+        return (
+            f"cannot read weights file {path}: it holds Python objects besides tensors "
+            "(a whole model saved with torch.save(model)?); only tensor files are read, "
+            "so save model.state_dict() instead"
+        )
+    return _not_torch(path)
 
 
 def _not_torch(path: Path) -> str:

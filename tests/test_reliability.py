@@ -263,7 +263,7 @@ def test_refused_run_leaves_no_work_folder(tmp_path, capsys) -> None:
     reports = tmp_path / "r"
     assert main(_train(reports, tmp_path / "d", "-b", "100000")) == 2
     assert "batch size 100000 exceeds" in _one_error(capsys)
-    assert not (reports / "work").exists() and list(reports.iterdir()) == []
+    assert not reports.exists()  # nor the reports folder this run would have created
 
 
 # --- debris of killed runs ----------------------------------------------------------------------
@@ -304,17 +304,24 @@ def test_clean_lists_then_removes_only_what_no_one_needs(tmp_path, capsys) -> No
     (reports / "a-done").mkdir()
     (reports / "a-done" / "result.json").write_text("{}")
     empty.mkdir()
+    for work in (finished, killed, empty):
+        (work / runs.MARKER_NAME).write_text(work.name)
+    foreign = reports / "work" / "e-mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("not a run")
     subprocess.run([sys.executable, "-c", KILLED_PUBLISH, str(reports / "d-killed")])
-    for path in (finished, killed, empty):
+    for path in (finished, killed, empty, foreign):
         os.utime(path, (0, 0))
     assert main(["clean", "--reports", str(reports)]) == 0
     out = capsys.readouterr().out
     assert "would remove" in out and "dry run: 3 item(s)" in out
     assert f"kept         {killed}  (killed run: continue it with --resume b-killed" in out
+    assert f"kept         {foreign}  (not made by a run (no marker): left alone" in out
     assert finished.exists() and empty.exists() and list(reports.glob(".*.staging"))
     assert main(["clean", "--reports", str(reports), "--apply"]) == 0
     assert "removed 3 item(s)" in capsys.readouterr().out
-    assert sorted(p.name for p in (reports / "work").iterdir()) == ["b-killed"]
+    assert sorted(p.name for p in (reports / "work").iterdir()) == ["b-killed", "e-mine"]
+    assert (foreign / "notes.txt").read_text() == "not a run"
     assert (reports / "a-done" / "result.json").exists() and not list(reports.glob(".*"))
 
 

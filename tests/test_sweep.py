@@ -263,9 +263,12 @@ def test_resume_after_a_kill_skips_finished_points(tmp_path: Path, monkeypatch) 
     killed = CountingTrain(fail_at=3, fail=KeyboardInterrupt())
     monkeypatch.setattr(sweep, "train", killed)
     request = _request(tmp_path)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as stopped:
         sweep.run_sweep(request)
     (work,) = (tmp_path / "reports" / "work").iterdir()
+    said = str(stopped.value)  # the CLI's one line, exit 130 (SIGTERM: 143)
+    assert said.startswith(f"stopped by SIGINT; sweep {work.name}'s finished points are kept in ")
+    assert said.endswith(f" --resume {work.name}")
     finished = sorted(p.parent.name for p in work.glob("points/*/point.json"))
     assert len(killed.calls) == 3 and finished == sorted(killed.calls[:2])
     assert not [p for p in (tmp_path / "reports").iterdir() if p.name != "work"]

@@ -18,6 +18,9 @@ from .download import ArchiveSource, Progress, ensure_extracted
 from .types import ImageSet
 
 _PIXELS = 3 * 32 * 32
+# Both official archives: 50,000 training and 10,000 test images. A file short by whole
+# records has a valid size, so only the count tells (it trained on 45,000 without a word).
+OFFICIAL_IMAGES = {"train": 50_000, "test": 10_000}
 
 
 @dataclass(frozen=True)
@@ -92,8 +95,18 @@ def read_records(path: Path, fmt: CifarFormat) -> ImageSet:
     return ImageSet(torch.from_numpy(pixels), torch.from_numpy(labels))
 
 
-def _read_split(folder: Path, files: tuple[str, ...], fmt: CifarFormat) -> ImageSet:
+def _read_split(
+    folder: Path, files: tuple[str, ...], fmt: CifarFormat, expected: int | None
+) -> ImageSet:
+    """The files of one split; with `expected` (the official archive), each must hold its
+    share of the split's images."""
     parts = [read_records(folder / name, fmt) for name in files]
+    for name, part in zip(files, parts, strict=True):
+        if expected is not None and len(part) != expected // len(files):
+            raise BenchError(
+                f"{folder / name} holds {len(part):,} images, expected "
+                f"{expected // len(files):,}: delete it and run again to restore it"
+            )
     return ImageSet(torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]))
 
 
@@ -122,6 +135,8 @@ def load_cifar(
         src, root, fmt.folder, fmt.members, download=download, progress=progress
     )
     classes = _read_names(folder / fmt.names_file, fmt.label_ranges[-1])
-    train = _read_split(folder, fmt.train_files, fmt)
-    test = _read_split(folder, fmt.test_files, fmt)
+    # an archive given instead of the official one (a test's, a mirror's) has its own size
+    counts = OFFICIAL_IMAGES if src == fmt.source else {}
+    train = _read_split(folder, fmt.train_files, fmt, counts.get("train"))
+    test = _read_split(folder, fmt.test_files, fmt, counts.get("test"))
     return train, test, classes, src.url

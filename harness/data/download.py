@@ -93,9 +93,13 @@ def _verified_archive(
         if actual == source.md5:
             return archive
         archive.unlink()
+        again = (
+            "run again to download it afresh"
+            if download
+            else f"downloading is off: download {source.url} into {root} again by hand"
+        )
         raise BenchError(
-            f"{archive} is corrupt (md5 {actual}, expected {source.md5}) and was "
-            f"deleted: run again to download it afresh"
+            f"{archive} is corrupt (md5 {actual}, expected {source.md5}) and was deleted: {again}"
         )
     if not download:
         raise BenchError(

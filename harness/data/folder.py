@@ -4,6 +4,7 @@ with a held-out fraction of each class drawn by the seed."""
 from __future__ import annotations
 
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,19 +18,46 @@ from resnest_bench.harness.errors import BenchError
 from .split import stratified_split
 from .types import ImageSet
 
+# Images over the limit are refused in _decode with a message; Pillow's warning is redundant.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
 HELD_OUT_NAMES = ("test", "val")
+
+
+WIDE_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})  # 16-bit grey (PNG)
+
+
+def _rgb(img: Image.Image) -> Image.Image:
+    """8-bit RGB. 16-bit grey is scaled to 0-255 (x / 257): Pillow's own conversion clips it,
+    which turned every 16-bit PNG almost white."""
+    if img.mode in WIDE_MODES:
+        wide = np.asarray(img, dtype=np.float64)
+        img = Image.fromarray(np.clip(np.rint(wide / 257), 0, 255).astype(np.uint8), "L")
+    return img.convert("RGB")
+
+
+def _too_large(path: Path, limit: int, pixels: str) -> BenchError:
+    return BenchError(
+        f"{path} has {pixels}, over the {limit:,} Pillow decodes safely (a possible "
+        "decompression bomb): shrink or remove it"
+    )
 
 
 def _decode(path: Path, size: int) -> np.ndarray:
     """RGB, centre-cropped to a square and resized (bicubic) to size x size, as CHW uint8.
 
     Cropping before resizing keeps the aspect ratio: squashing would distort every image.
+    An image over Pillow's pixel limit (a decompression bomb) is refused before decoding.
     """
+    limit = Image.MAX_IMAGE_PIXELS or 0
     try:
         with Image.open(path) as img:
-            square = ImageOps.fit(img.convert("RGB"), (size, size), Image.Resampling.BICUBIC)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+            if limit and img.width * img.height > limit:
+                raise _too_large(path, limit, f"{img.width}x{img.height} pixels")
+            square = ImageOps.fit(_rgb(img), (size, size), Image.Resampling.BICUBIC)
+    except Image.DecompressionBombError:  # over twice the limit: refused by Image.open itself
+        raise _too_large(path, limit, "more pixels") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise BenchError(f"{path} cannot be read as an image ({exc}): fix or remove it") from exc
     return np.asarray(square, dtype=np.uint8).transpose(2, 0, 1)
 

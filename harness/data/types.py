@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from dataclasses import dataclass
 
 import torch
@@ -80,6 +81,12 @@ class Preprocessing:
             raise ValueError(f"missing or malformed {exc}") from None
         if len(mean) != 3 or len(std) != 3:
             raise ValueError("mean and std need 3 channels each")
+        # std <= 0 divided by zero or silently flipped every input's sign; NaN poisoned all
+        if not all(math.isfinite(v) for v in mean + std) or min(std) <= 0 or size <= 0:
+            raise ValueError(
+                f"mean {list(mean)}, std {list(std)}, image size {size}: the means must be "
+                "finite, the stds finite and > 0, the size > 0"
+            )
         # absent in files written before they were kept
         source, held_out_by = raw.get("source"), raw.get("held_out_by")
         return cls(

@@ -12,7 +12,6 @@ config.dataset_override (the old `run --dataset`) folded into config.settings.da
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from resnest_bench.harness.atomic import atomic_write_json
 from resnest_bench.harness.errors import BenchError, validation_message
+from resnest_bench.harness.readfile import read_json
 from resnest_bench.harness.results.deployment import Deployment
 from resnest_bench.harness.results.environment import Environment
 from resnest_bench.harness.results.record import Record
@@ -50,6 +50,18 @@ class RunConfig(Record):
     settings: dict[str, Any] = Field(default_factory=dict)
     checkpoint: str | None = None
     device: str = "cpu"
+
+    @field_validator("settings")
+    @classmethod
+    def _sections_are_tables(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        """The parts reports read have the suite's shape (a foreign file may have any)."""
+        for name in ("model", "data", "train", "transfer", "deploy"):
+            if name in settings and not isinstance(settings[name], dict):
+                raise ValueError(f"settings.{name} must be a table")
+        names = settings.get("model", {}).get("names", [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError("settings.model.names must be a list of model names")
+        return settings
 
 
 class RunResult(Record):
@@ -105,23 +117,10 @@ def write_result(path: str | os.PathLike[str], result: RunResult) -> None:
     atomic_write_json(path, result.model_dump(mode="json"))
 
 
-def _load_json(source: Path) -> Any:
-    try:
-        text = source.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BenchError(f"result file not found: {source}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BenchError(f"cannot read result file {source}: {exc}") from exc
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BenchError(f"{source} is not valid JSON (line {exc.lineno}): {exc.msg}") from None
-
-
 def read_result(path: str | os.PathLike[str]) -> RunResult:
     """Load a result of this or an older version; refuse foreign files and newer versions."""
     source = Path(path)
-    obj = _load_json(source)
+    obj = read_json(source, "result file")
     version = obj.get("schema_version") if isinstance(obj, dict) else None
     if (
         not isinstance(obj, dict)

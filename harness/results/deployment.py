@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from resnest_bench.harness.hostload import HostLoad
 from resnest_bench.harness.results.crosscheck import Crosscheck
@@ -327,6 +327,15 @@ class Deployment(Record):
         checked = self.crosscheck.flags().get(target.target) if self.crosscheck else None
         parts = [target.flag, f"cross-check: {checked}" if checked else None]
         return "; ".join(p for p in parts if p) or None
+
+    @field_validator("config")
+    @classmethod
+    def _limit_is_a_number(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """The one key reports read from this free-form record (the shipping limit)."""
+        limit = config.get("int8_max_drop", 0.0)
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit != limit:
+            raise ValueError("config.int8_max_drop must be a number")
+        return config
 
     def ok_targets(self) -> list[Target]:
         return [t for t in self.targets if t.ok]

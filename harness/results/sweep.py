@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from resnest_bench.harness.atomic import atomic_write_json
 from resnest_bench.harness.errors import BenchError, validation_message
+from resnest_bench.harness.readfile import read_json
 from resnest_bench.harness.results import RunConfig
 from resnest_bench.harness.results.deployment import Deployment
 from resnest_bench.harness.results.environment import Environment
@@ -91,9 +92,8 @@ def write_record(path: str | os.PathLike[str], record: Record) -> None:
 def read_record(kind: type[R], path: str | os.PathLike[str]) -> R:
     """A point.json or sweep.json as `kind`, or BenchError naming the file and the problem."""
     source = Path(path)
+    obj = read_json(source, "sweep record")
     try:
-        return kind.model_validate_json(source.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BenchError(f"cannot read {source}: {exc}") from None
+        return kind.model_validate(obj)
     except ValidationError as exc:
         raise BenchError(f"{source}: {validation_message(exc)}") from None
