@@ -45,6 +45,7 @@ ABBREVIATIONS = (
 SUMMARY_HEAD = [
     "target",
     "speed-up vs eager (median, range)",
+    "vs best fp32",
     "top-1",
     "change vs fp32",
     "file MiB",
@@ -70,6 +71,36 @@ def shippable(deployment: Deployment) -> Target | None:
         and (reference is None or reference.top1_full - (t.top1_full or 0.0) <= limit)
     ]
     return max(fits, key=lambda t: t.speedup.median, default=None)
+
+
+def best_fp32(deployment: Deployment) -> Target | None:
+    """The fastest cleanly measured fp32 target: the second yardstick beside eager."""
+    fp32 = [
+        t
+        for t in deployment.ok_targets()
+        if t.target.endswith(":fp32") and t.speedup and not deployment.flag(t)
+    ]
+    return max(fp32, key=lambda t: t.speedup.median, default=None)
+
+
+def _vs(target: Target, yardstick: Target | None) -> str:
+    if yardstick is None or target.speedup is None or yardstick.speedup is None:
+        return md.MISSING
+    return f"{target.speedup.median / yardstick.speedup.median:.2f}x"
+
+
+def reference_line(deployment: Deployment) -> str:
+    """What "eager" means in this run, and the fp32 runtime every target is also held against."""
+    env = deployment.environment
+    policy = env.thread_policy
+    wait = policy.omp_wait_policy if policy and policy.omp_wait_policy else "unset (default)"
+    best = best_fp32(deployment)
+    return (
+        f"Reference: PyTorch eager fp32 = `model(x)` under `torch.inference_mode()`, torch "
+        f"{env.torch or '?'}, {env.threads} threads (`torch.set_num_threads`), OpenMP wait "
+        f"policy {wait}; the second yardstick is the fastest fp32 runtime"
+        f"{f', {best.target}' if best else ' (none measured)'} (column 'vs best fp32')."
+    )
 
 
 def _reference(deployment: Deployment) -> Target | None:
@@ -104,7 +135,7 @@ def speedup_text(target: Target) -> str:
 def summary_table(deployment: Deployment) -> str:
     """One row per target answering "what should I ship"."""
     reference, limit = _reference(deployment), _top1_limit(deployment)
-    best = shippable(deployment)
+    best, fastest_fp32 = shippable(deployment), best_fp32(deployment)
     sizes = deployment.artifacts.sizes_bytes
     rows = []
     for t in deployment.targets:
@@ -117,6 +148,7 @@ def summary_table(deployment: Deployment) -> str:
             [
                 t.target,
                 speedup_text(t),
+                _vs(t, fastest_fp32),
                 f"{md.num(t.top1_full, 4)}%" if t.top1_full is not None else md.MISSING,
                 change,
                 md.mib(sizes.get(t.artifact)),
@@ -156,10 +188,16 @@ def headline(deployment: Deployment) -> str:
         if reference and best.top1_full is not None
         else ""
     )
+    fastest_fp32 = best_fp32(deployment)
+    against_fp32 = (
+        f", {_vs(best, fastest_fp32)} the fastest fp32 runtime's ({fastest_fp32.target})"
+        if fastest_fp32 is not None and fastest_fp32 is not best
+        else ""
+    )
     return (
         f"Ship: **{best.target}**, {best.speedup.median:.2f}x PyTorch eager's batch-1 speed "
         f"(range {best.speedup.low:.2f}-{best.speedup.high:.2f} over {best.speedup.rounds} "
-        f"rounds){change}{busy}."
+        f"rounds){against_fp32}{change}{busy}."
     )
 
 

@@ -24,6 +24,7 @@ from resnest_bench.harness.deploy_report import (
     deployment_section,
     headline,
     latency_series,
+    reference_line,
     summary_table,
     trust_line,
 )
@@ -215,6 +216,8 @@ def summary_lines(result: RunResult) -> list[str]:
             trust_line(deployment),
             "",
             headline(deployment),
+            "",
+            reference_line(deployment),
             "",
             f"## Summary: what should I ship{label}",
             "",

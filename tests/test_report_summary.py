@@ -116,9 +116,10 @@ def test_quiet_run_ships_the_fastest_within_the_limit():
     assert first.startswith("# resnest-bench deploy: cpu-runtime (SYNTHETIC data)")
     assert "**Trust: figures trustworthy**" in first
     assert "Ship: **ort-cpu:int8**, 8.00x" in first and "-0.20 pts vs fp32" in first
-    assert (
-        "| ort-cpu:int8 | 8.00x (7.20-8.80, 5 rounds) | 79.8% | -0.20 pts | 3.0 | 300.0 |" in first
-    )
+    row = "| ort-cpu:int8 | 8.00x (7.20-8.80, 5 rounds) | 2.00x | 79.8% | -0.20 pts | 3.0 | 300.0 |"
+    assert row in first
+    assert "2.00x the fastest fp32 runtime's (ort-cpu:fp32)" in first
+    assert "Reference: PyTorch eager fp32 = `model(x)` under `torch.inference_mode()`" in first
     assert "SHIP: fastest within 0.5 pts" in first
     assert "failed: measurement process died" in first
     assert "Abbreviations:" in first and "RSS = resident set size" in first
