@@ -17,8 +17,9 @@ from resnest_bench.harness.atomic import staged_dir
 from resnest_bench.harness.build import build_artifacts
 from resnest_bench.harness.config import DeploySection
 from resnest_bench.harness.data import Dataset
-from resnest_bench.harness.envinfo import cgroup_limits, usable_cpus
+from resnest_bench.harness.envinfo import cgroup_limits, cpu_info, usable_cpus
 from resnest_bench.harness.measure import demo, measure_artifacts, select_targets
+from resnest_bench.harness.peak import cpu_peak, with_shares
 from resnest_bench.harness.results.deployment import DeployEnvironment, Deployment, ThreadPolicy
 
 
@@ -60,15 +61,20 @@ def run_deploy(
             check = run_crosscheck(
                 stage, artifacts.files, targets, shape, policy, section, step=step
             )
+    from resnest_bench.models.profile import count_macs
+
+    macs = count_macs(model, int(dataset.test.images.shape[-1]))
+    env = environment(section, policy)
     return Deployment(
         config=section.model_dump(mode="json"),
-        environment=environment(section, policy),
+        environment=env,
         artifacts=artifacts,
-        targets=targets,
+        targets=with_shares(targets, macs, env.cpu_peak),
         demo=shown,
         rounds=section.rounds,
         host=host,
         crosscheck=check,
+        macs=macs,
     )
 
 
@@ -78,12 +84,15 @@ def environment(section: DeploySection, policy: ThreadPolicy | None = None) -> D
     import torch
 
     limits = cgroup_limits()
+    threads = section.threads if section.threads is not None else usable_cpus(limits)
+    cores = min(threads, usable_cpus(limits))
     return DeployEnvironment(
         usable_cpus=usable_cpus(limits),
-        threads=section.threads if section.threads is not None else usable_cpus(limits),
+        threads=threads,
         cgroup=limits,
         torch=torch.__version__,
         onnxruntime=onnxruntime.__version__,
         providers=onnxruntime.get_available_providers(),
         thread_policy=policy,
+        cpu_peak=cpu_peak(cpu_info(), cores),
     )

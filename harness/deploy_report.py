@@ -23,6 +23,7 @@ TARGET_HEAD = [
     "batch-1 latency ms",
     "speed-up vs eager (median of rounds)",
     "best throughput img/s",
+    "batch-1 GOP/s (% of CPU peak)",
     "top-1 full",
     "top-1 small",
     "agreement vs eager",
@@ -214,7 +215,7 @@ def target_rows(deployment: Deployment) -> list[list[str]]:
     rows = []
     for t in deployment.targets:
         if not t.ok:
-            rows.append([t.target, f"{t.status}: {t.reason}"] + [md.MISSING] * 10)
+            rows.append([t.target, f"{t.status}: {t.reason}"] + [md.MISSING] * 11)
             continue
         latency = t.latency_ms
         first_ms = t.first_inference_s * 1e3 if t.first_inference_s is not None else None
@@ -227,6 +228,7 @@ def target_rows(deployment: Deployment) -> list[list[str]]:
                 md.stats(latency),
                 speedup_text(t),
                 _best_throughput(t),
+                _peak_share(t),
                 f"{md.num(t.top1_full, 4)}% (n={t.images_full})",
                 f"{md.num(t.top1_small, 4)}% (n={t.images_small})",
                 f"{md.num(t.agreement_top1_pct, 4)}%, max dp {md.num(t.max_prob_diff, 2)}",
@@ -235,6 +237,25 @@ def target_rows(deployment: Deployment) -> list[list[str]]:
             ]
         )
     return rows
+
+
+def _peak_share(target: Target) -> str:
+    if target.gops is None:
+        return md.MISSING
+    share = f" ({target.peak_pct:.1f}%)" if target.peak_pct is not None else ""
+    return f"{target.gops:.1f}{share}"
+
+
+def peak_line(deployment: Deployment) -> str | None:
+    """The CPU's peak per precision and how it was derived (what '% of CPU peak' divides by)."""
+    peak, macs = deployment.environment.cpu_peak, deployment.macs
+    if peak is None or macs is None:
+        return None
+    figures = ", ".join(f"{p} {g:,.0f} GOP/s" for p, g in peak.gops.items())
+    return (
+        f"- CPU peak (paper figure, harness.peak): {figures}; {peak.how}. Achieved = 2 x "
+        f"{macs / 1e6:,.1f}M MACs per image / batch-1 median."
+    )
 
 
 def throughput_table(deployment: Deployment) -> str:
@@ -363,6 +384,8 @@ def _host_lines(deployment: Deployment) -> list[str]:
     lines = []
     if env.thread_policy:
         lines.append(f"- Thread policy: {env.thread_policy.reason}.")
+    if (peak := peak_line(deployment)) is not None:
+        lines.append(peak)
     if host and host.overall:
         load = host.overall
         busy_rounds = [str(i + 1) for i, r in enumerate(host.rounds) if r.busy]

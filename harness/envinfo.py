@@ -188,19 +188,32 @@ def peak_rss_bytes() -> int:
 
 
 def _cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
-    model = None
-    flags: set[str] = set()
+    """Model name, ISA flags, vendor, family and clock of the first CPU listed (what a peak
+    estimate needs: harness.peak)."""
+    fields: dict[str, str] = {}
     for line in (_read(cpuinfo) or "").splitlines():
         key, _, value = line.partition(":")
-        key = key.strip()
-        if model is None and key in ("model name", "Hardware", "cpu model"):
-            model = value.strip() or None
-        elif key in ("flags", "Features") and not flags:
-            flags = set(value.split())
+        fields.setdefault(key.strip(), value.strip())
+    model = fields.get("model name") or fields.get("Hardware") or fields.get("cpu model")
+    family, mhz = fields.get("cpu family", ""), fields.get("cpu MHz", "")
     return {
         "model": model or platform.processor() or None,
-        "isa_flags": [f for f in _ISA_FLAGS if f in flags],
+        "isa_flags": [f for f in _ISA_FLAGS if f in (fields.get("flags") or "").split()]
+        or [f for f in _ISA_FLAGS if f in (fields.get("Features") or "").split()],
+        "vendor": fields.get("vendor_id") or None,
+        "family": int(family) if family.isdigit() else None,
+        "mhz": float(mhz) if mhz.replace(".", "", 1).isdigit() else None,
     }
+
+
+def cpu_info(limits: CgroupLimits | None = None) -> CpuInfo:
+    """This machine's CPU: name, ISA flags, vendor, family, clock and the cores usable here."""
+    return CpuInfo(
+        **_cpu_info(),
+        logical_cores=os.cpu_count(),
+        affinity_cores=_affinity_count(),
+        usable_cpus=usable_cpus(limits),
+    )
 
 
 def isa_flags() -> list[str]:
@@ -327,12 +340,7 @@ def fingerprint(*, device: str = "cpu") -> Environment:
             machine=platform.machine(),
             platform=platform.platform(),
         ),
-        cpu=CpuInfo(
-            **_cpu_info(),
-            logical_cores=os.cpu_count(),
-            affinity_cores=_affinity_count(),
-            usable_cpus=usable_cpus(limits),
-        ),
+        cpu=cpu_info(limits),
         memory=MemoryInfo(host_total_bytes=_host_memory_bytes()),
         cgroup=limits,
         versions=_versions(),

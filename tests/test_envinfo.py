@@ -144,9 +144,20 @@ def test_fingerprint_cuda_without_gpu_never_fails(monkeypatch):
 
 def test_cpuinfo_parsing(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
-    write(cpuinfo, "processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu avx2 avx512_vnni\n")
+    write(
+        cpuinfo,
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel name\t: Test CPU "
+        "9000\ncpu MHz\t\t: 2596.122\nflags\t\t: fpu avx2 avx512_vnni\nprocessor\t: 1\n"
+        "cpu MHz\t\t: 3000.000\n",
+    )
     info = envinfo._cpu_info(cpuinfo)
-    assert info == {"model": "Test CPU 9000", "isa_flags": ["avx2", "avx512_vnni"]}
+    assert info == {
+        "model": "Test CPU 9000",
+        "isa_flags": ["avx2", "avx512_vnni"],
+        "vendor": "AuthenticAMD",
+        "family": 26,
+        "mhz": 2596.122,
+    }
 
 
 def test_git_commit_from_repo_then_none(tmp_path, monkeypatch):

@@ -70,6 +70,8 @@ class Target(Record):
     max_prob_diff: float | None = None
     rss_before_load_bytes: int | None = None
     peak_rss_bytes: int | None = None
+    gops: float | None = None  # achieved at batch 1: 2 x model MACs / latency median
+    peak_pct: float | None = None  # gops as a share of the CPU's peak for its precision
 
     @property
     def ok(self) -> bool:
@@ -274,6 +276,14 @@ class HostCheck(Record):
     reasons: list[str] = Field(default_factory=list)
 
 
+class CpuPeak(Record):
+    """This CPU's paper peak in GOP/s per precision (fp32, int8, bf16) on the measuring
+    threads' cores, and how it was derived (harness.peak)."""
+
+    gops: dict[str, float]
+    how: str
+
+
 class DeployEnvironment(Record):
     """Threads and limits in force while measuring: the context every number depends on."""
 
@@ -284,6 +294,7 @@ class DeployEnvironment(Record):
     torch: str | None = None
     onnxruntime: str | None = None
     providers: list[str] = Field(default_factory=list)
+    cpu_peak: CpuPeak | None = None
 
 
 class Demo(Record):
@@ -320,6 +331,7 @@ class Deployment(Record):
     host: HostCheck | None = None
     data: DataUse | None = None
     crosscheck: Crosscheck | None = None  # each CPU target beside its independent peer
+    macs: int | None = None  # of one batch-1 forward pass of the deployed model
 
     def flag(self, target: Target) -> str | None:
         """Why a row's figures are not comparable: they contradict each other (Target.flag), or

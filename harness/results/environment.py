@@ -30,6 +30,9 @@ class CpuInfo(Record):
 
     model: str | None = None
     isa_flags: list[str] = Field(default_factory=list)
+    vendor: str | None = None  # /proc/cpuinfo vendor_id: AuthenticAMD, GenuineIntel
+    family: int | None = None  # cpu family: 25 = AMD Zen 3/4, 26 = Zen 5
+    mhz: float | None = None  # the clock /proc/cpuinfo reports (boost may run faster)
     logical_cores: int | None = None
     affinity_cores: int | None = None
     usable_cpus: int | None = None
