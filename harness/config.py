@@ -109,6 +109,8 @@ class TrainSection(Section):
     sync_batchnorm: bool = False  # batch statistics over the global batch, not each rank's
     dist_timeout_s: float = Field(default=300.0, gt=0, allow_inf_nan=False)  # a silent rank
     checkpoint_every: int = Field(default=1, ge=1)  # epochs between checkpoints; last always
+    # CPU training threads; None: usable CPUs, or 1 on a shared host (measure.threads)
+    threads: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="before")
     @classmethod

@@ -94,8 +94,26 @@ def accel_notes(runs: list[TrainingRun]) -> list[str]:
             line += f" ({accel.precision_reason})"
         if not accel.cudnn_enabled:
             line += "; cuDNN off: cuDNN 9 has no kernels for this GPU (sm < 5.0)"
+        if run.options.threads_reason:
+            line += f"; CPU threads: {run.options.threads_reason}"
         if line not in notes:
             notes.append(line)
+        notes += slow_epoch_notes(run)
+    return notes
+
+
+def slow_epoch_notes(run: TrainingRun) -> list[str]:
+    """One line per flagged epoch: how much slower than the steady median, and the host's load."""
+    steady = run.summary.steady_epoch_s
+    notes = []
+    for record in (e for e in run.epochs if e.epoch in run.summary.slow_epochs):
+        others = f"{record.other_cores:.2f}" if record.other_cores is not None else "?"
+        ratio = record.train_s / steady.median if steady else float("nan")
+        notes.append(
+            f"- SLOW epoch {record.epoch} of {_block_label(run)}: {record.train_s:.1f} s, "
+            f"{ratio:.1f}x the steady median (other processes used {others} cores during it); "
+            "it is inside the steady s/epoch figure, which is not trustworthy"
+        )
     return notes
 
 

@@ -266,6 +266,28 @@ def test_summary_time_to_target():
     assert summarize(records, epochs_planned=3, target=0.99).time_to_target_s is None
 
 
+def test_an_epoch_over_one_and_a_half_times_the_steady_median_is_flagged():
+    """The issue's case: one of four epochs took 305 s against a 103-151 s median."""
+    times = [160.0, 103.0, 151.0, 305.0, 120.0]
+    records = [_record(i + 1, t, 0.5, sum(times[: i + 1])) for i, t in enumerate(times)]
+    summary = summarize(records, epochs_planned=5, target=0.89)
+    assert summary.steady_epoch_s.median == 135.5 and summary.slow_epochs == [4]
+    mild = [_record(i + 1, t, 0.5, 0.0) for i, t in enumerate([160.0, 103.0, 151.0, 226.0])]
+    assert summarize(mild, epochs_planned=4, target=0.89).slow_epochs == []  # 226 < 1.5 x 151
+
+
+def test_cpu_training_threads_follow_the_host(monkeypatch):
+    from resnest_bench.harness.measure import threads
+
+    monkeypatch.setattr(threads, "usable_cpus", lambda limits=None: 2)
+    monkeypatch.setattr(threads, "shared_reason", lambda count: None)
+    assert threads.training_threads(None) == (2, "2 threads (usable CPUs; host not shared)")
+    monkeypatch.setattr(threads, "shared_reason", lambda count: "load average 9.00 on 2 CPUs")
+    count, why = threads.training_threads(None)
+    assert count == 1 and why.startswith("1 thread: host shared (load average 9.00 on 2 CPUs)")
+    assert threads.training_threads(3) == (3, "3 threads (the suite's train.threads)")
+
+
 def test_result_round_trips_json(trained):
     result, _, _, _, _ = trained
     text = result.model_dump_json()

@@ -89,6 +89,26 @@ def choose(threads: int | None, spinning: Literal["on", "off", "auto"]) -> Threa
     )
 
 
+# Measured on a 2-core host at load ~9: one CPU training epoch took 335 s with 2 threads and
+# 15-20 s with 1 (same command): threads that wait on each other's preempted cores stall.
+SHARED_TRAINING_THREADS = 1
+
+
+def training_threads(requested: int | None) -> tuple[int, str]:
+    """Intra-op threads for CPU training and why: the suite's `threads`, else the usable CPUs
+    on a quiet host and one thread on a shared one."""
+    if requested is not None:
+        return requested, f"{requested} threads (the suite's train.threads)"
+    count = usable_cpus()
+    shared = shared_reason(count)
+    if shared is None:
+        return count, f"{count} threads (usable CPUs; host not shared)"
+    return SHARED_TRAINING_THREADS, (
+        f"{SHARED_TRAINING_THREADS} thread: host shared ({shared}), where threads that wait on "
+        "each other's preempted cores stall"
+    )
+
+
 def environment(policy: ThreadPolicy) -> dict[str, str]:
     """The variables a measuring process starts with under `policy` (OpenMP reads them once,
     when torch is imported); OMP_WAIT_POLICY only where the policy sets one."""

@@ -52,6 +52,8 @@ class RunOptions(Record):
     target_top1: float
     auto_batch: bool
     checkpoint_every: int = 1  # epochs between checkpoints (the last epoch always has one)
+    cpu_threads: int | None = None  # intra-op threads of CPU training (None: a GPU run)
+    threads_reason: str | None = None  # why that many (measure.threads.training_threads)
 
     @classmethod
     def of(cls, section: Any, *, device: str, seed: int) -> RunOptions:
@@ -158,6 +160,8 @@ class EpochRecord(Record):
     # slowest rank's; rank_images_per_s each rank's own share (a straggler shows here).
     world_size: int = 1
     rank_images_per_s: list[float] | None = None
+    # CPU used by other processes during the epoch (hostload), in cores; None: not measurable
+    other_cores: float | None = None
 
 
 class DistributedRun(Record):
@@ -192,6 +196,9 @@ class TrainSummary(Record):
     total_eval_s: float
     total_energy_j: float | None
     diverged_at_epoch: int | None
+    # epochs (warm-up excluded) that took more than SLOW_EPOCH x the steady median: a busy
+    # host's mark on the steady-state figure, said in the report
+    slow_epochs: list[int] = Field(default_factory=list)
 
 
 class TrainingFiles(Record):

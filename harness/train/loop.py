@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnest_bench import models
+from resnest_bench.harness import hostload
 from resnest_bench.harness.accel import Accel, PowerMeter, peak_memory_bytes, reset_peak_memory
 from resnest_bench.harness.atomic import atomic_write_text
 from resnest_bench.harness.checkpoints import TrainCheckpoint, write_checkpoint
@@ -244,8 +245,10 @@ def run_epochs(
     # A network whose weights became NaN/inf has diverged: further epochs would only burn time.
     while len(records) < epochs and not (records and not records[-1].weights_finite):
         epoch = len(records)
+        before = hostload.snapshot()
         trained = trainer.train_epoch(epoch, callbacks.on_batch)
         evaluated = trainer.evaluate()
+        load = hostload.host_load(before, hostload.snapshot())
         train_s, images = trained["train_s"], trained["images"]
         flops_per_s = flops_per_image * images / train_s
         record = EpochRecord(
@@ -259,6 +262,7 @@ def run_epochs(
             weights_finite=trainer.weights_finite(),
             flops_per_s=flops_per_s,
             mfu=flops_per_s / peak if peak else None,
+            other_cores=load.other_cores,
         )
         warm = True
         records.append(record)

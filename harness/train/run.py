@@ -21,6 +21,7 @@ from resnest_bench.harness.checkpoints import TrainCheckpoint, config_to_dict, r
 from resnest_bench.harness.config import TrainSection
 from resnest_bench.harness.data import Dataset
 from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.measure.threads import training_threads
 from resnest_bench.harness.results.training import (
     DatasetInfo,
     ModelInfo,
@@ -143,6 +144,14 @@ def _accel(section: TrainSection, device: str) -> Accel:
     )
 
 
+def _cpu_threads(section: TrainSection) -> tuple[int, str]:
+    """Set this process's intra-op threads for CPU training (torchrun ranks keep the one thread
+    torchrun gives each) and say how many and why."""
+    count, why = training_threads(section.threads)
+    torch.set_num_threads(count)
+    return count, why
+
+
 def _free_device_memory(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
@@ -180,6 +189,7 @@ def train(
         )
     accel = _accel(section, device)
     accel.configure_backends()
+    cpu_threads = _cpu_threads(section) if accel.device.type == "cpu" and ranks is None else None
     work_dir = Path(work_dir)
     ckpt_path = work_dir / CHECKPOINT_NAME
     dataset_info = _dataset_info(dataset)
@@ -223,10 +233,13 @@ def train(
         batch_size //= 2
         model.load_state_dict(initial)  # the smaller batch restarts from the same weights
 
+    threads, threads_reason = cpu_threads or (None, None)
     return TrainingRun(
         config={"suite": suite} if suite else {},
         recipe=Recipe.of(section),
-        options=RunOptions.of(section, device=str(accel.device), seed=seed),
+        options=RunOptions.of(section, device=str(accel.device), seed=seed).model_copy(
+            update={"cpu_threads": threads, "threads_reason": threads_reason}
+        ),
         accel=accel.describe(),
         dataset=dataset_info,
         model=model_info,

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from resnest_bench.harness.results.stats import Stats
 from resnest_bench.harness.results.training import EpochRecord, TrainSummary
 
+SLOW_EPOCH = 1.5  # an epoch slower than this x the steady median is flagged
+
 
 def summarize(
     records: Sequence[EpochRecord], *, epochs_planned: int, target: float
@@ -24,6 +26,7 @@ def summarize(
     energies = [r.energy_j for r in records]
     mfus = [r.mfu for r in steady if r.mfu is not None]
     diverged = [r.epoch for r in records if not r.weights_finite]
+    median_s = statistics.median(r.train_s for r in steady) if steady else None
     return TrainSummary(
         epochs_planned=epochs_planned,
         epochs_completed=len(records),
@@ -43,4 +46,5 @@ def summarize(
             math.fsum(energies) if records and all(e is not None for e in energies) else None
         ),
         diverged_at_epoch=diverged[0] if diverged else None,
+        slow_epochs=[r.epoch for r in steady if median_s and r.train_s > SLOW_EPOCH * median_s],
     )
