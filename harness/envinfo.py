@@ -221,6 +221,15 @@ def isa_flags() -> list[str]:
     return _cpu_info()["isa_flags"]
 
 
+def bf16_missing() -> str | None:
+    """Why this CPU cannot run bf16 natively (no AVX512_BF16, no AMX), or None when it can:
+    elsewhere bf16 is emulated and slower than fp32, so bf16 targets are skipped."""
+    flags = set(isa_flags())
+    if flags & {"avx512_bf16", "amx_tile"}:
+        return None
+    return "this CPU has no AVX512_BF16 or AMX: bf16 would be emulated, slower than fp32"
+
+
 def cpu_model() -> str | None:
     """The CPU's marketing name (e.g. 'AMD EPYC 7B13'), where the OS tells it."""
     return _cpu_info()["model"]

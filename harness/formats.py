@@ -71,7 +71,10 @@ def not_asked(section: DeploySection, built: tuple[str, ...]) -> dict[str, str]:
 
 
 def _wanted(runtime: str, section: DeploySection) -> bool:
-    """A runtime's own format by default: when it is selected (all: when it is installed)."""
+    """A runtime's own format by default: when it or a variant of it (openvino-bf16 runs
+    OpenVINO's fp32 IR) is selected; all: when it is installed."""
     if section.runtimes is not None:
-        return runtime in section.runtimes
+        return any(
+            name == runtime or runtime_class(name).family == runtime for name in section.runtimes
+        )
     return runtime_class(runtime).unavailable_reason() is None

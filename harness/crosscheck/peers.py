@@ -118,7 +118,7 @@ class PlainLoop:
 
 class BenchmarkApp:
     """OpenVINO's benchmark_app, one fresh run per round, pinned to what the harness runs: one
-    stream, the same threads, f32 inference precision, a static batch-1 shape."""
+    stream, the same threads, the same inference precision, a static batch-1 shape."""
 
     def __init__(
         self,
@@ -127,6 +127,7 @@ class BenchmarkApp:
         threads: int,
         shape: tuple[int, ...],
         env: dict[str, str],
+        precision: str,
     ) -> None:
         self.name = "benchmark_app (OpenVINO)"
         self.command = [
@@ -142,7 +143,7 @@ class BenchmarkApp:
             "-nthreads",
             str(threads),
             "-infer_precision",
-            "f32",
+            precision,
             "-shape",
             "[" + ",".join(map(str, shape)) + "]",
         ]
@@ -195,8 +196,10 @@ def _run(command: list[str], env: dict[str, str], name: str) -> str:
 PLAIN_ENGINES = {
     "torch-eager": "torch",
     "torch-compile": "torch-compile",
+    "torch-bf16": "torch-bf16",
     "ort-cpu": "onnxruntime",
     "openvino": "openvino",
+    "openvino-bf16": "openvino-bf16",
     "executorch": "executorch",
     "litert": "litert",
 }
@@ -221,8 +224,9 @@ def start_peer(
 ) -> Peer:
     """The peer for `runtime` on `model`: the vendor's program if installed, else a plain loop."""
     env = peer_environment(policy_env)
-    if runtime == "openvino" and (tool := program("benchmark_app")):
-        return BenchmarkApp(tool, model, threads, shape, env)
+    if runtime.startswith("openvino") and (tool := program("benchmark_app")):
+        precision = "bf16" if runtime.endswith("bf16") else "f32"
+        return BenchmarkApp(tool, model, threads, shape, env, precision)
     if runtime == "litert" and (tool := program("litert-benchmark")):
         return LiteRtBenchmark(tool, model, threads, env)
     return PlainLoop(PLAIN_ENGINES[runtime], model, threads, shape, env, idle_sleep)

@@ -23,24 +23,32 @@ import numpy as np
 Call = Callable[[], object]
 
 
-def torch_loop(model_path: str, threads: int, shape: tuple[int, ...], compiled: bool) -> Call:
-    """model(x) under inference_mode after torch.set_num_threads; compiled: torch.compile with
-    inductor's freezing on, as PyTorch's CPU inference tutorial sets it."""
+def torch_loop(model_path: str, threads: int, shape: tuple[int, ...], how: str) -> Call:
+    """model(x) under inference_mode after torch.set_num_threads; how "compile": torch.compile
+    with inductor's freezing on, as PyTorch's CPU inference tutorial sets it; "bf16": under
+    autocast to bfloat16."""
+    import contextlib
+
     import torch
 
     from resnest_bench.harness.checkpoints import load_torch_artifact
 
     torch.set_num_threads(threads)
     model = load_torch_artifact(model_path)
-    if compiled:
+    if how == "compile":
         import torch._inductor.config
 
         torch._inductor.config.freezing = True
         model = torch.compile(model)
     x = torch.randn(shape)
+    autocast = (
+        (lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+        if how == "bf16"
+        else contextlib.nullcontext
+    )
 
     def call() -> object:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast():
             return model(x)
 
     return call
@@ -58,10 +66,10 @@ def onnxruntime_loop(model: str, threads: int, shape: tuple[int, ...], idle_slee
     return lambda: session.run(None, feed)
 
 
-def openvino_loop(model_path: str, threads: int, shape: tuple[int, ...]) -> Call:
+def openvino_loop(model_path: str, threads: int, shape: tuple[int, ...], precision: str) -> Call:
     import openvino as ov
 
-    config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
+    config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": precision}
     request = ov.Core().compile_model(model_path, "CPU", config).create_infer_request()
     x = np.random.rand(*shape).astype(np.float32)
     return lambda: request.infer({0: x})
@@ -88,16 +96,25 @@ def litert_loop(model_path: str, threads: int) -> Call:
     return interpreter.invoke
 
 
-ENGINES = ("torch", "torch-compile", "onnxruntime", "openvino", "executorch", "litert")
+ENGINES = (
+    "torch",
+    "torch-compile",
+    "torch-bf16",
+    "onnxruntime",
+    "openvino",
+    "openvino-bf16",
+    "executorch",
+    "litert",
+)
 
 
 def make_call(engine: str, model: str, threads: int, shape: tuple[int, ...], idle: bool) -> Call:
-    if engine in ("torch", "torch-compile"):
-        return torch_loop(model, threads, shape, compiled=engine == "torch-compile")
+    if engine.startswith("torch"):
+        return torch_loop(model, threads, shape, how=engine.partition("-")[2])
     if engine == "onnxruntime":
         return onnxruntime_loop(model, threads, shape, idle)
-    if engine == "openvino":
-        return openvino_loop(model, threads, shape)
+    if engine.startswith("openvino"):
+        return openvino_loop(model, threads, shape, "bf16" if engine.endswith("bf16") else "f32")
     if engine == "executorch":
         return executorch_loop(model, threads, shape)
     return litert_loop(model, threads)

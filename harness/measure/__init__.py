@@ -71,7 +71,7 @@ def select_targets(runtimes: tuple[str, ...] | None) -> list[TargetSpec]:
         get_runtime(name)  # unknown, or not available here and why
     chosen = list(RUNTIMES) if runtimes is None else runtimes
     return [
-        TargetSpec(f"{name}:{KIND_LABELS[kind]}", name, kind)
+        TargetSpec(f"{cls.family or name}:{cls.precision or KIND_LABELS[kind]}", name, kind)
         for name, cls in RUNTIMES.items()
         if name in chosen
         for kind in cls.artifacts

@@ -50,6 +50,10 @@ class Runtime(ABC):
     name: ClassVar[str]
     artifacts: ClassVar[tuple[str, ...]]
     batching: ClassVar[str | None] = None  # how a batch runs when not as one call (the record)
+    # A variant of another runtime on the same files (bf16 on fp32 ones): its targets are named
+    # "<family>:<precision>", and it wants the family's own format built.
+    family: ClassVar[str | None] = None
+    precision: ClassVar[str | None] = None
 
     def __init__(self, threads: int | None = None, device: str = "cpu") -> None:
         if threads is not None and (not isinstance(threads, int) or threads < 1):

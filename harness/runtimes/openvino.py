@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
+from resnest_bench.harness.envinfo import bf16_missing
 from resnest_bench.harness.runtimes.base import Machine, Runtime, register
 
 
@@ -20,6 +22,7 @@ from resnest_bench.harness.runtimes.base import Machine, Runtime, register
 class OpenVinoCpu(Runtime):
     name = "openvino"
     artifacts = ("openvino_fp32", "openvino_int8")
+    inference_precision: ClassVar[str] = "f32"
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -44,7 +47,7 @@ class OpenVinoCpu(Runtime):
             {
                 "INFERENCE_NUM_THREADS": self.threads,
                 "PERFORMANCE_HINT": "LATENCY",
-                "INFERENCE_PRECISION_HINT": "f32",
+                "INFERENCE_PRECISION_HINT": self.inference_precision,
             },
         )
         self._request = self._compiled.create_infer_request()
@@ -53,3 +56,19 @@ class OpenVinoCpu(Runtime):
     def _run(self, batch: np.ndarray) -> np.ndarray:
         result = self._request.infer({0: batch})
         return np.asarray(result[self._output], dtype=np.float32)
+
+
+@register
+class OpenVinoBf16(OpenVinoCpu):
+    """The fp32 IR run in bf16 (OpenVINO's own default on CPUs with AVX512_BF16 or AMX), as a
+    target of its own beside the pinned-f32 one, under the same accuracy limit."""
+
+    name = "openvino-bf16"
+    family = "openvino"
+    precision = "bf16"
+    artifacts = ("openvino_fp32",)
+    inference_precision = "bf16"
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        return super().unavailable_reason() or bf16_missing()
