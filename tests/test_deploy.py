@@ -71,9 +71,22 @@ def test_all_fields_filled(result, data):
     assert sorted(p.name for p in out.iterdir()) == sorted(ARTIFACT_FILES[k] for k in ALWAYS_BUILT)
     doc = res.model_dump(mode="json")
     json.dumps(doc, allow_nan=False)
-    keys = ["config", "environment", "artifacts", "targets", "demo", "rounds", "host", "data"]
+    keys = [
+        "config",
+        "environment",
+        "artifacts",
+        "targets",
+        "demo",
+        "rounds",
+        "host",
+        "data",
+        "crosscheck",
+        "macs",
+    ]
     assert list(doc) == keys
     assert doc["data"] is None  # which images were used: the pipeline adds it (it knows the data)
+    assert doc["crosscheck"] is None  # off unless the suite asks for it
+    assert doc["macs"] == 3_254_016  # resnest-tiny at 16 px (at 32: 12,973,824, `models` 0.013G)
     assert [t["target"] for t in doc["targets"]] == [
         "torch-eager:fp32",
         "ort-cpu:fp32",
@@ -86,7 +99,7 @@ def test_all_fields_filled(result, data):
             key
             for key, value in target.items()
             if value is None
-            and key not in ("reason", "flag", "speedup", "batching", "throughput_limit")
+            and key not in ("reason", "flag", "speedup", "batching", "throughput_limit", "peak_pct")
         ]
         assert missing == [], (target["target"], missing)
         assert target["threads"] == 1 and target["device"] == "cpu"
