@@ -43,6 +43,12 @@ class TorchCompile(TorchEager):
 
     def _prepare(self, model: nn.Module) -> nn.Module:
         import torch
+        import torch._inductor.config
 
-        # options= scopes torch._inductor.config.freezing=True to this compile only.
-        return torch.compile(model, backend="inductor", dynamic=False, options={"freezing": True})
+        # Global, as PyTorch's CPU inference tutorial sets it: Dynamo reads this flag when it
+        # traces (to lift the weights as constants, pytorch/pytorch#139272), and compiles are
+        # lazy, one per new shape. torch.compile(options={"freezing": True}) only reaches
+        # Inductor: on ResNeSt-50 (cifar stem, 2 threads, Zen 5) it ran 30.6 ms against 13.1 ms
+        # with the global flag and 22.5 ms in eager. Each target has its own process.
+        torch._inductor.config.freezing = True
+        return torch.compile(model, backend="inductor", dynamic=False)
