@@ -122,24 +122,32 @@ def _pair(
     """Harness and peer on one artifact, taking turns for `rounds` rounds."""
     harness = TargetProcess(job)
     peer: Peer | None = None
+    vendor: Peer | None = None
     try:
         harness.call("load")
         idle_sleep = not policy.ort_spinning
-        peer = start_peer(job.runtime, job.path, policy.threads, shape, policy_env, idle_sleep)
-        own: list[float] = []
-        theirs: list[float] = []
+        peer, vendor = start_peer(
+            job.runtime, job.path, policy.threads, shape, policy_env, idle_sleep
+        )
+        sides: dict[str, list[float]] = {"harness": [], "peer": [], "vendor": []}
+        order = ["harness", "peer"] + (["vendor"] if vendor else [])
         for r in range(rounds):
-            sides = ["harness", "peer"] if r % 2 == 0 else ["peer", "harness"]
-            for side in sides:
+            for side in order[r % len(order) :] + order[: r % len(order)]:
                 if side == "harness":
-                    own.append(statistics.median(harness.call("round", timing=timing)))
+                    sides[side].append(statistics.median(harness.call("round", timing=timing)))
                 else:
-                    theirs.append(peer.round(timing.min_iters, timing.min_seconds))
-        return compare(job.target, peer.name, own, theirs)
+                    runner = peer if side == "peer" else vendor
+                    sides[side].append(runner.round(timing.min_iters, timing.min_seconds))
+        row = compare(job.target, peer.name, sides["harness"], sides["peer"])
+        if vendor is None:
+            return row
+        vendor_ms = statistics.median(sides["vendor"]) * 1e3
+        return row.model_copy(update={"vendor": vendor.name, "vendor_ms": vendor_ms})
     finally:
         harness.close()
-        if peer is not None:
-            peer.close()
+        for runner in (peer, vendor):
+            if runner is not None:
+                runner.close()
 
 
 def _calls(section: DeploySection) -> int:

@@ -23,7 +23,9 @@ class PeerRatio(Record):
 
 class CrosscheckRow(Record):
     """One target: its peer, both batch-1 medians (median over rounds, ms), their ratio, and
-    why it is flagged (None: within TOLERANCE)."""
+    why it is flagged (None: within TOLERANCE). `vendor` is the vendor's own program where it
+    times something else than a call's wall time (OpenVINO's benchmark_app reports the
+    plugin's InferRequest.latency): shown beside, never flagged on."""
 
     target: str
     peer: str
@@ -31,6 +33,8 @@ class CrosscheckRow(Record):
     peer_ms: float
     ratio: PeerRatio
     flag: str | None = None
+    vendor: str | None = None
+    vendor_ms: float | None = None
 
 
 class Crosscheck(Record):
