@@ -54,6 +54,7 @@ def cpu_peak(cpu: CpuInfo, cores: int) -> CpuPeak | None:
         f"lanes x 2 ops: fp32 {lanes['fp32']} lanes; int8 {lanes['int8']} lanes ({int8_how})"
         + (f"; bf16 {lanes['bf16']} lanes (vdpbf16ps)" if "bf16" in lanes else "")
         + ("; AMX present, not modelled" if "amx_tile" in flags else "")
+        + "; a share over 100% means the cores ran above that clock (boost)"
     )
     return CpuPeak(gops=gops, how=how)
 

@@ -94,7 +94,7 @@ def test_crosscheck_of_a_run_without_artifacts_is_one_line(tmp_path):
     run.mkdir()
     with pytest.raises(BenchError, match="result file not found"):
         crosscheck_published(run)
-    example = Path(__file__).parents[1] / "reports" / "examples" / "all-runtimes-digits"
+    example = Path(__file__).parents[1] / "reports" / "examples" / "all-runtimes-digits-zen5"
     (run / "result.json").write_bytes((example / "result.json").read_bytes())
     with pytest.raises(BenchError, match="published without its artifacts"):
         crosscheck_published(run)

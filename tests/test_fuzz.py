@@ -33,7 +33,7 @@ BOUNDED = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-EXAMPLE = Path(__file__).parent.parent / "reports" / "examples" / "all-runtimes-digits"
+EXAMPLE = Path(__file__).parent.parent / "reports" / "examples" / "all-runtimes-digits-zen5"
 SUITE_LINES = (SUITES_DIR / "gpu.toml").read_text().splitlines()
 
 HOSTILE_TOML = st.sampled_from(

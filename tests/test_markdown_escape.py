@@ -15,7 +15,7 @@ from resnest_bench.harness import markdown as md
 from resnest_bench.harness.cli import main
 from tests.test_results import RUN
 
-EXAMPLE = Path(__file__).parent.parent / "reports" / "examples" / "all-runtimes-digits"
+EXAMPLE = Path(__file__).parent.parent / "reports" / "examples" / "all-runtimes-digits-zen5"
 IMG = "<img src=x onerror=alert(1)>"
 SCRIPT = "<script>alert('x')</script>"
 
