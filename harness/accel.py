@@ -108,16 +108,17 @@ class Accel:
 
     A suite's values are validated when it loads; these checks are for what only the device
     can tell (bf16 and compile need newer GPUs, compile a C compiler) and for callers that
-    build an Accel directly. precision "auto" is resolved here, once, from the device
-    (harness.gpus.auto_precision), and `precision_reason` says why.
+    build an Accel directly. precision "auto" and compile "auto" are resolved here, once, from
+    the device (harness.gpus.auto_precision, resolve_compile); the *_reason fields say why.
     """
 
     device: torch.device
     precision: str = "fp32"
     channels_last: bool = False
-    compile: bool = False
+    compile: bool | str = False
     compile_mode: str = "default"
     precision_reason: str = field(default="as requested", compare=False)
+    compile_reason: str = field(default="as requested", compare=False)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -131,6 +132,10 @@ class Accel:
             precision, reason = gpus.auto_precision(cc)
             object.__setattr__(self, "precision", precision)
             object.__setattr__(self, "precision_reason", reason)
+        if self.compile == "auto":
+            compiled, reason = gpus.resolve_compile("auto", cc, missing_compilers())
+            object.__setattr__(self, "compile", compiled)
+            object.__setattr__(self, "compile_reason", reason)
         if cc is None:
             return
         gpu = torch.cuda.get_device_name(self.device)

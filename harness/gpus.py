@@ -337,6 +337,23 @@ def compile_problem(cc: tuple[int, int] | None, missing: tuple[str, ...] = ()) -
     return None
 
 
+def resolve_compile(
+    requested: bool | str, cc: tuple[int, int] | None, missing: tuple[str, ...] = ()
+) -> tuple[bool, str]:
+    """Whether a training step compiles and why. "auto" compiles on a GPU Triton supports
+    (sm_70+) with the compilers there, and stays eager elsewhere (the CPU, Pascal and older,
+    no compiler) rather than failing; True or False is kept as asked (compile_problem checks
+    an explicit True)."""
+    if requested != "auto":
+        return bool(requested), "as requested"
+    problem = compile_problem(cc, missing)
+    if cc is None:
+        return False, "auto: eager on the CPU"
+    if problem is not None:
+        return False, f"auto: eager ({problem})"
+    return True, f"auto: sm_{cc[0]}{cc[1]} runs Triton"
+
+
 def cudnn_usable(cc: tuple[int, int]) -> bool:
     """cuDNN 9 (the one every supported torch build brings) has no kernels below sm_50."""
     return cc >= (5, 0)

@@ -254,7 +254,8 @@ def _step(
     cc = machine.cc
     precision, reason = gpus.resolve_precision(section.precision, cc)
     problem = gpus.precision_problem(precision, cc)
-    if problem is None and section.compile:
+    compiled, _ = gpus.resolve_compile(section.compile, cc, machine.missing_compilers)
+    if problem is None and section.compile is True:
         problem = gpus.compile_problem(cc, machine.missing_compilers)
     images = suite.data.train_subset or DATASET_TRAIN_IMAGES.get(
         "synthetic" if suite.data.dataset == "synthetic" else dataset
@@ -276,8 +277,8 @@ def _step(
         precision=precision,
         precision_reason=reason,
         channels_last=section.channels_last,
-        compile=section.compile,
-        compile_mode=section.compile_mode if section.compile else None,
+        compile=compiled,
+        compile_mode=section.compile_mode if compiled else None,
         problem=problem,
         flops_per_epoch=flops,
         estimate_s=estimate,

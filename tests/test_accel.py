@@ -60,6 +60,17 @@ def test_compile_needs_volta_and_both_compilers(fake_gpu, monkeypatch):
     assert Accel(CUDA, compile=True, compile_mode="reduce-overhead").compile
 
 
+def test_compile_auto_is_resolved_from_the_device(fake_gpu, monkeypatch):
+    monkeypatch.setattr(accel_mod, "missing_compilers", lambda: ())
+    assert Accel(torch.device("cpu"), compile="auto").compile is False
+    fake_gpu("Tesla P100-PCIE-16GB", (6, 0))
+    pascal = Accel(CUDA, compile="auto")
+    assert pascal.compile is False and "needs compute capability >= 7.0" in pascal.compile_reason
+    fake_gpu("Tesla V100-SXM2-16GB", (7, 0))
+    volta = Accel(CUDA, compile="auto", compile_mode="reduce-overhead")
+    assert volta.compile is True and volta.describe().compile_mode == "reduce-overhead"
+
+
 def test_missing_compilers_looks_on_path(monkeypatch, tmp_path):
     """The images once had gcc without g++: inductor then failed inside the run."""
     monkeypatch.delenv("CC", raising=False)

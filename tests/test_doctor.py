@@ -129,7 +129,14 @@ def test_compile_without_g_plus_plus_fails(monkeypatch):
     monkeypatch.setattr(accel, "missing_compilers", lambda: ("g++",))
     check = doctor.check_compiler(gpu_suite(compile=True), (9, 0))
     assert check.status == "FAIL" and "needs g++" in check.detail
-    assert doctor.check_compiler(gpu_suite(), (9, 0)).status == "SKIP"
+    auto = doctor.check_compiler(gpu_suite(), (9, 0))  # the gpu suite's compile = "auto"
+    assert (
+        auto.status == "OK"
+        and "train: auto: eager (torch.compile on a GPU needs g++" in auto.detail
+    )
+    eager = {"train": {"compile": False}, "transfer": {"compile": False}}
+    eager_suite = load_suite("gpu", quick=True, overrides=eager)[0]
+    assert doctor.check_compiler(eager_suite, (9, 0)).status == "SKIP"
 
 
 def test_disk_and_data_cache(monkeypatch, tmp_path):

@@ -227,6 +227,22 @@ def test_precision_and_compile_rules():
     assert gpus.compile_problem((9, 0)) is None
 
 
+@pytest.mark.parametrize(
+    ("cc", "missing", "compiled"),
+    [
+        (None, (), False),  # the CPU: eager
+        ((3, 7), (), False),  # K80: Triton needs sm_70
+        ((6, 0), (), False),  # P100
+        ((7, 0), (), True),  # V100
+        ((9, 0), (), True),
+        ((9, 0), ("g++",), False),  # an image without g++ stays eager instead of failing
+    ],
+)
+def test_compile_auto_runs_where_triton_does(cc, missing, compiled):
+    assert gpus.resolve_compile("auto", cc, missing)[0] is compiled
+    assert gpus.resolve_compile(True, (6, 0)) == (True, "as requested")  # checked elsewhere
+
+
 def test_cudnn_is_off_on_kepler_only():
     assert not gpus.cudnn_usable(gpus.find_gpu("K80").compute_capability)
     assert gpus.cudnn_usable(gpus.find_gpu("P100").compute_capability)

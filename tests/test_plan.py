@@ -72,6 +72,10 @@ def test_every_gpu_in_the_table(gpu_suite, name):
     precision, service, cudnn, compiles, ort_cuda, estimated = EXPECTED[name]
     plan = make_plan(gpu_suite, gpu=name)
     assert [s.precision for s in plan.steps] == [precision, precision]
+    # the gpu suite's compile = "auto" with CUDA graphs: on where Triton runs the card
+    assert [(s.compile, s.compile_mode) for s in plan.steps] == 2 * [
+        (True, "reduce-overhead") if compiles else (False, None)
+    ]
     assert all(s.problem is None for s in plan.steps)
     assert plan.image.service == service and plan.image_problem is None
     assert plan.cudnn is cudnn
