@@ -95,8 +95,10 @@ def check_gpu(suite: Suite, host: list | str = "") -> tuple[Check, tuple[int, in
         index = int(suite.device.partition(":")[2] or 0)
         if isinstance(host, list) and index < len(host):
             listed = host[index]
-            _, why = _driver_problem(listed.compute_capability, listed.driver)
+            status, why = _driver_problem(listed.compute_capability, listed.driver)
             detail = f"torch sees no GPU, the driver lists {listed.describe()}: {why}"
+            if status == "OK":  # the driver is not the reason: say torch's
+                detail += f"; {exc}"
             return Check(name="GPU", status="FAIL", detail=detail), None
         driver = f" (nvidia-smi: {host})" if isinstance(host, str) and host else ""
         return Check(name="GPU", status="FAIL", detail=f"{exc}{driver}"), None

@@ -61,6 +61,8 @@ def test_a_driver_too_old_for_torch_names_the_image_not_the_driver(monkeypatch):
     assert "needs driver >= 580.65.06, the host has 535.104.05: use bench-gpu-volta" in check.detail
     old, _ = doctor.check_gpu(gpu_suite(), host((418, 67), "Tesla T4", (7, 5)))
     assert "418.67 is too old for sm_75: install >= 450.80.02" in old.detail
+    fine, _ = doctor.check_gpu(gpu_suite(), host((580, 95, 5)))  # driver fine: torch's reason
+    assert "bench-gpu serves it; device 'cuda' needs a CUDA GPU" in fine.detail
     none, _ = doctor.check_gpu(gpu_suite(), "no NVIDIA GPU here: nvidia-smi is not installed")
     assert "needs a CUDA GPU" in none.detail and "nvidia-smi is not installed" in none.detail
 
