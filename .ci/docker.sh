@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # CI step: lint the container files, start a private Docker engine, build the CPU runtime image
 # through compose and run the CPU suite in it end to end; the report must land in ./reports.
+# Then build the default GPU image (bench-gpu) from the registry and check it without a GPU:
+# its kernel table against its real libraries, doctor's no-GPU line, a plan for an H100 and the
+# gpu suite's CPU smoke path (RESNEST_CI_GPU_IMAGE=0 skips this part).
 #
 # Built for a fresh CI machine with no registry for images: the base image named by the
 # Dockerfile is stood in for by a Debian bookworm rootfs made with debootstrap. Nothing is cached
@@ -85,7 +88,8 @@ base=$(sed -n 's/^ARG PYTHON_IMAGE=//p' docker/Dockerfile)
 [[ -n "$base" ]] || fail "no ARG PYTHON_IMAGE in docker/Dockerfile"
 log "debootstrap stand-in for $base"
 rootfs="$WORK/rootfs"
-debootstrap --variant=minbase --include=python3,python3-pip,python3-venv,ca-certificates,passwd \
+# python3-dev: the official python image carries Python.h, which torch.compile's C++ needs.
+debootstrap --variant=minbase --include=python3,python3-dev,python3-pip,python3-venv,ca-certificates,passwd \
     bookworm "$rootfs" >"$WORK/debootstrap.log" 2>&1 || { tail -20 "$WORK/debootstrap.log"; fail "debootstrap"; }
 rm -f "$rootfs"/usr/lib/python3*/EXTERNALLY-MANAGED
 rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
@@ -153,3 +157,40 @@ assert cgroup["cpu_quota_cores"] == 2 and cgroup["memory_bytes"] == 4 * 2**30, c
 assert {t["target"] for t in result["deployment"]["targets"]} >= {"torch-eager:fp32", "ort-cpu:int8"}
 PY
 log "OK: $(dirname "$result") (image $((size / 1000000)) MB)"
+
+# --- the default GPU image, built from the registry and checked without a GPU ---------------
+[[ ${RESNEST_CI_GPU_IMAGE:-1} == 1 ]] || { log "GPU image skipped (RESNEST_CI_GPU_IMAGE=0)"; exit 0; }
+SERVICE=bench-gpu
+t_build=$SECONDS
+log "building $SERVICE (torch cu130 and its nvidia-* wheels from PyPI)"
+"${COMPOSE[@]}" build "$SERVICE"
+gpu_image=$(service_field image)
+gpu_size=$(docker image inspect --format '{{.Size}}' "$gpu_image")
+log "image $gpu_image: $((gpu_size / 1000000)) MB, built in $((SECONDS - t_build)) s"
+docker history --format '{{.Size}}\t{{.CreatedBy}}' "$gpu_image" | cut -c1-150
+gpu_run() { docker run --rm --network none "$gpu_image" "$@"; }
+log "GPU image: compilers, CUDA build, doctor without a GPU"
+docker run --rm --network none --entrypoint sh "$gpu_image" -c '
+    set -e
+    for tool in gcc g++; do command -v "$tool" >/dev/null || { echo "missing in image: $tool"; exit 1; }; done
+    python -c "import torch; assert torch.version.cuda == \"13.0\", torch.version.cuda"'
+set +e
+gpu_run doctor gpu --no-smoke >"$WORK/doctor.txt" 2>&1
+rc=$?
+set -e
+cat "$WORK/doctor.txt"
+[[ $rc == 1 ]] || fail "doctor without a GPU exited $rc, not 1"
+grep -q '^OK   image kernels: bench-gpu' "$WORK/doctor.txt" || fail "the image's kernel table is not what it carries"
+tail -1 "$WORK/doctor.txt" | grep -q '^resnest-bench doctor: GPU: .*no GPU is visible' ||
+    fail "doctor does not end in one line saying there is no GPU"
+log "GPU image: plan gpu --gpu H100"
+gpu_run plan gpu --gpu H100 >"$WORK/plan.txt" || { cat "$WORK/plan.txt"; fail "plan gpu --gpu H100"; }
+cat "$WORK/plan.txt"
+grep -q 'Image: bench-gpu `resnest-bench-gpu:0.1.0-cu130`' "$WORK/plan.txt" || fail "plan: not the cu130 image"
+grep -q '| ort-cuda | .* | run |' "$WORK/plan.txt" || fail "plan: ort-cuda does not run on an H100"
+grep -q '| torch-compile | .* | run |' "$WORK/plan.txt" || fail "plan: torch-compile does not run on an H100"
+log "GPU image: the gpu suite's smoke path on the CPU"
+gpu_run doctor gpu --device cpu >"$WORK/smoke.txt" 2>&1 || { cat "$WORK/smoke.txt"; fail "CPU smoke"; }
+cat "$WORK/smoke.txt"
+grep -q '^OK   smoke: train, transfer, deploy' "$WORK/smoke.txt" || fail "no smoke line"
+log "OK: GPU image $gpu_image ($((gpu_size / 1000000)) MB) built and checked in $((SECONDS - t_build)) s"

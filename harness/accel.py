@@ -34,6 +34,16 @@ def c_compiler() -> str | None:
     return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
 
 
+def missing_compilers() -> tuple[str, ...]:
+    """The compilers torch.compile on a GPU needs (harness.gpus.COMPILE_TOOLS) that this
+    machine lacks; plan checks an image's packages against the same list."""
+    return tuple(
+        tool
+        for tool, (env, programs) in gpus.COMPILE_TOOLS.items()
+        if not (os.environ.get(env) or any(shutil.which(p) for p in programs))
+    )
+
+
 def device_capability(device: torch.device) -> tuple[int, int] | None:
     """Compute capability of a CUDA device; None on the CPU."""
     if device.type != "cuda":
@@ -46,6 +56,19 @@ def _cuda_missing_reason() -> str:
     if torch.version.cuda is None:
         return f"this torch build ({torch.__version__}) has no CUDA support"
     return "no GPU is visible (check the driver, CUDA_VISIBLE_DEVICES or docker --gpus)"
+
+
+def configure_inference_backends(device: str) -> None:
+    """A deploy worker's process-wide switches, as configure_backends sets training's: cuDNN
+    off where it has no kernels for the GPU (cuDNN 9 starts at sm_50: a K80's eager reference
+    failed), TF32 off so an fp32 row is fp32. A spawned worker starts from torch's defaults
+    (cuDNN on, cuDNN TF32 allowed), not from the training process's settings."""
+    cc = device_capability(torch.device(device))
+    if cc is None:
+        return
+    torch.backends.cudnn.enabled = gpus.cudnn_usable(cc)
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def select_device(requested: str = "auto") -> torch.device:
@@ -85,16 +108,17 @@ class Accel:
 
     A suite's values are validated when it loads; these checks are for what only the device
     can tell (bf16 and compile need newer GPUs, compile a C compiler) and for callers that
-    build an Accel directly. precision "auto" is resolved here, once, from the device
-    (harness.gpus.auto_precision), and `precision_reason` says why.
+    build an Accel directly. precision "auto" and compile "auto" are resolved here, once, from
+    the device (harness.gpus.auto_precision, resolve_compile); the *_reason fields say why.
     """
 
     device: torch.device
     precision: str = "fp32"
     channels_last: bool = False
-    compile: bool = False
+    compile: bool | str = False
     compile_mode: str = "default"
     precision_reason: str = field(default="as requested", compare=False)
+    compile_reason: str = field(default="as requested", compare=False)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -108,12 +132,16 @@ class Accel:
             precision, reason = gpus.auto_precision(cc)
             object.__setattr__(self, "precision", precision)
             object.__setattr__(self, "precision_reason", reason)
+        if self.compile == "auto":
+            compiled, reason = gpus.resolve_compile("auto", cc, missing_compilers())
+            object.__setattr__(self, "compile", compiled)
+            object.__setattr__(self, "compile_reason", reason)
         if cc is None:
             return
         gpu = torch.cuda.get_device_name(self.device)
         problem = gpus.precision_problem(self.precision, cc)
         if problem is None and self.compile:
-            problem = gpus.compile_problem(cc, c_compiler() is not None)
+            problem = gpus.compile_problem(cc, missing_compilers())
         if problem is not None:
             raise BenchError(f"{gpu}: {problem}")
 
@@ -193,6 +221,22 @@ class Accel:
             peak_flops=self.peak_flops(),
             fused_optimizer=self.fused_sgd,
         )
+
+
+def release_device_memory(models: list[nn.Module]) -> int:
+    """Move trained models to the CPU and hand the allocator's cached blocks back to the
+    driver before the deploy workers (other processes) start on the same GPU: the training
+    process would otherwise keep every model and the cache for the whole deploy. Returns the
+    bytes torch still holds on the GPUs afterwards (0 on the CPU)."""
+    for model in models:
+        model.cpu()
+    if not torch.cuda.is_initialized():
+        return 0
+    import gc
+
+    gc.collect()
+    torch.cuda.empty_cache()
+    return sum(torch.cuda.memory_reserved(i) for i in range(torch.cuda.device_count()))
 
 
 def reset_peak_memory(device: torch.device) -> None:

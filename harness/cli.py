@@ -190,7 +190,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if not args.no_smoke:
         checks.append(smoke(suite))
         print(checks[-1].line())
-    return 1 if failures(checks) else 0
+    failed = failures(checks)
+    if failed:  # the last line says what stops a run, however many checks passed above it
+        print(f"resnest-bench doctor: {failed[0].name}: {failed[0].detail}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

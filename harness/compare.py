@@ -61,6 +61,12 @@ def machine_label(result: RunResult) -> str:
     return f"{env.cpu.model or 'CPU'} ({env.cpu.usable_cpus or '?'} CPUs)"
 
 
+def torch_label(result: RunResult) -> str:
+    """The torch build a row ran on: the GPU images differ (2.13.0+cu130, 2.9.1+cu126, ...),
+    and a kernel or default that changed between releases changes the figures."""
+    return result.environment.versions.torch or md.MISSING
+
+
 def _resolve(path: Path) -> Path:
     return path / "result.json" if path.is_dir() else path
 
@@ -76,6 +82,7 @@ def _training_rows(results: list[RunResult]) -> list[list[str]]:
                     model.block,
                     f"{model.name}, {model.stem} stem",
                     f"{data.name}{' [SYNTHETIC]' if data.synthetic else ''}",
+                    torch_label(result),
                     run.accel.precision,
                     md.stats(summary.steady_epoch_s, unit=" s"),
                     md.num(summary.steady_images_per_s),
@@ -94,6 +101,7 @@ def _seed_training_rows() -> list[list[str]]:
             row.block,
             "ResNeSt-50 (seed), stem not stated",
             "cifar10",
+            "PyTorch, version not stated",
             "fp32",
             f"{row.epoch_s} s (n not published)",
             md.num(50_000 / row.epoch_s),
@@ -112,7 +120,10 @@ def _deploy_rows(results: list[RunResult]) -> list[list[str]]:
     for result in results:
         if result.deployment:
             machine = machine_label(result) + (" [SYNTHETIC]" if is_synthetic(result) else "")
-            rows += [[machine, *row, result.run_id] for row in target_rows(result.deployment)]
+            torch = torch_label(result)
+            rows += [
+                [machine, torch, *row, result.run_id] for row in target_rows(result.deployment)
+            ]
     return rows
 
 
@@ -126,7 +137,7 @@ def _seed_deploy_row(row: SeedDeploy) -> list[str]:
         "artifact MiB": f"{row.size_mb} MB",
     }
     cells = [cells.get(head, md.MISSING) for head in TARGET_HEAD]
-    return ["seed machine [reference]", *cells, SEED_SOURCE]
+    return ["seed machine [reference]", "not stated", *cells, SEED_SOURCE]
 
 
 def render_comparison(results: list[RunResult], seed_reference: bool) -> str:
@@ -148,6 +159,7 @@ def render_comparison(results: list[RunResult], seed_reference: bool) -> str:
             "block",
             "model",
             "data",
+            "torch",
             "precision",
             "steady s/epoch",
             "images/s",
@@ -164,7 +176,7 @@ def render_comparison(results: list[RunResult], seed_reference: bool) -> str:
             "",
             "## Deployment: target x metric (CPU runtimes; GPU ones where present)",
             "",
-            md.table(["machine", *TARGET_HEAD, "run"], deploy),
+            md.table(["machine", "torch", *TARGET_HEAD, "run"], deploy),
         ]
     if not training and not deploy:
         raise BenchError("none of the results holds training or deployment measurements")

@@ -36,6 +36,7 @@ Step = Literal["train", "transfer", "export", "deploy"]
 DatasetName = Literal["cifar10", "cifar100", "synthetic", "folder"]
 Precision = Literal["auto", "fp32", "tf32", "bf16", "fp16"]  # auto: by the card (harness.gpus)
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+Compile = bool | Literal["auto"]  # auto: where Triton runs the card (harness.gpus.resolve_compile)
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -98,7 +99,7 @@ class TrainSection(Section):
     label_smoothing: float = Field(default=0.0, ge=0, lt=1)
     precision: Precision = "auto"
     channels_last: bool = False
-    compile: bool = False
+    compile: Compile = False
     compile_mode: CompileMode = "default"
     target_accuracy: float = Field(default=0.89, gt=0, le=1)
     auto_batch: bool = False

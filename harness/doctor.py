@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from resnest_bench.harness import gpus
 from resnest_bench.harness.config import Suite, merge, validate_suite
-from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.errors import BenchError, PartlyFailed
 
 Status = Literal["OK", "WARN", "SKIP", "FAIL"]
 # Disk a run needs per trained parameter (bytes): each model's checkpoint (fp32 weights and SGD
@@ -43,14 +43,65 @@ class Check(BaseModel):
         return f"{self.status:<4} {self.name}: {self.detail}"
 
 
-def check_gpu(suite: Suite) -> tuple[Check, tuple[int, int] | None]:
-    """The suite's device is there; returns the GPU's compute capability for the next checks."""
+def host_gpus(query: Callable[[], list] | None = None) -> list | str:
+    """The host's GPUs as the driver lists them (nvidia-smi/NVML), read before torch: a driver
+    too old for this torch build makes torch see no GPU at all, and only the driver can say
+    which image fits. A string: why they could not be read."""
+    from resnest_bench.harness import launcher
+
+    try:
+        return (query or launcher.query_gpus)()
+    except BenchError as exc:
+        return str(exc)
+
+
+def _this_image() -> gpus.Image | None:
+    running = os.environ.get("RESNEST_BENCH_IMAGE_TAG")
+    return next((i for i in gpus.IMAGES if running and i.tag.endswith(f":{running}")), None)
+
+
+def _driver_problem(cc: tuple[int, int], driver: tuple[int, ...] | None) -> tuple[str, str]:
+    """(status, detail) of this driver against the images that serve `cc` and the one we are
+    in, if any."""
+    shown = gpus.format_driver(driver) if driver else "unknown"
+    try:
+        best = gpus.image_for(cc, driver)
+    except ValueError as exc:
+        return "FAIL", str(exc)
+    here = _this_image()
+    too_old = (
+        here is not None
+        and driver is not None
+        and not gpus.driver_at_least(driver, here.min_driver)
+    )
+    if here is not None and too_old:
+        need = gpus.format_driver(here.min_driver)
+        return "FAIL", (
+            f"this image ({here.service}, CUDA {here.cuda}) needs driver >= {need}, "
+            f"the host has {shown}: use {best.service}"
+        )
+    return "OK", f"driver {shown}: {best.service} serves it"
+
+
+def check_gpu(suite: Suite, host: list | str = "") -> tuple[Check, tuple[int, int] | None]:
+    """The suite's device is there; returns the GPU's compute capability for the next checks.
+    When torch sees no GPU but the driver lists one (`host`), the failure names the image the
+    driver and card need instead of "check the driver"."""
     from resnest_bench.harness.accel import device_capability, device_name, select_device
 
     try:
         device = select_device(suite.device)
     except BenchError as exc:
-        return Check(name="GPU", status="FAIL", detail=str(exc)), None
+        index = int(suite.device.partition(":")[2] or 0)
+        if isinstance(host, list) and index < len(host):
+            listed = host[index]
+            status, why = _driver_problem(listed.compute_capability, listed.driver)
+            detail = f"torch sees no GPU, the driver lists {listed.describe()}: {why}"
+            if status == "OK":  # the driver is not the reason: say torch's
+                detail += f"; {exc}"
+            return Check(name="GPU", status="FAIL", detail=detail), None
+        driver = f" (nvidia-smi: {host})" if isinstance(host, str) and host else ""
+        return Check(name="GPU", status="FAIL", detail=f"{exc}{driver}"), None
     cc = device_capability(device)
     if cc is None:
         detail = f"suite device {suite.device!r} runs on the CPU ({device_name(device)})"
@@ -60,31 +111,75 @@ def check_gpu(suite: Suite) -> tuple[Check, tuple[int, int] | None]:
     return Check(name="GPU", status="OK", detail=f"{device_name(device)} (sm_{cc[0]}{cc[1]})"), cc
 
 
-def check_driver(cc: tuple[int, int], query: Callable[[], list] | None = None) -> Check:
+def check_driver(cc: tuple[int, int], host: list | str) -> Check:
     """The driver runs an image that serves this GPU, and the image we are in, if any."""
+    if isinstance(host, str):
+        return Check(name="driver", status="WARN", detail=f"cannot read the driver version: {host}")
+    driver = host[0].driver if host else None
+    status, detail = _driver_problem(cc, driver)
+    return Check(name="driver", status=status, detail=detail)
+
+
+def check_kernels(cc: tuple[int, int], arch_list: list[str] | None = None) -> Check:
+    """This torch build has kernels for the GPU (torch.cuda.get_arch_list(), which answers
+    without a GPU): torch itself only warns, and the first kernel fails with "no kernel image"."""
+    import torch
+
+    arches = torch.cuda.get_arch_list() if arch_list is None else arch_list
+    here = _this_image()
+    where = f"{here.service} (torch {torch.__version__})" if here else f"torch {torch.__version__}"
+    if not arches:
+        return Check(name="kernels", status="SKIP", detail=f"{where} lists no CUDA kernels")
+    problem = gpus.kernel_problem(cc, arches, where)
+    if problem:
+        return Check(name="kernels", status="FAIL", detail=problem)
+    return Check(name="kernels", status="OK", detail=f"{where} has kernels for sm_{cc[0]}{cc[1]}")
+
+
+def check_image_kernels() -> Check:
+    """In a GPU image: the kernel table plan and the launcher route by is what its torch and
+    onnxruntime really carry (needs no GPU, so CI checks it in the built image)."""
+    here = _this_image()
+    if here is None:
+        return Check(name="image kernels", status="SKIP", detail="not in a GPU image")
+    from resnest_bench.harness.image_kernels import table_mismatches
+
+    wrong = table_mismatches(here)
+    if wrong:
+        return Check(name="image kernels", status="FAIL", detail="; ".join(wrong))
+    return Check(
+        name="image kernels",
+        status="OK",
+        detail=f"{here.service}: torch {here.torch_kernels.describe()}; "
+        f"{here.onnxruntime} {here.ort_kernels.describe() if here.ort_kernels else '(CPU)'}",
+    )
+
+
+def check_compute_mode(suite: Suite, run: Callable[..., object] | None = None) -> Check:
+    """The deploy workers are processes of their own beside the training process, which still
+    holds its CUDA context: in EXCLUSIVE_PROCESS mode the first worker cannot open the GPU."""
+    import subprocess
+
     from resnest_bench.harness import launcher
 
+    if "deploy" not in suite.steps:
+        return Check(name="compute mode", status="SKIP", detail="no deploy step")
+    index = int(suite.device.partition(":")[2] or 0)
     try:
-        host = (query or launcher.query_gpus)()
-        driver = host[0].driver if host else None
+        answer = launcher._smi(run or subprocess.run, "compute_mode")
     except BenchError as exc:
-        return Check(name="driver", status="WARN", detail=f"cannot read the driver version: {exc}")
-    shown = gpus.format_driver(driver) if driver else "unknown"
-    try:
-        best = gpus.image_for(cc, driver)
-    except ValueError as exc:
-        return Check(name="driver", status="FAIL", detail=str(exc))
-    running = os.environ.get("RESNEST_BENCH_IMAGE_TAG")
-    here = next((i for i in gpus.IMAGES if running and i.tag.endswith(f":{running}")), None)
-    if here is not None and driver is not None and driver < here.min_driver:
-        need = gpus.format_driver(here.min_driver)
+        return Check(name="compute mode", status="WARN", detail=f"cannot read it: {exc}")
+    modes = [line.strip() for line in answer.stdout.splitlines() if line.strip()]
+    mode = modes[index] if answer.returncode == 0 and index < len(modes) else "unknown"
+    if mode == "Exclusive_Process":
         return Check(
-            name="driver",
+            name="compute mode",
             status="FAIL",
-            detail=f"this image ({here.service}, CUDA {here.cuda}) needs driver >= {need}, "
-            f"the host has {shown}: use {best.service}",
+            detail=f"GPU {index} is Exclusive_Process: the deploy workers (separate processes) "
+            "cannot open it while training holds it; `nvidia-smi -i "
+            f"{index} -c DEFAULT` (root) or run deploy on its own: --steps deploy --checkpoint",
         )
-    return Check(name="driver", status="OK", detail=f"driver {shown}: {best.service} serves it")
+    return Check(name="compute mode", status="OK", detail=f"GPU {index}: {mode}")
 
 
 def check_precision(suite: Suite, cc: tuple[int, int] | None) -> Check:
@@ -142,15 +237,20 @@ def check_tensorrt(suite: Suite) -> Check:
 
 
 def check_compiler(suite: Suite, cc: tuple[int, int] | None) -> Check:
-    from resnest_bench.harness.accel import c_compiler
+    """compile = true needs Triton's sm_70+ and gcc/g++ (FAIL without); "auto" says what it
+    resolves to here (eager where compile cannot run, never a failure)."""
+    from resnest_bench.harness.accel import missing_compilers
 
-    steps = [s for s in ("train", "transfer") if s in suite.steps and getattr(suite, s).compile]
-    if not steps or cc is None:
-        return Check(name="C compiler", status="SKIP", detail="no torch.compile on a GPU")
-    problem = gpus.compile_problem(cc, c_compiler() is not None)
-    if problem:
-        return Check(name="C compiler", status="FAIL", detail=f"{', '.join(steps)}: {problem}")
-    return Check(name="C compiler", status="OK", detail=f"{c_compiler()} for Triton")
+    asked = {s: getattr(suite, s).compile for s in ("train", "transfer") if s in suite.steps}
+    if cc is None or not any(asked.values()):
+        return Check(name="compile", status="SKIP", detail="no torch.compile on a GPU")
+    missing = missing_compilers()
+    forced = [s for s, c in asked.items() if c is True]
+    problem = gpus.compile_problem(cc, missing)
+    if problem and forced:
+        return Check(name="compile", status="FAIL", detail=f"{', '.join(forced)}: {problem}")
+    said = [f"{s}: {gpus.resolve_compile(c, cc, missing)[1]}" for s, c in asked.items() if c]
+    return Check(name="compile", status="OK", detail="; ".join(said))
 
 
 def disk_needed(suite: Suite) -> int:
@@ -196,8 +296,12 @@ def check_data_cache(data_root: Path) -> Check:
 
 def quick_checks(suite: Suite, reports_root: Path, data_root: Path) -> list[Check]:
     """Every check that takes seconds; `run` refuses to start on any FAIL."""
-    gpu, cc = check_gpu(suite)
-    checks = [gpu, check_driver(cc), check_nvml()] if cc is not None else [gpu]
+    host = host_gpus() if suite.device.startswith("cuda") else []
+    gpu, cc = check_gpu(suite, host)
+    checks = [gpu, check_image_kernels()]
+    if cc is not None:
+        checks += [check_kernels(cc), check_driver(cc, host), check_compute_mode(suite)]
+        checks.append(check_nvml())
     return [
         *checks,
         check_precision(suite, cc),
@@ -233,6 +337,19 @@ def smoke_suite(suite: Suite) -> Suite:
     return validate_suite(merge(suite.model_dump(mode="json"), smoke), f"{suite.name} smoke")
 
 
+def _failed_reasons(reports: Path) -> list[str]:
+    """'<step or target>: <reason>' for everything that failed in the results under `reports`."""
+    from resnest_bench.harness.results import read_result
+
+    reasons = []
+    for path in sorted(reports.rglob("result.json")):
+        result = read_result(path)
+        reasons += [f"{step}: {why}" for step, why in result.failed_steps.items()]
+        targets = result.deployment.targets if result.deployment else []
+        reasons += [f"{t.target}: {t.reason}" for t in targets if t.status == "failed"]
+    return reasons
+
+
 def smoke(suite: Suite) -> Check:
     """Run every stage of the smoke suite into a temporary folder (removed afterwards)."""
     from resnest_bench.harness.pipeline import RunRequest, run_suite
@@ -249,6 +366,9 @@ def smoke(suite: Suite) -> Check:
         )
         try:
             run_suite(request)
+        except PartlyFailed:  # its report is in the folder about to go: say the reasons here
+            why = "; ".join(_failed_reasons(Path(tmp) / "reports"))
+            return Check(name="smoke", status="FAIL", detail=f"failed: {why}")
         except Exception as exc:  # the point of a smoke test: whatever breaks, say it in a line
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             return Check(name="smoke", status="FAIL", detail=f"{type(exc).__name__}: {first}")

@@ -10,7 +10,9 @@ and a "V100S" is not a V100.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from resnest_bench.harness.kernels import Kernels
 
 _T = 1e12
 
@@ -24,7 +26,8 @@ class GpuSpec:
     variant: str | None  # a token that must also appear ("PCIE", "NVL"), None: the default form
     compute_capability: tuple[int, int]
     memory_gib: int
-    peak_flops: dict[str, float] = field(repr=False)
+    peak_flops: dict[str, float] = field(repr=False)  # empty: no datasheet figure, no MFU
+    mig: str | None = None  # the MIG profile ("1g.10gb") when this is a slice of the GPU
 
     @property
     def sm(self) -> str:
@@ -61,7 +64,20 @@ GPUS: tuple[GpuSpec, ...] = (
     GpuSpec("H200 NVL", "H200", "NVL", (9, 0), 141, _peaks(60, 417.5, 835.5, 835.5)),
     GpuSpec("H200", "H200", None, (9, 0), 141, _peaks(67, 495, 989, 989)),
     GpuSpec("B200", "B200", None, (10, 0), 180, _peaks(75, 1100, 2250, 2250)),
+    # Known by name, capability and memory only (NVIDIA's compute-capability list and product
+    # pages); no dense-peak datasheet figure is on record here, so MFU stays None, not a guess.
+    GpuSpec("A10G", "A10G", None, (8, 6), 24, {}),
+    GpuSpec("RTX 3090", "3090", "RTX", (8, 6), 24, {}),
+    GpuSpec("RTX 4090", "4090", "RTX", (8, 9), 24, {}),
+    GpuSpec("H800", "H800", None, (9, 0), 80, {}),
+    GpuSpec("GH200", "GH200", None, (9, 0), 96, {}),
+    GpuSpec("RTX PRO 6000", "6000", "PRO", (12, 0), 96, {}),
 )
+# MIG: a slice gets g of the GPU's 7 compute slices (NVIDIA MIG User Guide, "Supported MIG
+# Profiles": A100/H100/H200/B200 profiles are 1g..7g of 7). torch and NVML name a slice
+# "NVIDIA H100 80GB HBM3 MIG 1g.10gb".
+MIG_SLICES = 7
+_MIG_PROFILE = re.compile(r"(\d)G\.(\d+)GB")
 
 
 def _tokens(device_name: str) -> set[str]:
@@ -74,8 +90,34 @@ def find_gpu(device_name: str) -> GpuSpec | None:
     tokens = _tokens(device_name)
     for spec in GPUS:  # variants precede their default form in the table
         if spec.model in tokens and (spec.variant is None or spec.variant in tokens):
-            return spec
+            return _mig_slice(spec, tokens) if "MIG" in tokens else spec
     return None
+
+
+def _mig_slice(spec: GpuSpec, tokens: set[str]) -> GpuSpec:
+    """The slice of `spec` a MIG profile token names: g/7 of its peaks, the profile's memory.
+    A MIG device without a readable profile keeps no peaks (its share is unknown)."""
+    profile = next((m for m in map(_MIG_PROFILE.fullmatch, tokens) if m), None)
+    if profile is None:
+        return replace(spec, name=f"{spec.name} MIG", peak_flops={}, mig="unknown profile")
+    slices, memory = int(profile.group(1)), int(profile.group(2))
+    share = slices / MIG_SLICES
+    label = f"{slices}g.{memory}gb"
+    peaks = {k: v * share for k, v in spec.peak_flops.items()}
+    name = f"{spec.name} MIG {label}"
+    return replace(spec, name=name, memory_gib=memory, peak_flops=peaks, mig=label)
+
+
+def spec_for(device_name: str, cc: tuple[int, int], memory_gib: int | None) -> GpuSpec:
+    """The table entry for a present GPU, or one built from what NVML/torch report of it
+    (capability, memory) when its name is not in the table: no peaks, so no MFU."""
+    known = find_gpu(device_name)
+    if known is not None:
+        return known
+    tokens = _tokens(device_name)
+    return GpuSpec(
+        device_name, device_name, None, cc, memory_gib or 0, {}, "MIG" if "MIG" in tokens else None
+    )
 
 
 def peak_flops(device_name: str, precision: str) -> float | None:
@@ -84,56 +126,88 @@ def peak_flops(device_name: str, precision: str) -> float | None:
     return spec.peak_flops.get(precision) if spec else None
 
 
+# What torch.compile on a GPU runs: Triton builds a C launcher per kernel (gcc), inductor
+# compiles its C++ wrapper and host code (g++). Keys: Debian package; values: $VAR, programs.
+COMPILE_TOOLS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "gcc": ("CC", ("cc", "gcc")),
+    "g++": ("CXX", ("c++", "g++")),
+}
+
+
+def _kernels(sass: tuple[int, ...], ptx: tuple[int, ...] = ()) -> Kernels:
+    return Kernels(frozenset(sass), frozenset(ptx))
+
+
 @dataclass(frozen=True)
 class Image:
-    """One GPU image (compose service): the generations it serves and the driver it needs."""
+    """One GPU image (compose service): the kernels its torch and ONNX Runtime carry and the
+    driver its CUDA build needs. Which GPU it serves follows from the kernels, not a range."""
 
     generation: str
     service: str
     tag: str
     profile: str | None  # compose profile that enables the service
-    min_cc: tuple[int, int]
-    max_cc: tuple[int, int] | None  # the newest architecture its torch build has kernels for
+    torch_kernels: Kernels  # torch.cuda.get_arch_list() of its torch build
+    ort_kernels: Kernels | None  # its onnxruntime-gpu's CUDA provider; None: CPU onnxruntime
     min_driver: tuple[int, ...]  # the CUDA build's minimum Linux driver
     torch: str
     cuda: str
     onnxruntime: str
-    c_compiler: bool = True  # compose APT_PACKAGES carries gcc (Triton builds C launchers)
+    # compose APT_PACKAGES: Triton builds a C launcher per kernel (gcc), inductor's C++
+    # wrapper and CPU kernels need g++, both need libc headers.
+    apt_packages: tuple[str, ...] = ("gcc", "g++", "libc6-dev")
 
     @property
     def ort_gpu(self) -> bool:
         """Whether the image's ONNX Runtime is a CUDA build (the Kepler image's is CPU only)."""
-        return self.onnxruntime.startswith("onnxruntime-gpu")
+        return self.ort_kernels is not None
 
     @property
     def label(self) -> str:
         return f"{self.service} ({self.tag})"
 
+    @property
+    def missing_compilers(self) -> tuple[str, ...]:
+        """The compilers torch.compile needs that the image does not install."""
+        return tuple(t for t in COMPILE_TOOLS if t not in self.apt_packages)
 
-# Newest first; each serves everything from its min_cc up to the next newer one's. CUDA 13
-# starts at Turing and needs an R580 driver; Maxwell goes with Kepler (the cu118 build still
-# carries sm_50). Driver minimums: CUDA 13.0 580.65.06; CUDA 12.x 525.60.13 and CUDA 11.x
-# 450.80.02 (minor-version compatibility, which the pip CUDA wheels rely on).
+    def serves(self, cc: tuple[int, int]) -> bool:
+        """Whether its torch has a kernel image that runs on compute capability `cc`."""
+        return self.torch_kernels.runs_on(cc)
+
+
+# Newest first. Kernel tables, where each came from:
+#  torch 2.13.0 cu130: read from the registry's wheel (torch-2.13.0-cp311-...manylinux_2_28
+#    _x86_64.whl, torch/version.py '2.13.0+cu130'): libtorch_cuda.so's gencode flags
+#    "arch=compute_75,code=sm_75 ... compute_120,code=sm_120" = sm_75/80/86/90/100/120, no
+#    code=compute_* (no PTX); tests/test_kernel_tables.py checks it in the image.
+#  torch 2.9.1 cu126 and 2.7.1 cu118: PyTorch's index is out of reach here; from PyTorch's
+#    .ci/manywheel/build_cuda.sh: cu126 "5.0;6.0;7.0;7.5;8.0;8.6;9.0", cu118 adds "3.7".
+#  onnxruntime-gpu: read from each wheel's libonnxruntime_providers_cuda.so (harness.kernels):
+#    1.26.0 sm_60/70/75/80/86/90 + PTX 90; 1.28.0 sm_75/80/86/89/90/100/120 + PTX 120;
+#    (1.31.1: sm_75/80/86/89/90/120, no PTX: no B200, which is why bench-gpu pins 1.28.0).
+# Driver minimums (CUDA release notes, table 3): CUDA 13.0 580.65.06; CUDA 12.x 525.60.13
+# and CUDA 11.x 450.80.02 (minor-version compatibility, which the pip CUDA wheels rely on).
 IMAGES: tuple[Image, ...] = (
     Image(
         "turing+",
         "bench-gpu",
         "resnest-bench-gpu:0.1.0-cu130",
         None,
-        (7, 5),
-        None,
+        _kernels((75, 80, 86, 90, 100, 120)),
+        _kernels((75, 80, 86, 89, 90, 100, 120), (120,)),
         (580, 65, 6),
         "2.13.0",
         "13.0",
-        "onnxruntime-gpu 1.31.1",
+        "onnxruntime-gpu 1.28.0",
     ),
     Image(
         "pascal-volta",
         "bench-gpu-volta",
         "resnest-bench-gpu:0.1.0-cu126",
         "volta",
-        (6, 0),
-        (9, 0),
+        _kernels((50, 60, 70, 75, 80, 86, 90)),
+        _kernels((60, 70, 75, 80, 86, 90), (90,)),
         (525, 60, 13),
         "2.9.1",
         "12.6",
@@ -144,8 +218,8 @@ IMAGES: tuple[Image, ...] = (
         "bench-gpu-kepler",
         "resnest-bench-gpu:0.1.0-cu118",
         "kepler",
-        (3, 7),
-        (9, 0),
+        _kernels((37, 50, 60, 70, 75, 80, 86, 90)),
+        None,
         (450, 80, 2),
         "2.7.1",
         "11.8",
@@ -162,35 +236,58 @@ def parse_driver(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
+def driver_at_least(driver: tuple[int, ...], minimum: tuple[int, ...]) -> bool:
+    """Whether `driver` is `minimum` or newer. A version with fewer parts names a branch
+    ("525.60" is some 525.60.x): it is compared on the parts it gives, so it is not older
+    than 525.60.13 (as a plain tuple comparison would say)."""
+    return driver >= minimum[: len(driver)]
+
+
 def format_driver(numbers: tuple[int, ...]) -> str:
     """(580, 65, 6) -> '580.65.06', as NVIDIA writes driver versions."""
     return ".".join([str(n) if i == 0 else f"{n:02d}" for i, n in enumerate(numbers)])
 
 
 def image_for(cc: tuple[int, int], driver: tuple[int, ...] | None = None) -> Image:
-    """The newest image that serves `cc` and runs on `driver` (None: assume new enough).
+    """The newest image whose torch has kernels for `cc` and runs on `driver` (None: assume
+    new enough).
 
     An older driver falls back to an older CUDA build where that build still has kernels for
-    the GPU (cu126 and cu118 end at sm_90). ValueError, one line, names what is missing: the
-    driver version needed, or that no image serves the GPU."""
-    served = [i for i in IMAGES if cc >= i.min_cc and (i.max_cc is None or cc <= i.max_cc)]
+    the GPU. ValueError, one line, names what is missing: the driver version needed, or that
+    no image has kernels for the GPU."""
+    served = [i for i in IMAGES if i.serves(cc)]
+    sm = f"sm_{cc[0]}{cc[1]}"
     if not served:
-        oldest = IMAGES[-1].min_cc
-        raise ValueError(
-            f"compute capability {cc[0]}.{cc[1]} is older than any image supports "
-            f"(oldest: {oldest[0]}.{oldest[1]}, Kepler K80)"
-        )
+        raise ValueError(f"no image has kernels for compute capability {cc[0]}.{cc[1]} ({sm})")
     for image in served:
-        if driver is None or driver >= image.min_driver:
+        if driver is None or driver_at_least(driver, image.min_driver):
             return image
     oldest_ok, newest = served[-1], served[0]
     also = ""
     if newest is not oldest_ok:
         also = f"; >= {format_driver(newest.min_driver)} for {newest.service} (CUDA {newest.cuda})"
     raise ValueError(
-        f"NVIDIA driver {format_driver(driver or ())} is too old for sm_{cc[0]}{cc[1]}: install "
+        f"NVIDIA driver {format_driver(driver or ())} is too old for {sm}: install "
         f">= {format_driver(oldest_ok.min_driver)} for {oldest_ok.service} (CUDA {oldest_ok.cuda})"
         f"{also}"
+    )
+
+
+def kernel_problem(cc: tuple[int, int], arch_list: list[str], where: str) -> str | None:
+    """Why the torch in `where` cannot run on `cc` (its torch.cuda.get_arch_list()), naming
+    the image that can; None when it can (or the list is empty: a CPU build says so itself)."""
+    if not arch_list:
+        return None
+    kernels = Kernels.from_arch_list(arch_list)
+    if kernels.runs_on(cc):
+        return None
+    try:
+        fit = f": use {image_for(cc).service}"
+    except ValueError as exc:
+        fit = f": {exc}"
+    return (
+        f"{where} has no kernels for sm_{cc[0]}{cc[1]} (it has {kernels.describe()}); the first "
+        f"kernel would fail with 'no kernel image'{fit}"
     )
 
 
@@ -223,17 +320,38 @@ def precision_problem(precision: str, cc: tuple[int, int] | None) -> str | None:
     return None
 
 
-def compile_problem(cc: tuple[int, int] | None, c_compiler: bool) -> str | None:
-    """Why torch.compile cannot run on GPU `cc` (None: it can, or CPU where inductor needs C++)."""
+def compile_problem(cc: tuple[int, int] | None, missing: tuple[str, ...] = ()) -> str | None:
+    """Why torch.compile cannot run on GPU `cc` (None: it can, or CPU), `missing` being the
+    compilers it lacks (harness.accel.missing_compilers: the same check plan and run make)."""
     if cc is None:
         return None
     if cc < (7, 0):
         return (
             f"torch.compile (Triton) needs compute capability >= 7.0, this GPU is sm_{cc[0]}{cc[1]}"
         )
-    if not c_compiler:
-        return "torch.compile on a GPU needs a C compiler for Triton (install gcc or set $CC)"
+    if missing:
+        return (
+            f"torch.compile on a GPU needs {' and '.join(missing)} (Triton builds its launchers "
+            "with gcc, inductor's C++ parts with g++): install them or set $CC/$CXX"
+        )
     return None
+
+
+def resolve_compile(
+    requested: bool | str, cc: tuple[int, int] | None, missing: tuple[str, ...] = ()
+) -> tuple[bool, str]:
+    """Whether a training step compiles and why. "auto" compiles on a GPU Triton supports
+    (sm_70+) with the compilers there, and stays eager elsewhere (the CPU, Pascal and older,
+    no compiler) rather than failing; True or False is kept as asked (compile_problem checks
+    an explicit True)."""
+    if requested != "auto":
+        return bool(requested), "as requested"
+    problem = compile_problem(cc, missing)
+    if cc is None:
+        return False, "auto: eager on the CPU"
+    if problem is not None:
+        return False, f"auto: eager ({problem})"
+    return True, f"auto: sm_{cc[0]}{cc[1]} runs Triton"
 
 
 def cudnn_usable(cc: tuple[int, int]) -> bool:
@@ -253,10 +371,7 @@ def image_table() -> str:
         older = [
             f"`{i.service}` (>= {format_driver(i.min_driver)})"
             for i in IMAGES
-            if i is not image
-            and cc >= i.min_cc
-            and (i.max_cc is None or cc <= i.max_cc)
-            and i.min_driver < image.min_driver
+            if i is not image and i.serves(cc) and i.min_driver < image.min_driver
         ]
         precision, _ = auto_precision(cc)
         rows.append(

@@ -26,7 +26,7 @@ import torch
 
 from resnest_bench import models
 from resnest_bench.harness import console
-from resnest_bench.harness.accel import select_device
+from resnest_bench.harness.accel import release_device_memory, select_device
 from resnest_bench.harness.atomic import atomic_write_text, staged_dir
 from resnest_bench.harness.build.files import first_line
 from resnest_bench.harness.checkpoints import (
@@ -502,6 +502,7 @@ def _run_steps(
         if runs or transfer:  # on disk the moment training ends, whatever happens next
             write_result(work / TRAINING_RESULT_NAME, result_with(None, failed))
         if steps & {"deploy", "export"}:
+            release_device_memory([model for model, _ in trained.values()])
             try:
                 deployment = _deploy(request, trained, best, dataset, stage / "artifacts", device)
             except Exception as exc:

@@ -41,6 +41,7 @@ class GpuPlan(_Model):
     driver: str | None
     memory_gib: int | None
     peak_flops: dict[str, float]
+    mig: str | None = None  # MIG profile of a slice: its peaks are its share of the card's
 
 
 class ImagePlan(_Model):
@@ -118,6 +119,13 @@ class Plan(_Model):
                 f"{gpu.memory_gib or '?'} GiB, {gpu.source}), driver "
                 f"{gpu.driver or 'not given (assumed new enough; --driver X.Y)'}"
             )
+            if gpu.mig:
+                lines.append(
+                    f"- MIG slice {gpu.mig}: peaks are its share of the full card's "
+                    f"({gpus.MIG_SLICES} compute slices)"
+                )
+            if not gpu.peak_flops:
+                lines.append("- Peak FLOP/s: unknown for this card (no MFU, no estimate)")
         if self.image is not None:
             image = self.image
             lines.append(
@@ -198,14 +206,17 @@ def _present_gpu(device: str) -> tuple[str, tuple[int, int], tuple[int, ...] | N
 def _gpu_plan(
     name: str, cc: tuple[int, int], driver: tuple[int, ...] | None, source: str
 ) -> GpuPlan:
-    spec = gpus.find_gpu(name)
+    """The table's entry, or for a name it lacks the capability the driver reports (no
+    peaks: MFU and the estimate stay unknown rather than borrowed from another card)."""
+    spec = gpus.spec_for(name, cc, None)
     return GpuPlan(
         name=name,
         source=source,
         compute_capability=f"{cc[0]}.{cc[1]}",
         driver=gpus.format_driver(driver) if driver else None,
-        memory_gib=spec.memory_gib if spec else None,
-        peak_flops=dict(spec.peak_flops) if spec else {},
+        memory_gib=spec.memory_gib or None,
+        peak_flops=dict(spec.peak_flops),
+        mig=spec.mig,
     )
 
 
@@ -243,8 +254,9 @@ def _step(
     cc = machine.cc
     precision, reason = gpus.resolve_precision(section.precision, cc)
     problem = gpus.precision_problem(precision, cc)
-    if problem is None and section.compile:
-        problem = gpus.compile_problem(cc, machine.c_compiler)
+    compiled, _ = gpus.resolve_compile(section.compile, cc, machine.missing_compilers)
+    if problem is None and section.compile is True:
+        problem = gpus.compile_problem(cc, machine.missing_compilers)
     images = suite.data.train_subset or DATASET_TRAIN_IMAGES.get(
         "synthetic" if suite.data.dataset == "synthetic" else dataset
     )
@@ -265,8 +277,8 @@ def _step(
         precision=precision,
         precision_reason=reason,
         channels_last=section.channels_last,
-        compile=section.compile,
-        compile_mode=section.compile_mode if section.compile else None,
+        compile=compiled,
+        compile_mode=section.compile_mode if compiled else None,
         problem=problem,
         flops_per_epoch=flops,
         estimate_s=estimate,
@@ -299,7 +311,7 @@ def make_plan(
     suite: Suite, *, quick: bool = False, gpu: str | None = None, driver: str | None = None
 ) -> Plan:
     """Resolve `suite` against the named GPU (`gpu`, from harness.gpus) or the one present."""
-    from resnest_bench.harness.accel import c_compiler
+    from resnest_bench.harness.accel import missing_compilers
 
     given_driver = _parse_driver(driver)
     present = gpu is None
@@ -310,7 +322,7 @@ def make_plan(
         if spec is None:
             known = ", ".join(s.name for s in gpus.GPUS)
             raise BenchError(f"unknown GPU {gpu!r}; known: {known}")
-        found = (spec.name, spec.compute_capability, None, "--gpu")
+        found = (spec.name if spec.mig is None else gpu, spec.compute_capability, None, "--gpu")
     gpu_plan, cc, image, image_problem = None, None, None, None
     if found is not None:
         name, cc, detected, source = found
@@ -322,8 +334,8 @@ def make_plan(
             image_problem = str(exc)
     elif suite.device.startswith("cuda"):
         image_problem = f"suite {suite.name} needs a GPU and none is visible (try --gpu NAME)"
-    has_c = c_compiler() is not None if present else bool(image and image.c_compiler)
-    machine = Machine(cc=cc, image=image, c_compiler=has_c)
+    missing = missing_compilers() if present else image.missing_compilers if image else ()
+    machine = Machine(cc=cc, image=image, missing_compilers=missing)
     peaks = gpu_plan.peak_flops if gpu_plan else {}
     names = list(suite.model.names)
     steps = []

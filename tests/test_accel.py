@@ -47,17 +47,59 @@ def test_explicit_precision_is_kept_and_checked(fake_gpu):
         Accel(CUDA, precision="bf16")
 
 
-def test_compile_needs_volta_and_a_c_compiler(fake_gpu, monkeypatch):
+def test_compile_needs_volta_and_both_compilers(fake_gpu, monkeypatch):
     fake_gpu("Tesla P100-PCIE-16GB", (6, 0))
     with pytest.raises(BenchError, match=r"compute capability >= 7\.0"):
         Accel(CUDA, compile=True)
     fake_gpu("NVIDIA H100 80GB HBM3", (9, 0))
-    monkeypatch.setattr(accel_mod, "c_compiler", lambda: None)
-    with pytest.raises(BenchError, match="needs a C compiler") as info:
+    monkeypatch.setattr(accel_mod, "missing_compilers", lambda: ("g++",))
+    with pytest.raises(BenchError, match="needs g\\+\\+") as info:
         Accel(CUDA, compile=True)
     assert "\n" not in str(info.value)
-    monkeypatch.setattr(accel_mod, "c_compiler", lambda: "/usr/bin/gcc")
+    monkeypatch.setattr(accel_mod, "missing_compilers", lambda: ())
     assert Accel(CUDA, compile=True, compile_mode="reduce-overhead").compile
+
+
+def test_compile_auto_is_resolved_from_the_device(fake_gpu, monkeypatch):
+    monkeypatch.setattr(accel_mod, "missing_compilers", lambda: ())
+    assert Accel(torch.device("cpu"), compile="auto").compile is False
+    fake_gpu("Tesla P100-PCIE-16GB", (6, 0))
+    pascal = Accel(CUDA, compile="auto")
+    assert pascal.compile is False and "needs compute capability >= 7.0" in pascal.compile_reason
+    fake_gpu("Tesla V100-SXM2-16GB", (7, 0))
+    volta = Accel(CUDA, compile="auto", compile_mode="reduce-overhead")
+    assert volta.compile is True and volta.describe().compile_mode == "reduce-overhead"
+
+
+def test_missing_compilers_looks_on_path(monkeypatch, tmp_path):
+    """The images once had gcc without g++: inductor then failed inside the run."""
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert accel_mod.missing_compilers() == ("gcc", "g++")
+    gcc = tmp_path / "gcc"
+    gcc.write_text("#!/bin/sh\n")
+    gcc.chmod(0o755)
+    assert accel_mod.missing_compilers() == ("g++",)
+    monkeypatch.setenv("CXX", "/opt/clang++")
+    assert accel_mod.missing_compilers() == ()
+
+
+@pytest.mark.parametrize(
+    ("name", "cc", "cudnn"), [("Tesla K80", (3, 7), False), ("H100", (9, 0), True)]
+)
+def test_deploy_workers_set_cudnn_and_fp32_themselves(fake_gpu, name, cc, cudnn):
+    """A spawned worker starts from torch's defaults: cuDNN on (no sm_37 kernels in cuDNN 9)
+    and cuDNN TF32 allowed (an "fp32" row on sm_80+ would be TF32)."""
+    assert torch.backends.cudnn.enabled and torch.backends.cudnn.allow_tf32  # torch's defaults
+    fake_gpu(name, cc)
+    try:
+        accel_mod.configure_inference_backends("cuda:0")
+        assert torch.backends.cudnn.enabled is cudnn
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.enabled = torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def test_kepler_configures_cudnn_off(fake_gpu):

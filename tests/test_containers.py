@@ -80,6 +80,7 @@ def test_cpu_runtime_is_capped_like_a_small_device(compose):
     assert "deploy" not in cpu
     assert cpu["build"]["args"]["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
     assert cpu["build"]["args"]["ORT_PACKAGE"].startswith("onnxruntime==")
+    assert "TORCH_HEADERS" not in cpu["build"]["args"]  # no compiler there: headers dropped
 
 
 @pytest.mark.parametrize("name", GPU_SERVICES)
@@ -106,7 +107,11 @@ def test_image_table_matches_compose(compose):
         assert args["TORCH_VERSION"] == image.torch
         assert args["TORCH_INDEX_URL"].endswith("/cu" + image.cuda.replace(".", ""))
         assert image.onnxruntime.startswith(args["ORT_PACKAGE"].replace("==", " "))
-        assert ("gcc" in args.get("APT_PACKAGES", "").split()) is image.c_compiler
+        # torch.compile on a GPU: gcc for Triton, g++ for inductor (the same list plan checks)
+        assert args.get("APT_PACKAGES", "").split() == ["gcc", "g++", "libc6-dev"]
+        assert image.missing_compilers == ()
+        # ... and inductor compiles C++ against torch's headers, which the CPU image drops
+        assert args["TORCH_HEADERS"] == "keep"
         assert "nvml" in args["EXTRA"].split(",")  # energy and R470 capability need NVML
     assert compose["name"] == launcher.PROJECT
     assert compose["volumes"]["bench-data"]["name"] == launcher.DATA_VOLUME

@@ -3,17 +3,21 @@ and TensorRT, and the tiny smoke run for real on the CPU."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
 from resnest_bench.harness import accel, doctor, launcher
 from resnest_bench.harness.cli import main
 from resnest_bench.harness.config import load_suite, validate_suite
-from resnest_bench.harness.errors import BenchError
 
 
-def host(driver):
-    return lambda: [launcher.HostGpu(0, "GPU", (9, 0), driver, "nvidia-smi")]
+def host(driver, name="NVIDIA H100 80GB HBM3", cc=(9, 0)):
+    return [launcher.HostGpu(0, name, cc, driver, "nvidia-smi")]
+
+
+# torch.cuda.get_arch_list() of PyPI's torch 2.13.0 (the cu130 build), as read from its wheel
+CU130_ARCHES = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]
 
 
 def gpu_suite(**train):
@@ -37,12 +41,65 @@ def test_driver_against_image(monkeypatch):
     assert "bench-gpu-volta" in doctor.check_driver((9, 0), host((535, 104, 5))).detail
     too_old = doctor.check_driver((7, 5), host((418, 67)))
     assert too_old.status == "FAIL" and "418.67 is too old" in too_old.detail
+    branch = doctor.check_driver((9, 0), host((525, 60)))  # 525.60.x, not older than 525.60.13
+    assert branch.status == "OK" and branch.detail == "driver 525.60: bench-gpu-volta serves it"
     monkeypatch.setenv("RESNEST_BENCH_IMAGE_TAG", "0.1.0-cu130")  # inside the CUDA 13 image
     inside = doctor.check_driver((9, 0), host((535, 104, 5)))
     assert inside.status == "FAIL" and "needs driver >= 580.65.06" in inside.detail
     assert "use bench-gpu-volta" in inside.detail
-    unknown = doctor.check_driver((9, 0), lambda: (_ for _ in ()).throw(BenchError("no smi")))
+    unknown = doctor.check_driver((9, 0), "no NVIDIA GPU here: nvidia-smi is not installed")
     assert unknown.status == "WARN"
+
+
+def test_a_driver_too_old_for_torch_names_the_image_not_the_driver(monkeypatch):
+    """torch (this CPU build, or a cu130 build on an R535 driver) sees no GPU; nvidia-smi
+    still lists it, and the failure says which image that driver runs."""
+    monkeypatch.setenv("RESNEST_BENCH_IMAGE_TAG", "0.1.0-cu130")
+    check, cc = doctor.check_gpu(gpu_suite(), host((535, 104, 5)))
+    assert check.status == "FAIL" and cc is None
+    assert "torch sees no GPU, the driver lists NVIDIA H100 80GB HBM3 (sm_90" in check.detail
+    assert "needs driver >= 580.65.06, the host has 535.104.05: use bench-gpu-volta" in check.detail
+    old, _ = doctor.check_gpu(gpu_suite(), host((418, 67), "Tesla T4", (7, 5)))
+    assert "418.67 is too old for sm_75: install >= 450.80.02" in old.detail
+    fine, _ = doctor.check_gpu(gpu_suite(), host((580, 95, 5)))  # driver fine: torch's reason
+    assert "bench-gpu serves it; device 'cuda' needs a CUDA GPU" in fine.detail
+    none, _ = doctor.check_gpu(gpu_suite(), "no NVIDIA GPU here: nvidia-smi is not installed")
+    assert "needs a CUDA GPU" in none.detail and "nvidia-smi is not installed" in none.detail
+
+
+def test_kernels_of_the_torch_build_against_the_card(monkeypatch):
+    monkeypatch.setenv("RESNEST_BENCH_IMAGE_TAG", "0.1.0-cu130")
+    for cc in ((6, 0), (7, 0)):  # P100, V100: no sm_60/sm_70 cubins and no PTX in cu130
+        check = doctor.check_kernels(cc, CU130_ARCHES)
+        assert check.status == "FAIL" and check.detail.endswith("use bench-gpu-volta")
+    for cc in ((7, 5), (8, 9), (9, 0), (10, 0), (12, 0)):
+        assert doctor.check_kernels(cc, CU130_ARCHES).status == "OK"
+    assert doctor.check_kernels((9, 0)).status == "SKIP"  # this CPU torch lists none
+
+
+def test_image_kernel_table_against_the_installed_libraries(monkeypatch):
+    assert doctor.check_image_kernels().status == "SKIP"  # not in a GPU image
+    # Claiming to be the cu130 image with this CPU torch: the table cannot match it.
+    monkeypatch.setenv("RESNEST_BENCH_IMAGE_TAG", "0.1.0-cu130")
+    wrong = doctor.check_image_kernels()
+    assert wrong.status == "FAIL"
+    assert "the table says sm_75, sm_80, sm_86, sm_90, sm_100, sm_120; no PTX" in wrong.detail
+    assert "the installed one has no CUDA build" in wrong.detail
+
+
+def test_exclusive_process_mode_stops_the_deploy_workers_before_the_run():
+    def smi(mode):
+        def run(cmd, **kwargs):
+            assert cmd[1] == "--query-gpu=compute_mode"
+            return subprocess.CompletedProcess(cmd, 0, f"{mode}\n", "")
+
+        return run
+
+    check = doctor.check_compute_mode(gpu_suite(), smi("Exclusive_Process"))
+    assert check.status == "FAIL" and "deploy workers" in check.detail
+    assert doctor.check_compute_mode(gpu_suite(), smi("Default")).status == "OK"
+    no_deploy = load_suite("gpu", quick=True, overrides={"steps": ["train"]})[0]
+    assert doctor.check_compute_mode(no_deploy, smi("Exclusive_Process")).status == "SKIP"
 
 
 def test_precision_against_capability():
@@ -70,11 +127,18 @@ def test_tensorrt_listed_but_not_loadable_is_a_warning(monkeypatch):
     assert check.status == "WARN" and "ort-tensorrt is skipped" in check.detail
 
 
-def test_compile_without_a_c_compiler_fails(monkeypatch):
-    monkeypatch.setattr(accel, "c_compiler", lambda: None)
+def test_compile_without_g_plus_plus_fails(monkeypatch):
+    monkeypatch.setattr(accel, "missing_compilers", lambda: ("g++",))
     check = doctor.check_compiler(gpu_suite(compile=True), (9, 0))
-    assert check.status == "FAIL" and "C compiler" in check.detail
-    assert doctor.check_compiler(gpu_suite(), (9, 0)).status == "SKIP"
+    assert check.status == "FAIL" and "needs g++" in check.detail
+    auto = doctor.check_compiler(gpu_suite(), (9, 0))  # the gpu suite's compile = "auto"
+    assert (
+        auto.status == "OK"
+        and "train: auto: eager (torch.compile on a GPU needs g++" in auto.detail
+    )
+    eager = {"train": {"compile": False}, "transfer": {"compile": False}}
+    eager_suite = load_suite("gpu", quick=True, overrides=eager)[0]
+    assert doctor.check_compiler(eager_suite, (9, 0)).status == "SKIP"
 
 
 def test_disk_and_data_cache(monkeypatch, tmp_path):

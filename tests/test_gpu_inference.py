@@ -78,18 +78,23 @@ def test_pytorch_follows_the_suite_device_and_cpu_runtimes_stay_on_the_cpu():
     assert OrtCuda.placement("cpu") == "cuda"  # a GPU runtime asked for on a CPU suite
 
 
+CUDA_OPTIONS = {"use_tf32": 0}
+CPU = "CPUExecutionProvider"
+
+
 @pytest.mark.parametrize(
     ("cls", "device", "expected"),
     [
-        (OrtCuda, "cuda:1", [("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]),
-        (OrtCuda, "cpu", [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]),
+        # use_tf32=0: ORT's CUDA provider runs fp32 in TF32 on sm_80+ unless told not to
+        (OrtCuda, "cuda:1", [("CUDAExecutionProvider", CUDA_OPTIONS | {"device_id": 1}), CPU]),
+        (OrtCuda, "cpu", [("CUDAExecutionProvider", CUDA_OPTIONS | {"device_id": 0}), CPU]),
         (
             OrtTensorRT,
             "cuda:3",
             [
                 ("TensorrtExecutionProvider", {"device_id": 3}),
-                ("CUDAExecutionProvider", {"device_id": 3}),
-                "CPUExecutionProvider",
+                ("CUDAExecutionProvider", CUDA_OPTIONS | {"device_id": 3}),
+                CPU,
             ],
         ),
     ],

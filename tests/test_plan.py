@@ -14,21 +14,32 @@ from resnest_bench.harness.config import load_suite
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.plan import Plan, make_plan
 
-# name -> (precision auto picks, image service, cuDNN on)
+# name -> (precision auto picks, image service, cuDNN on, torch.compile runs, ort-cuda runs,
+# an estimate). Written out, not read from harness.gpus: precision from each card's tensor
+# cores (bf16 from Ampere sm_80, fp16 on Volta/Turing); image from the kernels the wheels carry
+# (cu130: sm_75+, so P100/V100 get cu126; only cu118 has sm_37); compile needs Triton's sm_70+
+# and the CPU onnxruntime of the Kepler image has no CUDA; an estimate needs a datasheet peak.
 EXPECTED = {
-    "K80": ("fp32", "bench-gpu-kepler", False),
-    "P100": ("fp32", "bench-gpu-volta", True),
-    "V100": ("fp16", "bench-gpu-volta", True),
-    "T4": ("fp16", "bench-gpu", True),
-    "A10": ("bf16", "bench-gpu", True),
-    "A100": ("bf16", "bench-gpu", True),
-    "L4": ("bf16", "bench-gpu", True),
-    "L40S": ("bf16", "bench-gpu", True),
-    "H100 SXM": ("bf16", "bench-gpu", True),
-    "H100 PCIe": ("bf16", "bench-gpu", True),
-    "H100 NVL": ("bf16", "bench-gpu", True),
-    "H200": ("bf16", "bench-gpu", True),
-    "B200": ("bf16", "bench-gpu", True),
+    "K80": ("fp32", "bench-gpu-kepler", False, False, False, True),
+    "P100": ("fp32", "bench-gpu-volta", True, False, True, True),
+    "V100": ("fp16", "bench-gpu-volta", True, True, True, True),
+    "T4": ("fp16", "bench-gpu", True, True, True, True),
+    "A10": ("bf16", "bench-gpu", True, True, True, True),
+    "A10G": ("bf16", "bench-gpu", True, True, True, False),
+    "RTX 3090": ("bf16", "bench-gpu", True, True, True, False),
+    "RTX 4090": ("bf16", "bench-gpu", True, True, True, False),
+    "A100": ("bf16", "bench-gpu", True, True, True, True),
+    "L4": ("bf16", "bench-gpu", True, True, True, True),
+    "L40S": ("bf16", "bench-gpu", True, True, True, True),
+    "H100 SXM": ("bf16", "bench-gpu", True, True, True, True),
+    "H100 PCIe": ("bf16", "bench-gpu", True, True, True, True),
+    "H100 NVL": ("bf16", "bench-gpu", True, True, True, True),
+    "H100 MIG 1g.10gb": ("bf16", "bench-gpu", True, True, True, True),
+    "H800": ("bf16", "bench-gpu", True, True, True, False),
+    "GH200": ("bf16", "bench-gpu", True, True, True, False),
+    "H200": ("bf16", "bench-gpu", True, True, True, True),
+    "B200": ("bf16", "bench-gpu", True, True, True, True),  # ort-cuda: 1.28.0 has sm_100
+    "RTX PRO 6000": ("bf16", "bench-gpu", True, True, True, False),
 }
 
 
@@ -58,25 +69,78 @@ def test_v100_json_shows_fp16_cu126_and_tensorrt_skipped(capsys):
 
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_every_gpu_in_the_table(gpu_suite, name):
-    precision, service, cudnn = EXPECTED[name]
+    precision, service, cudnn, compiles, ort_cuda, estimated = EXPECTED[name]
     plan = make_plan(gpu_suite, gpu=name)
     assert [s.precision for s in plan.steps] == [precision, precision]
+    # the gpu suite's compile = "auto" with CUDA graphs: on where Triton runs the card
+    assert [(s.compile, s.compile_mode) for s in plan.steps] == 2 * [
+        (True, "reduce-overhead") if compiles else (False, None)
+    ]
     assert all(s.problem is None for s in plan.steps)
     assert plan.image.service == service and plan.image_problem is None
     assert plan.cudnn is cudnn
     targets = _targets(plan)
     assert targets["torch-eager"] is None and targets["ort-cpu"] is None
     assert targets["ort-tensorrt"] is not None  # never installed in an image
-    if service == "bench-gpu-kepler":
-        assert "CPU-only onnxruntime" in targets["ort-cuda"]
-        assert "compute capability >= 7.0" in targets["torch-compile"]
-    else:
-        assert targets["ort-cuda"] is None
-        assert targets["ort-tensorrt"] == "TensorRT libraries are not installed in the image"
-    assert (targets["torch-compile"] is None) is (gpus.find_gpu(name).compute_capability >= (7, 0))
-    assert plan.estimate_s > 0 and "MFU" in plan.estimate_assumption
+    assert (targets["torch-compile"] is None) is compiles
+    assert (targets["ort-cuda"] is None) is ort_cuda
+    assert (plan.estimate_s is not None) is estimated
     text = plan.to_markdown()
     assert plan.image.tag in text and f"{precision} (auto: " in text
+
+
+def test_kepler_and_pascal_refusals_say_why(gpu_suite):
+    targets = _targets(make_plan(gpu_suite, gpu="K80"))
+    assert "CPU-only onnxruntime" in targets["ort-cuda"]
+    assert "compute capability >= 7.0" in targets["torch-compile"]
+    assert "sm_60" in _targets(make_plan(gpu_suite, gpu="P100"))["torch-compile"]
+
+
+@pytest.mark.parametrize("name", ["P100", "V100"])
+def test_pascal_volta_on_an_r580_driver_get_the_cu126_image(gpu_suite, name):
+    """A new driver runs CUDA 13, but the cu130 torch has no sm_60/sm_70 kernels."""
+    plan = make_plan(gpu_suite, gpu=name, driver="580.95.05")
+    assert plan.image.service == "bench-gpu-volta" and plan.image.tag.endswith("-cu126")
+
+
+def test_b200_ort_cuda_follows_the_wheels_kernels(gpu_suite):
+    from dataclasses import replace
+
+    from resnest_bench.harness.kernels import Kernels
+    from resnest_bench.harness.runtimes.base import Machine
+    from resnest_bench.harness.runtimes.ort import OrtCuda
+
+    plan = make_plan(gpu_suite, gpu="B200")
+    assert plan.image.onnxruntime == "onnxruntime-gpu 1.28.0"
+    assert _targets(plan)["ort-cuda"] is None
+    # onnxruntime-gpu 1.31.1 as read from its libonnxruntime_providers_cuda.so: no sm_100, no PTX
+    ort_1_31 = Kernels(frozenset({75, 80, 86, 89, 90, 120}), frozenset())
+    image = replace(plan_image("bench-gpu"), onnxruntime="onnxruntime-gpu 1.31.1")
+    machine = Machine(cc=(10, 0), image=replace(image, ort_kernels=ort_1_31), missing_compilers=())
+    reason = OrtCuda.plan_skip_reason(machine)
+    assert reason == (
+        "onnxruntime-gpu 1.31.1 in bench-gpu has no kernels for sm_100 "
+        "(sm_75, sm_80, sm_86, sm_89, sm_90, sm_120; no PTX)"
+    )
+
+
+def plan_image(service):
+    return next(i for i in gpus.IMAGES if i.service == service)
+
+
+def test_a_mig_slice_is_planned_as_its_share(gpu_suite):
+    full, mig = make_plan(gpu_suite, gpu="H100"), make_plan(gpu_suite, gpu="H100 MIG 1g.10gb")
+    assert mig.gpu.mig == "1g.10gb" and mig.gpu.memory_gib == 10
+    assert mig.gpu.peak_flops["bf16"] == pytest.approx(989e12 / 7)
+    assert mig.estimate_s == pytest.approx(7 * full.estimate_s)
+    assert "MIG slice 1g.10gb" in mig.to_markdown()
+
+
+def test_an_unknown_present_gpu_is_planned_by_its_capability(gpu_suite, monkeypatch, fake_gpu):
+    fake_present(monkeypatch, fake_gpu, "NVIDIA Future X1", (12, 0), (590, 10, 1))
+    plan = make_plan(gpu_suite)
+    assert plan.image.service == "bench-gpu" and plan.gpu.peak_flops == {}
+    assert plan.estimate_s is None and "Peak FLOP/s: unknown" in plan.to_markdown()
 
 
 def test_estimate_follows_peak_and_precision(gpu_suite):
@@ -90,6 +154,10 @@ def test_estimate_follows_peak_and_precision(gpu_suite):
 
 def test_driver_picks_an_older_image_or_names_the_one_needed(gpu_suite):
     assert make_plan(gpu_suite, gpu="T4", driver="535.104.05").image.service == "bench-gpu-volta"
+    # 525.60 names the 525.60.x branch: not older than 525.60.13 (it sent an H100 to Kepler)
+    assert make_plan(gpu_suite, gpu="H100", driver="525.60").image.service == "bench-gpu-volta"
+    b200 = make_plan(gpu_suite, gpu="B200", driver="570.86.15")
+    assert b200.image is None and "install >= 580.65.06 for bench-gpu" in b200.image_problem
     old = make_plan(gpu_suite, gpu="T4", driver="418.67")
     assert old.image is None and "418.67 is too old for sm_75" in old.image_problem
     assert "NONE: NVIDIA driver 418.67" in old.to_markdown()

@@ -156,6 +156,19 @@ def test_compare_names_runs_and_marks_synthetic():
     assert all(row.rstrip(" |").endswith("20261123-000000-cpu-runtime") for row in rows)
 
 
+def test_compare_records_the_torch_build_of_each_row():
+    result = _result(QUIET, flagged=False, synthetic=False)
+    versions = result.environment.versions.model_copy(update={"torch": "2.9.1+cu126"})
+    environment = result.environment.model_copy(update={"versions": versions})
+    text = render_comparison([result.model_copy(update={"environment": environment})], True)
+    table = text.split("## Deployment", 1)[1].splitlines()
+    assert "| machine | torch | target |" in next(line for line in table if "| machine" in line)
+    row = next(line for line in table if "ort-cpu:fp32" in line)
+    assert row.split(" | ")[1] == "2.9.1+cu126"
+    seed = next(line for line in table if "[reference]" in line)
+    assert seed.split(" | ")[1] == "not stated"
+
+
 def test_report_command_takes_a_run_directory(tmp_path: Path, capsys):
     from resnest_bench.harness.cli import main
     from resnest_bench.harness.results import write_result

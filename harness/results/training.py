@@ -46,7 +46,7 @@ class RunOptions(Record):
     device: str
     precision: RequestedPrecision
     channels_last: bool
-    compile: bool
+    compile: bool | Literal["auto"]  # as asked; the Accel record says what it resolved to
     compile_mode: str
     seed: int
     target_top1: float

@@ -30,11 +30,11 @@ RUNTIMES: dict[str, type[Runtime]] = {}
 @dataclass(frozen=True)
 class Machine:
     """Where a plan's targets would run: the GPU's compute capability (None: CPU only), the
-    image that would carry them (None: no GPU image) and whether a C compiler is there."""
+    image that would carry them (None: no GPU image) and the compilers torch.compile lacks."""
 
     cc: tuple[int, int] | None
     image: Image | None
-    c_compiler: bool
+    missing_compilers: tuple[str, ...]
 
 
 class Runtime(ABC):

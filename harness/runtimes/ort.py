@@ -62,7 +62,10 @@ def provider_trial(provider: str) -> str | None:
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    # IR 8 goes with opset 17; onnx's default (its newest IR) is newer than older ONNX
+    # Runtimes read (onnxruntime-gpu 1.28: max 13, onnx 1.23 writes 14), which failed the trial
+    # for that reason instead of the provider's.
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     options = ort.SessionOptions()
     options.log_severity_level = 4
     try:
@@ -219,18 +222,28 @@ class OrtCuda(OrtRuntime):
     def provider_options(self) -> list[str | tuple[str, dict[str, object]]]:
         """GPU providers on the suite's GPU (device_id), not on ONNX Runtime's default GPU 0."""
         index = self._bound_index()
-        return [
-            p if p == "CPUExecutionProvider" else (p, {"device_id": index}) for p in self.providers
-        ]
+        options = {
+            # the CUDA provider computes fp32 convolutions and GEMMs in TF32 on sm_80+ unless
+            # told not to: an fp32 row must be fp32
+            "CUDAExecutionProvider": {"device_id": index, "use_tf32": 0},
+            "TensorrtExecutionProvider": {"device_id": index},
+        }
+        return [(p, options[p]) if p in options else p for p in self.providers]
 
     @classmethod
     def plan_skip_reason(cls, machine: Machine) -> str | None:
-        """Needs a GPU and an image whose onnxruntime is a CUDA build (not the Kepler one)."""
-        if machine.cc is None:
+        """Needs a GPU and an image whose onnxruntime is a CUDA build (not the Kepler one)
+        with kernels for the GPU (its table in harness.gpus, read from the wheel)."""
+        cc, image = machine.cc, machine.image
+        if cc is None:
             return "no GPU"
-        image = machine.image
-        if image is not None and not image.ort_gpu:
+        if image is not None and image.ort_kernels is None:
             return f"the {image.service} image has a CPU-only onnxruntime: {image.onnxruntime}"
+        if image is not None and not image.ort_kernels.runs_on(cc):
+            return (
+                f"{image.onnxruntime} in {image.service} has no kernels for sm_{cc[0]}{cc[1]} "
+                f"({image.ort_kernels.describe()})"
+            )
         return None
 
 

@@ -39,7 +39,7 @@ class TorchCompile(TorchEager):
     @classmethod
     def plan_skip_reason(cls, machine: Machine) -> str | None:
         """On a GPU, Triton needs sm_70+ and a C compiler."""
-        return gpus.compile_problem(machine.cc, machine.c_compiler)
+        return gpus.compile_problem(machine.cc, machine.missing_compilers)
 
     def _prepare(self, model: nn.Module) -> nn.Module:
         import torch

@@ -30,9 +30,11 @@ class TorchEager(Runtime):
     def _load(self, path: Path) -> None:
         import torch
 
+        from resnest_bench.harness.accel import configure_inference_backends
         from resnest_bench.harness.checkpoints import load_torch_artifact
         from resnest_bench.harness.measure.timing import cuda_sync
 
+        configure_inference_backends(self.device)  # cuDNN where it has kernels; fp32, not TF32
         torch.set_num_threads(self.threads)
         # one model call at a time: no inter-op pool competing for the same cores (set once per
         # process; a process that already ran parallel work keeps its pool). OpenMP's wait
