@@ -223,3 +223,30 @@ def test_each_runtimes_fp32_is_held_against_ort_fp32_and_a_slower_one_says_why()
         deployment, "openvino", record(None)
     )
     assert _fp32_against_ort(deployment, "tvm", record({})) is None  # not timed: no line
+
+
+def test_a_failed_eager_reference_hands_the_ratios_to_the_next_target():
+    """Issue 20.3: K80's deploy workers lost eager and, with it, every ratio; now the next
+    target that ran is the reference and the first screen says so."""
+    from resnest_bench.harness.measure import _speedups
+
+    ratios = _speedups({"ort-cpu:fp32": [[0.010], [0.010]], "ort-cpu:int8": [[0.005], [0.004]]})
+    assert ratios["ort-cpu:int8"].against == "ort-cpu:fp32"
+    assert ratios["ort-cpu:int8"].median == 2.25 and ratios["ort-cpu:int8"].low == 2.0
+    result = _result(QUIET, flagged=False)
+    eager, fp32, int8, cuda = result.deployment.targets
+    failed = eager.model_copy(
+        update={"status": "failed", "reason": "round failed: cuDNN error", "speedup": None}
+    )
+    moved = [
+        t.model_copy(update={"speedup": t.speedup.model_copy(update={"against": fp32.target})})
+        for t in (fp32, int8)
+    ]
+    deployment = result.deployment.model_copy(update={"targets": [failed, *moved, cuda]})
+    first = _first_screen(render(result.model_copy(update={"deployment": deployment}), []))
+    assert "Ship: **ort-cpu:int8**, 8.00x ort-cpu:fp32 (eager failed)'s batch-1 speed" in first
+    assert (
+        "Reference: PyTorch eager fp32 failed (round failed: cuDNN error); speed-ups and "
+        "accuracy changes are against ort-cpu:fp32 instead" in first
+    )
+    assert "-0.20 pts vs fp32" in first  # accuracy change against the new reference (80.0%)

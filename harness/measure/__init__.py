@@ -167,15 +167,18 @@ def measure_artifacts(
 
 
 def _speedups(rounds: dict[str, list[list[float]]]) -> dict[str, Speedup]:
-    """Per-round ratios vs the reference over the rounds where the reference has samples."""
-    if REFERENCE not in rounds:
+    """Per-round ratios vs the reference over the rounds where it has samples: PyTorch eager
+    fp32, or, when eager failed, the first target that has rounds (Speedup.against says which;
+    the report names it)."""
+    timed = [name for name, per in rounds.items() if any(per)]
+    reference = REFERENCE if REFERENCE in timed else (timed[0] if timed else None)
+    if reference is None:
         return {}
-    kept = [r for r, times in enumerate(rounds[REFERENCE]) if times]
-    if not kept:
-        return {}
+    kept = [r for r, times in enumerate(rounds[reference]) if times]
     aligned = {name: [per[r] for r in kept if r < len(per)] for name, per in rounds.items()}
     return {
-        name: Speedup(**ratio.model_dump()) for name, ratio in speedups(aligned, REFERENCE).items()
+        name: Speedup(**ratio.model_dump(), against=reference)
+        for name, ratio in speedups(aligned, reference).items()
     }
 
 

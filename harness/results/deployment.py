@@ -26,13 +26,15 @@ class Throughput(Record):
 
 
 class Speedup(Record):
-    """Speed-up over PyTorch eager fp32: the median of per-round ratios (each round timed both
-    side by side) with their range; `rounds` is how many rounds both ran."""
+    """Speed-up over the reference: the median of per-round ratios (each round timed both
+    side by side) with their range; `rounds` is how many rounds both ran. `against` is
+    PyTorch eager fp32, or the next target when eager failed."""
 
     median: float
     low: float
     high: float
     rounds: int
+    against: str = "torch-eager:fp32"
 
 
 class Target(Record):
