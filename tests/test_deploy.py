@@ -156,7 +156,7 @@ def test_unavailable_runtime_is_skipped_with_reason(model, data, tmp_path, monke
     )
     skipped = {r.target: r.reason for r in rows if r.status == "skipped"}
     assert "CUDAExecutionProvider" in skipped["ort-cuda:fp32"]
-    assert "TensorrtExecutionProvider" in skipped["ort-tensorrt:fp32"]
+    assert "TensorrtExecutionProvider" in skipped["ort-tensorrt:tf32"]
     assert "C++ compiler" in skipped["torch-compile:fp32"]
     assert "executorch is not installed" in skipped["executorch:int8"]
     assert {r.target for r in rows if r.status == "ok"} >= {"torch-eager:fp32", "ort-cpu:int8"}

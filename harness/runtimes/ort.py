@@ -249,7 +249,12 @@ class OrtCuda(OrtRuntime):
 
 @register
 class OrtTensorRT(OrtCuda):
+    """TensorRT builds its engine from the fp32 graph with TF32 allowed (its builder's default
+    on sm_80+), and ONNX Runtime's TensorRT provider has no option to turn that off: the row is
+    labelled tf32, not fp32 (before Ampere there is no TF32 and it computes fp32)."""
+
     name = "ort-tensorrt"
+    precision = "tf32"
     artifacts = ("onnx_fp32",)
     providers = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
