@@ -30,6 +30,7 @@ def _current_umask() -> int:
 
 
 _UMASK = _current_umask()
+FILE_MODE = 0o666 & ~_UMASK  # what open() would give a new file (0644 under umask 022)
 # Staging folders are named .<final>.<host>-<pid>.<random>.staging, so a later run can tell a
 # live one from the leftovers of a killed one (harness.runs.stale).
 HOST = re.sub(r"[^A-Za-z0-9-]", "_", socket.gethostname()) or "host"
@@ -58,7 +59,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             # mkstemp makes 0600 files; keep an existing file's mode, else the umask default.
-            mode = target.stat().st_mode & 0o7777 if target.exists() else 0o666 & ~_UMASK
+            mode = target.stat().st_mode & 0o7777 if target.exists() else FILE_MODE
             os.chmod(tmp_name, mode)
             handle.write(data)
             handle.flush()

@@ -58,6 +58,16 @@ def test_export_matches_pytorch(exported, images):
     ]
 
 
+def test_exported_file_is_readable_like_every_other_artifact(exported):
+    """mkstemp's 0600 used to survive into model.onnx and model.int8.ort (issue 25)."""
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(exported[0].stat().st_mode) == 0o666 & ~mask  # 0644 under umask 022
+
+
 def test_export_has_dynamic_batch(exported, model, images):
     runtime = get_runtime("ort-cpu")
     runtime.load(exported[0])
