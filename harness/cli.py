@@ -180,10 +180,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from resnest_bench.harness.doctor import failures, quick_checks, smoke
+    from resnest_bench.harness.doctor import default_suite, failures, host_gpus, quick_checks, smoke
 
     over = {"device": args.device} if args.device else None
-    suite, _ = load_suite(args.suite, quick=True, overrides=over)
+    name, why = (args.suite, "named") if args.suite else default_suite(host_gpus())
+    print(f"doctor: checking suite {name} ({why})", flush=True)
+    suite, _ = load_suite(name, quick=True, overrides=over)
     checks = quick_checks(suite, reports_root(args.reports), data_root(args.data_dir))
     for check in checks:
         print(check.line(), flush=True)
@@ -517,7 +519,11 @@ def build_parser() -> argparse.ArgumentParser:
     scaling.set_defaults(handler=cmd_scaling)
 
     doctor = sub.add_parser("doctor", help="check this machine before a long run (and smoke it)")
-    doctor.add_argument("suite", nargs="?", default="gpu", help="suite to check for (default gpu)")
+    doctor.add_argument(
+        "suite",
+        nargs="?",
+        help="suite to check for (default: gpu where the driver lists a GPU, else cpu-runtime)",
+    )
     doctor.add_argument("--no-smoke", action="store_true", help="the quick checks only")
     doctor.add_argument("--reports", help="reports folder (default $RESNEST_BENCH_REPORTS)")
     doctor.add_argument("--data-dir", help="dataset cache (default $RESNEST_BENCH_DATA)")

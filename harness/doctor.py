@@ -55,6 +55,14 @@ def host_gpus(query: Callable[[], list] | None = None) -> list | str:
         return str(exc)
 
 
+def default_suite(host: list | str) -> tuple[str, str]:
+    """The suite `doctor` checks when none is named, and why: the gpu suite where the driver
+    lists a GPU, else the CPU runtime suite (a CPU machine must not fail the GPU checks)."""
+    if isinstance(host, list) and host:
+        return "gpu", f"the driver lists {len(host)} GPU(s)"
+    return "cpu-runtime", f"no GPU listed ({host or 'none'})"
+
+
 def _this_image() -> gpus.Image | None:
     running = os.environ.get("RESNEST_BENCH_IMAGE_TAG")
     return next((i for i in gpus.IMAGES if running and i.tag.endswith(f":{running}")), None)

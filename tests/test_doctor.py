@@ -10,6 +10,7 @@ from pathlib import Path
 from resnest_bench.harness import accel, doctor, launcher
 from resnest_bench.harness.cli import main
 from resnest_bench.harness.config import load_suite, validate_suite
+from resnest_bench.harness.errors import BenchError
 
 
 def host(driver, name="NVIDIA H100 80GB HBM3", cc=(9, 0)):
@@ -169,6 +170,20 @@ def test_doctor_command_exit_code(tmp_path, capsys):
     assert main(["doctor", "gpu", "--device", "cpu", *common]) == 0
     out = capsys.readouterr().out
     assert "FAIL GPU" in out and "SKIP GPU: suite device 'cpu'" in out
+
+
+def test_doctor_without_a_suite_checks_what_this_machine_can_run(tmp_path, capsys, monkeypatch):
+    """Issue 25: a bare `doctor` on a CPU machine checked the gpu suite and exited 1."""
+
+    def no_driver():
+        raise BenchError("no NVIDIA GPU here: nvidia-smi is not installed")
+
+    monkeypatch.setattr(launcher, "query_gpus", no_driver)
+    common = ["--no-smoke", "--reports", str(tmp_path), "--data-dir", str(tmp_path / "d")]
+    assert main(["doctor", *common]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("doctor: checking suite cpu-runtime (no GPU listed (no NVIDIA GPU here")
+    assert doctor.default_suite([object()]) == ("gpu", "the driver lists 1 GPU(s)")
 
 
 TINY = {
