@@ -29,7 +29,14 @@ from resnest_bench.harness.measure.target import (
     Worker,
     serve,
 )
-from resnest_bench.harness.results.deployment import ArtifactsRecord, ThreadPolicy
+from resnest_bench.harness.results.deployment import (
+    ArtifactsRecord,
+    Demo,
+    DeployEnvironment,
+    Deployment,
+    ThreadPolicy,
+)
+from resnest_bench.harness.results.environment import CgroupLimits
 from resnest_bench.harness.runtimes import get_runtime, runtime_class
 from resnest_bench.harness.runtimes.ort import OrtCuda, OrtTensorRT
 from resnest_bench.harness.runtimes.torch_eager import TorchEager
@@ -220,8 +227,11 @@ def test_the_largest_batch_that_fit_is_recorded(monkeypatch, data, artifact):
     assert target.throughput_limit.endswith("largest that fit: 8")
     assert asked == [4, 8, 16]  # 32 is not tried once 16 did not fit
     on_gpu = target.model_copy(update={"device": "cuda:1", "flag": None})  # a busy host flags
-    shown = SimpleNamespace(
-        environment=SimpleNamespace(thread_policy=None), host=None, targets=[on_gpu]
+    shown = Deployment(
+        environment=DeployEnvironment(usable_cpus=1, threads=1, cgroup=CgroupLimits()),
+        artifacts=record,
+        targets=[on_gpu],
+        demo=Demo(index=0, label="a", classes=["a"], probs={}),
     )
     assert _host_lines(shown) == [
         "- GPU-resident (inputs in GPU memory, timed between syncs): torch-eager:fp32 on cuda:1.",
