@@ -222,10 +222,11 @@ def _as_pretrained(
 
 def _data_use(dataset: Dataset, deployment: Deployment, preprocessing_from: str) -> DataUse:
     int8 = deployment.artifacts.int8
-    calibrated = f"{int8.calibration_images} of " if int8 else ""
+    # the images calibration really used: none when no int8 model was built
+    calibration = f"{int8.calibration_images} of {dataset.train_split}" if int8 else "none"
     return DataUse(
         dataset=dataset.source,
-        calibration=f"{calibrated}{dataset.train_split}",
+        calibration=calibration,
         evaluation=dataset.test_split,
         mean=list(dataset.mean),
         std=list(dataset.std),
