@@ -104,6 +104,7 @@ def test_an_imagenet_head_on_a_five_class_folder_is_one_line(tmp_path: Path, cap
         f"resnest-bench: error: {checkpoint} holds a 1000-class model but the data set has 5 "
         "classes (fine-tune it on this data set with the transfer step)"
     )
+    assert not (tmp_path / "r").exists()  # the refusal writes nothing
 
 
 def test_timm_weights_on_32px_cifar_are_refused_naming_both_sizes(
@@ -123,3 +124,4 @@ def test_timm_weights_on_32px_cifar_are_refused_naming_both_sizes(
     )
     assert "gives 32x32 (cifar10 images are 32x32; image size 224 is not supported)" in line
     assert line.endswith("use --dataset folder, which resizes, or fine-tune with the transfer step")
+    assert not (tmp_path / "r").exists()
