@@ -29,11 +29,15 @@ from resnest_bench.harness.data.types import Preprocessing
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.results.training import EpochRecord
 from resnest_bench.harness.storage import os_error_message
-from resnest_bench.models.weights import load_file, load_state, state_dict_of
+from resnest_bench.models.weights import detect_source, load_file, load_state, state_dict_of
 
 TRAIN_FORMAT = "resnest-bench/train-checkpoint"
 TRAIN_VERSION = 2  # 2: the model config stored once, as a dict (1 also kept a JSON "identity")
 ARTIFACT_FORMAT = "resnest-bench/state_dict/v1"
+# The normalisation every official ResNeSt and timm resnest checkpoint was trained with.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PRETRAINED = "ImageNet (official/timm pretrained weights)"  # Preprocessing.source of such files
 
 
 def _read(path: Path) -> object:
@@ -239,7 +243,7 @@ def read_model_file(
     num_classes: int,
 ) -> tuple[models.ResNeSt, Preprocessing | None]:
     """A model with the weights of `path`, read once, and the preprocessing it was trained
-    with when the file carries it.
+    with when the file carries it (official/timm weights: `pretrained_preprocessing`).
 
     Our files rebuild the network they were made with; plain state dicts and official/timm
     weights are loaded into `fallback()` (the suite's model). The file's class count must be
@@ -267,4 +271,16 @@ def read_model_file(
         load_state(model, state, path)
     except models.ModelError as exc:
         raise BenchError(str(exc)) from None
+    if config is None and detect_source(state) == "official":
+        return model, pretrained_preprocessing(model.config)
     return model, _carried_preprocessing(payload, path)
+
+
+def pretrained_preprocessing(config: models.ModelConfig) -> Preprocessing:
+    """What official/timm weights expect: ImageNet's mean/std at the model card's input size.
+
+    Such files carry no preprocessing, and the data set's own statistics (or its 32 px) would
+    feed the network inputs it never saw. The classes are unnamed (the head's size is checked
+    against the data set's); `source` is PRETRAINED, which is how callers recognise the case.
+    """
+    return Preprocessing(IMAGENET_MEAN, IMAGENET_STD, config.input_size, (), PRETRAINED)

@@ -447,16 +447,7 @@ def deployment_section(deployment: Deployment, *, synthetic: bool = False) -> st
             "throughput per batch size timed in as many interleaved rounds, pooled.",
             *_host_lines(deployment),
             "",
-            f"Table 5: runtime comparison (accuracy, per-image time, size){label}",
-            "",
-            md.table(TARGET_HEAD, target_rows(deployment)),
-            "",
-            f"Throughput{label}",
-            "",
-            throughput_table(deployment),
-            "",
-            demo_table(deployment),
-            "",
+            *_measured_tables(deployment, label),
             "Artifacts",
             "",
             artifacts_table(deployment),
@@ -468,6 +459,28 @@ def deployment_section(deployment: Deployment, *, synthetic: bool = False) -> st
             *_data_lines(deployment),
         ]
     )
+
+
+def _measured_tables(deployment: Deployment, label: str) -> list[str]:
+    """Table 5, throughput and Table 4, each "not run" in one line when nothing was timed
+    (an export builds and checks files only): an empty table reads like a broken report."""
+    timed = bool(deployment.targets)
+    throughput = any(t.throughput for t in deployment.ok_targets())
+    return [
+        f"Table 5: runtime comparison (accuracy, per-image time, size){label}",
+        "",
+        md.table(TARGET_HEAD, target_rows(deployment))
+        if timed
+        else "Not run: no runtime was timed (export builds and checks the files; the deploy "
+        "step times them).",
+        "",
+        f"Throughput{label}",
+        "",
+        throughput_table(deployment) if throughput else "Not run: no throughput was timed.",
+        "",
+        demo_table(deployment),
+        "",
+    ]
 
 
 CROSSCHECK_HEAD = [
@@ -568,9 +581,25 @@ def _data_lines(deployment: Deployment) -> list[str]:
     data = deployment.data
     if data is None:
         return []
+    export, int8 = deployment.artifacts.export, deployment.artifacts.int8
+    parity = (
+        f"ONNX parity on {export.parity.images} images of {data.evaluation}"
+        if export
+        else "ONNX parity: not run (no ONNX model was built)"
+    )
+    gate = (
+        f"int8 calibrated on {data.calibration} and gated on {int8.heldout_images} images of "
+        f"{data.evaluation}"
+        if int8
+        else "int8 calibration and gate: not run (no int8 model was built)"
+    )
+    accuracy = (
+        f"accuracy and agreement on held-out {data.evaluation}"
+        if deployment.targets
+        else "accuracy and agreement: not run (no runtime was timed)"
+    )
     return [
-        f"- Images: int8 calibrated on {data.calibration}; accuracy, agreement and the int8 "
-        f"gate on held-out {data.evaluation}; preprocessing (mean "
+        f"- Images: {parity}; {gate}; {accuracy}; preprocessing (mean "
         f"{[round(m, 4) for m in data.mean]}, std {[round(s, 4) for s in data.std]}, "
         f"{data.image_size} px) from {data.preprocessing_from}."
     ]

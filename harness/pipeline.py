@@ -30,12 +30,14 @@ from resnest_bench.harness.accel import release_device_memory, select_device
 from resnest_bench.harness.atomic import atomic_write_text, staged_dir
 from resnest_bench.harness.build.files import first_line
 from resnest_bench.harness.checkpoints import (
+    PRETRAINED,
     CheckpointWriteError,
     read_model_file,
     save_torch_artifact,
 )
 from resnest_bench.harness.config import Suite
 from resnest_bench.harness.data import Dataset, load_dataset
+from resnest_bench.harness.data.types import Preprocessing
 from resnest_bench.harness.deploy import run_deploy
 from resnest_bench.harness.envinfo import fingerprint
 from resnest_bench.harness.errors import BenchError, Int8Rejected, PartlyFailed
@@ -87,7 +89,7 @@ class RunRequest:
     argv: list[str] = field(default_factory=lambda: list(sys.argv))
 
 
-def _load_data(request: RunRequest, name: str) -> Dataset:
+def _load_data(request: RunRequest, name: str, image_size: int = 32) -> Dataset:
     """The named data set with the suite's subsets; a synthetic suite stays synthetic in every
     step (transfer to cifar100 then gets 100 synthetic classes)."""
     data = request.suite.data
@@ -101,6 +103,7 @@ def _load_data(request: RunRequest, name: str) -> Dataset:
             folder=data.folder,
             train_subset=data.train_subset,
             test_subset=data.test_subset,
+            image_size=image_size,
             seed=request.suite.seed,
             val_fraction=data.val_fraction,
             num_classes=100 if name == "cifar100" and dataset == "synthetic" else None,
@@ -190,15 +193,40 @@ def _load_checkpoint_model(
     if pre is None:
         return model, dataset, f"the training images of {dataset.source} (the file carries none)"
     origin = f"checkpoint {request.checkpoint}"
+    if pre.source == PRETRAINED:
+        source = (
+            f"ImageNet's mean/std and {model.config.name}'s {pre.image_size} px model-card "
+            f"input (the {origin} holds official/timm pretrained weights, which carry none)"
+        )
+        return model, _as_pretrained(request, dataset, pre, origin), source
     return model, dataset.preprocessed_as(pre, origin), f"the {origin}"
+
+
+def _as_pretrained(
+    request: RunRequest, dataset: Dataset, pre: Preprocessing, origin: str
+) -> Dataset:
+    """The data fed as official/timm weights expect: ImageNet's mean/std, and the images read
+    again at the model's input size (a folder or synthetic data resizes; CIFAR cannot)."""
+    size = pre.image_size
+    if dataset.image_size != size:
+        try:
+            dataset = _load_data(request, request.suite.data.dataset, image_size=size)
+        except BenchError as exc:
+            raise BenchError(
+                f"{origin} holds pretrained weights for {size}x{size} images but "
+                f"{dataset.source} gives {dataset.image_size}x{dataset.image_size} ({exc}); "
+                "use --dataset folder, which resizes, or fine-tune with the transfer step"
+            ) from None
+    return replace(dataset, mean=pre.mean, std=pre.std)
 
 
 def _data_use(dataset: Dataset, deployment: Deployment, preprocessing_from: str) -> DataUse:
     int8 = deployment.artifacts.int8
-    calibrated = f"{int8.calibration_images} of " if int8 else ""
+    # the images calibration really used: none when no int8 model was built
+    calibration = f"{int8.calibration_images} of {dataset.train_split}" if int8 else "none"
     return DataUse(
         dataset=dataset.source,
-        calibration=f"{calibrated}{dataset.train_split}",
+        calibration=calibration,
         evaluation=dataset.test_split,
         mean=list(dataset.mean),
         std=list(dataset.std),

@@ -310,7 +310,8 @@ class Demo(Record):
 
 class DataUse(Record):
     """Which images each deployment figure came from (int8 calibration from training images,
-    accuracy and parity from held-out ones) and the preprocessing every runtime was fed."""
+    accuracy and parity from held-out ones; `calibration` is "none" when no int8 model was
+    built) and the preprocessing every runtime was fed."""
 
     dataset: str
     calibration: str
