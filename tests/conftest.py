@@ -17,3 +17,14 @@ def fake_gpu(monkeypatch):
         monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
 
     return install
+
+
+@pytest.fixture(autouse=True)
+def pinned_training_threads(monkeypatch):
+    """CPU training picks its threads by the host's load (measure.threads.training_threads,
+    tested on its own); tests that compare two trainings bit for bit need the same count."""
+    from resnest_bench.harness.train import run
+
+    monkeypatch.setattr(
+        run, "training_threads", lambda requested: (requested or 1, "pinned by the tests")
+    )

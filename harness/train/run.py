@@ -17,6 +17,7 @@ import torch
 
 from resnest_bench import models
 from resnest_bench.harness.accel import Accel, select_device
+from resnest_bench.harness.atomic import atomic_write_text
 from resnest_bench.harness.checkpoints import TrainCheckpoint, config_to_dict, read_checkpoint
 from resnest_bench.harness.config import TrainSection
 from resnest_bench.harness.data import Dataset
@@ -144,10 +145,21 @@ def _accel(section: TrainSection, device: str) -> Accel:
     )
 
 
-def _cpu_threads(section: TrainSection) -> tuple[int, str]:
+THREADS_NAME = "cpu-threads.txt"  # in the work folder: the CPU threads a run trains with
+
+
+def _cpu_threads(section: TrainSection, work_dir: Path, *, resuming: bool) -> tuple[int, str]:
     """Set this process's intra-op threads for CPU training (torchrun ranks keep the one thread
-    torchrun gives each) and say how many and why."""
-    count, why = training_threads(section.threads)
+    torchrun gives each) and say how many and why. A resumed run keeps the count its first
+    part chose (written beside the checkpoint): other threads sum in another order, and the
+    run would not end as one that never stopped."""
+    kept = work_dir / THREADS_NAME
+    if resuming and kept.is_file() and kept.read_text().strip().isdigit():
+        count = int(kept.read_text())
+        why = f"{count} threads (kept from the run being resumed)"
+    else:
+        count, why = training_threads(section.threads)
+        atomic_write_text(kept, f"{count}\n")
     torch.set_num_threads(count)
     return count, why
 
@@ -189,7 +201,6 @@ def train(
         )
     accel = _accel(section, device)
     accel.configure_backends()
-    cpu_threads = _cpu_threads(section) if accel.device.type == "cpu" and ranks is None else None
     work_dir = Path(work_dir)
     ckpt_path = work_dir / CHECKPOINT_NAME
     dataset_info = _dataset_info(dataset)
@@ -203,6 +214,9 @@ def train(
             _check_resumable(ckpt_path, start, model.config, identity)
         work_dir.mkdir(parents=True, exist_ok=True)
     start = broadcast(ranks, start)
+    cpu_threads, threads_before = None, torch.get_num_threads()
+    if accel.device.type == "cpu" and ranks is None:
+        cpu_threads = _cpu_threads(section, work_dir, resuming=start is not None)
     model_info = _model_info(model, dataset.image_size)
     # Weights to restart from when a fresh run must retry at a smaller batch size.
     initial = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
@@ -233,6 +247,7 @@ def train(
         batch_size //= 2
         model.load_state_dict(initial)  # the smaller batch restarts from the same weights
 
+    torch.set_num_threads(threads_before)  # the policy is training's, not the process's
     threads, threads_reason = cpu_threads or (None, None)
     return TrainingRun(
         config={"suite": suite} if suite else {},
