@@ -243,6 +243,13 @@ class ArtifactsRecord(Record):
         own = [self.int8] if self.int8 else []
         return own + [record.int8 for record in self.converted().values()]
 
+    def int8_by_kind(self) -> dict[str, Int8Record]:
+        """The gated int8 record behind each int8 artifact kind a target runs (the .ort file
+        is ONNX Runtime's int8 graph, so it shares that record)."""
+        kinds = {"onnx_int8": self.int8, "ort": self.int8 if self.ort else None}
+        kinds |= {f"{name}_int8": record.int8 for name, record in self.converted().items()}
+        return {kind: record for kind, record in kinds.items() if record is not None}
+
     @model_validator(mode="before")
     @classmethod
     def _drop_pt2e(cls, data: Any) -> Any:
