@@ -43,6 +43,7 @@ ABBREVIATIONS = (
     "(memory held by the process); MiB = 2^20 bytes; pts = percentage points; img/s = images "
     "per second; b8 = batch of 8; dp = softmax probability difference."
 )
+KEPT_SHOWN = 6  # layers kept fp32 named per int8 attempt; the rest counted
 SUMMARY_HEAD = [
     "target",
     "speed-up vs eager (median, range)",
@@ -366,18 +367,35 @@ def _int8_line(int8: Int8Record | None) -> str:
         f"{settings.scheme_reason}): "
         f"variant `{int8.variant}`, fp32 top-1 {md.num(int8.fp32_top1, 4)}% vs int8 "
         f"{md.num(int8.int8_top1, 4)}% on {int8.heldout_images} held-out images (limit "
-        f"{int8.max_drop_pts} pts: {_int8_verdict(int8)}). Tried: {tried}"
+        f"{int8.max_drop_pts} pts: {_int8_verdict(int8)}). Tried, in order (only the chosen "
+        f"variant is timed, in its target's row): {tried}"
     )
 
 
 def _attempt_text(attempt: Int8Attempt) -> str:
+    """One attempt and its cost: accuracy, the layers it kept fp32, file size, build time."""
     if attempt.error is not None:
         return f"{attempt.variant}: FAILED ({attempt.error})"
+    kept = ", ".join(f"`{_short(name)}`" for name in attempt.kept_fp32[:KEPT_SHOWN])
+    more = len(attempt.kept_fp32) - KEPT_SHOWN
+    kept += f" and {more} more" if more > 0 else ""
+    cost = [
+        f"{md.mib(attempt.size_bytes)} MiB" if attempt.size_bytes is not None else None,
+        f"built and scored in {attempt.seconds:.0f} s" if attempt.seconds is not None else None,
+    ]
     return (
         f"{attempt.variant}: top-1 {md.num(attempt.top1, 4)}% (drop "
         f"{md.num(attempt.drop_pts, 3)} pts, {attempt.excluded_nodes} nodes kept fp32"
-        f"{', accepted' if attempt.accepted else ''})"
+        f"{f': {kept}' if kept else ''}"
+        + "".join(f", {c}" for c in cost if c)
+        + f"{', accepted' if attempt.accepted else ''})"
     )
+
+
+def _short(name: str, width: int = 48) -> str:
+    """A layer's name cut in the middle when long (LiteRT names a tensor by its whole module
+    path): the end names the layer, the start the graph."""
+    return name if len(name) <= width else f"{name[:12]}...{name[-(width - 15) :]}"
 
 
 def latency_series(deployment: Deployment) -> tuple[list[str], list[float], list, list]:

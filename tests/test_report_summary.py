@@ -232,8 +232,28 @@ def _rejected_int8(result: RunResult) -> RunResult:
         "within_limit": False,
         "heldout_images": 360,
         "calibration_images": 512,
-        "excluded_nodes": [],
-        "attempts": [],
+        "excluded_nodes": ["/stem/conv/Conv"],
+        "attempts": [
+            {
+                "variant": "u8s8",
+                "excluded_nodes": 0,
+                "top1": 97.0,
+                "drop_pts": 1.33,
+                "accepted": False,
+                "size_bytes": 3 * 2**20,
+                "seconds": 12.4,
+            },
+            {
+                "variant": "u8s8+1-most-sensitive-fp32",
+                "excluded_nodes": 1,
+                "kept_fp32": ["/stem/conv/Conv"],
+                "top1": 97.5,
+                "drop_pts": 0.83,
+                "accepted": False,
+                "size_bytes": 3 * 2**20 + 2**19,
+                "seconds": 13.6,
+            },
+        ],
     }
     data = result.model_dump(mode="json")
     data["deployment"]["artifacts"]["int8"] = int8
@@ -265,3 +285,14 @@ def test_a_rejected_int8_is_never_shipped_even_when_its_test_top1_looks_fine():
 def test_the_outcome_line_names_the_exit_code_of_a_clean_or_partly_failed_run():
     first = _first_screen(render(_result(QUIET, flagged=False), []))
     assert "(-0.20 pts vs fp32). **Exit 1**: failed: ort-cuda:fp32." in first
+
+
+def test_every_int8_attempt_shows_its_fp32_layers_and_its_cost():
+    text = render(_rejected_int8(_result(QUIET, flagged=False)), [])
+    line = next(line for line in text.splitlines() if line.startswith("- int8 (ONNX Runtime"))
+    assert line.endswith(
+        "Tried, in order (only the chosen variant is timed, in its target's row): "
+        "u8s8: top-1 97% (drop 1.33 pts, 0 nodes kept fp32, 3.0 MiB, built and scored in 12 s); "
+        "u8s8+1-most-sensitive-fp32: top-1 97.5% (drop 0.83 pts, 1 nodes kept fp32: "
+        "`/stem/conv/Conv`, 3.5 MiB, built and scored in 14 s)"
+    )

@@ -120,15 +120,19 @@ class Int8Settings(Record):
 
 
 class Int8Attempt(Record):
-    """One quantization try: scheme, which nodes stayed fp32, held-out top-1 (%) and its drop;
-    no figures and the one-line `error` when it could not be built or loaded."""
+    """One quantization try: scheme, which nodes stayed fp32, held-out top-1 (%) and its drop,
+    its file's size and the seconds it took to build and score (its cost); no figures and the
+    one-line `error` when it could not be built or loaded."""
 
-    variant: str  # scheme name, plus "+first-conv-fp32" / "+attention-fp32"
+    variant: str  # scheme name, plus "+N-most-sensitive-fp32" (older runs: "+attention-fp32")
     excluded_nodes: int
     top1: float | None
     drop_pts: float | None
     accepted: bool
     error: str | None = None
+    kept_fp32: list[str] = Field(default_factory=list)  # the layers it left unquantized
+    size_bytes: int | None = None
+    seconds: float | None = None
 
 
 class Int8Record(Record):
