@@ -14,6 +14,7 @@ runs and what falls back.
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections import Counter
 from collections.abc import Callable
@@ -60,19 +61,23 @@ def build_executorch(
     covers: dict[Path, DelegateCoverage] = {}  # per candidate file
 
     def converted(
-        images: torch.Tensor, keep_fp32: tuple[str, ...], batch: int = 1
+        exported: torch.fx.GraphModule,
+        images: torch.Tensor,
+        keep_fp32: tuple[str, ...],
+        batch: int = 1,
     ) -> torch.fx.GraphModule:
+        """`exported` (a copy: preparing changes it) quantized, calibrated on `images` in
+        batches of its static `batch`."""
         quantizer = _quantizer(lambda node: node.name not in keep_fp32)
-        shape = (images[:batch],)
-        prepared = prepare_pt2e(torch.export.export(model, shape).module(), quantizer)
+        prepared = prepare_pt2e(copy.deepcopy(exported), quantizer)
         with torch.no_grad():
-            for chunk in images.split(batch):  # the exported graph's static batch
+            for chunk in images.split(batch):
                 if len(chunk) == batch:
                     prepared(chunk)
         return convert_pt2e(prepared)
 
     def quantize(keep_fp32: tuple[str, ...], out: Path) -> None:
-        quantized = converted(calib, keep_fp32)
+        quantized = converted(graph, calib, keep_fp32)
         covers[out] = _lower(torch.export.export(quantized, example), out)
 
     def ranking() -> Ranking:
@@ -86,7 +91,7 @@ def build_executorch(
             raise BenchError(f"the batch-{batch} graph names its layers differently")
 
         def quick(keep_fp32: tuple[str, ...]) -> Callable[[np.ndarray], np.ndarray]:
-            return _batched(converted(quick_x, keep_fp32, batch), batch)
+            return _batched(converted(wide, quick_x, keep_fp32, batch), batch)
 
         return rank_in_graph(layers, quick, _batched(wide, batch), data.ranking_x)
 
