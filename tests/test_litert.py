@@ -5,6 +5,8 @@ was asked for."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import collections
 import importlib.util
 
@@ -18,6 +20,7 @@ from resnest_bench.harness.build.gate import GateData, minmax_only
 from resnest_bench.harness.build.int8 import quantize_int8
 from resnest_bench.harness.config import DeploySection, TimingSection
 from resnest_bench.harness.data import normalize
+from resnest_bench.harness.data.split import stratified_subset
 from resnest_bench.harness.formats import FORMATS
 from resnest_bench.harness.measure import measure_artifacts
 from resnest_bench.harness.runtimes import get_runtime
@@ -120,6 +123,7 @@ def test_coverage_counts_what_falls_back(built):
     assert cover.delegated_ops == cover.total_ops - 10
 
 
+@pytest.mark.slow
 @needs_converter
 def test_ranked_variants_keep_their_layers_fp32_in_the_int8_file(digits, built, tmp_path):
     """Nothing passes: every ranked variant is tried, and what the kept one keeps in fp32
@@ -136,6 +140,7 @@ def test_ranked_variants_keep_their_layers_fp32_in_the_int8_file(digits, built, 
     data, model = digits
     paths = tmp_path / "m.tflite", tmp_path / "m.int8.tflite"
     gate = _gate(data, calibration_images=32, max_drop_pts=-100)
+    gate = replace(gate, heldout=stratified_subset(data.test, 64, 0))  # scored quicker
     rejected = build_litert(model, _x(data)[:8], *paths, gate, atol=1e-3)
     attempts = rejected.int8.attempts
     assert [a.variant for a in attempts] == ["static-int8"] + [

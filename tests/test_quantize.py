@@ -129,6 +129,7 @@ def test_mixed_precision_keeps_the_one_layer_that_loses_accuracy_fp32(
     assert list(tmp_path.iterdir()) == [tmp_path / "m.int8.onnx"]
 
 
+@pytest.mark.slow
 def test_no_variant_passes_is_built_and_rejected(trained, tmp_path):
     result = _quantize(trained, tmp_path / "m.int8.onnx", max_drop_pts=-100.0)
     offered = schemes_for_this_cpu()[0]
@@ -224,6 +225,7 @@ def test_openvino_ir_matches_and_its_int8_passes_the_same_gate(trained, tmp_path
     ]
 
 
+@pytest.mark.slow
 def test_openvino_keeps_ranked_layers_fp32_by_their_names_in_the_ir(trained, tmp_path):
     pytest.importorskip("nncf")
     import openvino as ov
