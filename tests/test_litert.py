@@ -5,10 +5,9 @@ was asked for."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import collections
 import importlib.util
+from dataclasses import replace
 
 import numpy as np
 import pytest
