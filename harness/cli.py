@@ -598,12 +598,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Stopped as exc:  # SIGTERM or Ctrl-C: staging removed, lock released, hint attached
         print(f"resnest-bench: {exc}", file=sys.stderr)
         return exc.exit_code
-    except Int8Rejected as exc:
+    except (Int8Rejected, PartlyFailed) as exc:  # the report is written; the line says why
         print(f"resnest-bench: {exc}", file=sys.stderr)
-        return 3
-    except PartlyFailed as exc:
-        print(f"resnest-bench: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     except (BenchError, ModelError) as exc:
         print(f"resnest-bench: error: {exc}", file=sys.stderr)
         return 2

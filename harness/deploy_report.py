@@ -6,6 +6,7 @@ and the int8 story.
 from __future__ import annotations
 
 from resnest_bench.harness import markdown as md
+from resnest_bench.harness.errors import Int8Rejected, PartlyFailed
 from resnest_bench.harness.results.deployment import (
     ConvertedRecord,
     DelegateCoverage,
@@ -44,6 +45,7 @@ ABBREVIATIONS = (
     "(memory held by the process); MiB = 2^20 bytes; pts = percentage points; img/s = images "
     "per second; b8 = batch of 8; dp = softmax probability difference."
 )
+KEPT_SHOWN = 6  # layers kept fp32 named per int8 attempt; the rest counted
 SUMMARY_HEAD = [
     "target",
     "speed-up vs eager (median, range)",
@@ -62,14 +64,17 @@ def _top1_limit(deployment: Deployment) -> float:
 
 
 def shippable(deployment: Deployment) -> Target | None:
-    """The fastest unflagged target within the accuracy limit of PyTorch eager fp32."""
+    """The fastest unflagged target within the accuracy limit of PyTorch eager fp32, never
+    one whose int8 model the gate rejected."""
     reference = _reference(deployment)
     limit = _top1_limit(deployment)
+    gated = deployment.artifacts.int8_by_kind()
     fits = [
         t
         for t in deployment.ok_targets()
         if t.speedup
         and not deployment.flag(t)
+        and not (t.artifact in gated and gated[t.artifact].rejected)
         and (reference is None or reference.top1_full - (t.top1_full or 0.0) <= limit)
     ]
     return max(fits, key=lambda t: t.speedup.median, default=None)
@@ -122,8 +127,15 @@ def _reference(deployment: Deployment) -> Target | None:
 
 
 def _verdict(
-    target: Target, flag: str | None, best: Target | None, reference: Target | None, limit: float
+    target: Target,
+    flag: str | None,
+    best: Target | None,
+    reference: Target | None,
+    limit: float,
+    int8: Int8Record | None = None,
 ) -> str:
+    if int8 is not None and not int8.within_limit and target.ok:
+        return _int8_verdict(int8)  # the gate's answer first: it decides the exit code
     if not target.ok:
         return f"{target.status}: {target.reason}"
     if flag:
@@ -150,6 +162,7 @@ def summary_table(deployment: Deployment) -> str:
     reference, limit = _reference(deployment), _top1_limit(deployment)
     best, fastest_fp32 = shippable(deployment), best_fp32(deployment)
     sizes = deployment.artifacts.sizes_bytes
+    gated = deployment.artifacts.int8_by_kind()
     rows = []
     for t in deployment.targets:
         change = (
@@ -166,7 +179,7 @@ def summary_table(deployment: Deployment) -> str:
                 change,
                 md.mib(sizes.get(t.artifact)),
                 md.mib(t.peak_rss_bytes),
-                _verdict(t, deployment.flag(t), best, reference, limit),
+                _verdict(t, deployment.flag(t), best, reference, limit, gated.get(t.artifact)),
             ]
         )
     return md.table(SUMMARY_HEAD, rows)
@@ -191,7 +204,64 @@ def trust_line(deployment: Deployment) -> str:
 
 
 def headline(deployment: Deployment) -> str:
-    """What to ship, in one line; never a flagged figure; marked when the host was busy."""
+    """What to ship and the exit code the run returns (with every rejected int8 target), in
+    one line; never a flagged figure; marked when the host was busy."""
+    return f"{_ship_text(deployment)} {outcome_text(deployment)}"
+
+
+def rejected_int8(deployment: Deployment) -> list[tuple[Int8Record, list[str]]]:
+    """Each int8 model the gate rejected, with the targets that run it (its file's name when
+    none was measured, as in the export step)."""
+    gated = deployment.artifacts.int8_by_kind()
+    found = []
+    for record in deployment.artifacts.int8_records():
+        if record.rejected:
+            names = [
+                t.target
+                for t in deployment.targets
+                if t.status != "skipped" and gated.get(t.artifact) is record
+            ]
+            found.append((record, names or [record.path]))
+    return found
+
+
+def rejected_int8_text(deployment: Deployment) -> str | None:
+    """Every rejected int8 target with its loss and the limit, in one sentence; None if none."""
+    found = rejected_int8(deployment)
+    if not found:
+        return None
+    parts = [
+        f"{', '.join(names)} (best variant `{r.variant}` loses {r.drop_pts:.2f} pts)"
+        for r, names in found
+    ]
+    record = found[0][0]
+    return (
+        f"int8 REJECTED: {'; '.join(parts)}; limit {record.max_drop_pts:g} pts of fp32 top-1 "
+        f"on {record.heldout_images} held-out images"
+    )
+
+
+def exit_code(deployment: Deployment) -> int:
+    """What the run returns once its report is written (pipeline: int8 first, then failures)."""
+    if rejected_int8(deployment):
+        return Int8Rejected.exit_code
+    if any(t.status == "failed" for t in deployment.targets):
+        return PartlyFailed.exit_code
+    return 0
+
+
+def outcome_text(deployment: Deployment) -> str:
+    """The run's exit code and why, for the first screen."""
+    code, rejected = exit_code(deployment), rejected_int8_text(deployment)
+    if rejected is not None:
+        return f"**Exit {code}: {rejected}** (--allow-int8-loss ships them)."
+    if code:
+        failed = [t.target for t in deployment.targets if t.status == "failed"]
+        return f"**Exit {code}**: failed: {', '.join(failed)}."
+    return "Exit 0."
+
+
+def _ship_text(deployment: Deployment) -> str:
     best, reference = shippable(deployment), _reference(deployment)
     if best is None or best.speedup is None:
         return "Ship: no target is both measured cleanly and within the accuracy limit."
@@ -351,9 +421,10 @@ def _fallen(cover: DelegateCoverage) -> str:
 def _int8_verdict(int8: Int8Record) -> str:
     if int8.within_limit:
         return "within the limit"
+    loss = f"loses {int8.drop_pts:.2f} pts (limit {int8.max_drop_pts:g}) on held-out images"
     if int8.allowed_loss:
-        return "OUTSIDE the limit, shipped because --allow-int8-loss was given"
-    return "REJECTED: outside the limit (the run exits 3; --allow-int8-loss ships it)"
+        return f"OUTSIDE the limit: {loss}, shipped because --allow-int8-loss was given"
+    return f"REJECTED: {loss}; the run exits {Int8Rejected.exit_code} (--allow-int8-loss ships it)"
 
 
 def _int8_line(int8: Int8Record | None) -> str:
@@ -369,18 +440,35 @@ def _int8_line(int8: Int8Record | None) -> str:
         f"{settings.scheme_reason}): "
         f"variant `{int8.variant}`, fp32 top-1 {md.num(int8.fp32_top1, 4)}% vs int8 "
         f"{md.num(int8.int8_top1, 4)}% on {int8.heldout_images} held-out images (limit "
-        f"{int8.max_drop_pts} pts: {_int8_verdict(int8)}). Tried: {tried}"
+        f"{int8.max_drop_pts} pts: {_int8_verdict(int8)}). Tried, in order (only the chosen "
+        f"variant is timed, in its target's row): {tried}"
     )
 
 
 def _attempt_text(attempt: Int8Attempt) -> str:
+    """One attempt and its cost: accuracy, the layers it kept fp32, file size, build time."""
     if attempt.error is not None:
         return f"{attempt.variant}: FAILED ({attempt.error})"
+    kept = ", ".join(f"`{_short(name)}`" for name in attempt.kept_fp32[:KEPT_SHOWN])
+    more = len(attempt.kept_fp32) - KEPT_SHOWN
+    kept += f" and {more} more" if more > 0 else ""
+    cost = [
+        f"{md.mib(attempt.size_bytes)} MiB" if attempt.size_bytes is not None else None,
+        f"built and scored in {attempt.seconds:.0f} s" if attempt.seconds is not None else None,
+    ]
     return (
         f"{attempt.variant}: top-1 {md.num(attempt.top1, 4)}% (drop "
         f"{md.num(attempt.drop_pts, 3)} pts, {attempt.excluded_nodes} nodes kept fp32"
-        f"{', accepted' if attempt.accepted else ''})"
+        f"{f': {kept}' if kept else ''}"
+        + "".join(f", {c}" for c in cost if c)
+        + f"{', accepted' if attempt.accepted else ''})"
     )
+
+
+def _short(name: str, width: int = 48) -> str:
+    """A layer's name cut in the middle when long (LiteRT names a tensor by its whole module
+    path): the end names the layer, the start the graph."""
+    return name if len(name) <= width else f"{name[:12]}...{name[-(width - 15) :]}"
 
 
 def latency_series(deployment: Deployment) -> tuple[list[str], list[float], list, list]:

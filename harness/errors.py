@@ -20,10 +20,14 @@ class PartlyFailed(BenchError):
     """The run finished and its report is written, but a step or target in it failed (each
     with its reason in the report): exit code 1, so scripts notice the missing figures."""
 
+    exit_code = 1
+
 
 class Int8Rejected(BenchError):
     """The run finished and its report is written, but its int8 model is outside the accuracy
     limit and the user did not allow that: exit code 3, so scripts cannot ship it by mistake."""
+
+    exit_code = 3
 
 
 def validation_message(exc: ValidationError) -> str:

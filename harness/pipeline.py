@@ -220,14 +220,28 @@ def _as_pretrained(
     return replace(dataset, mean=pre.mean, std=pre.std)
 
 
-def _data_use(dataset: Dataset, deployment: Deployment, preprocessing_from: str) -> DataUse:
+def _data_use(
+    dataset: Dataset, deployment: Deployment, preprocessing_from: str, small_subset: int
+) -> DataUse:
+    """Which images each figure came from and how the subsets were picked: class-balanced
+    (classes taking turns, harness.data.split), never a sorted folder's first files."""
+    from resnest_bench.harness.build import EVAL_SEED, HELDOUT_IMAGES, PARITY_IMAGES
+
     int8 = deployment.artifacts.int8
+    n = len(dataset.test)
+    balanced = f"class-balanced (classes taking turns, seed {EVAL_SEED})"
     # the images calibration really used: none when no int8 model was built
-    calibration = f"{int8.calibration_images} of {dataset.train_split}" if int8 else "none"
+    calibration = (
+        f"{int8.calibration_images} of {dataset.train_split}, {balanced}" if int8 else "none"
+    )
     return DataUse(
         dataset=dataset.source,
         calibration=calibration,
-        evaluation=dataset.test_split,
+        evaluation=(
+            f"{dataset.test_split}; the int8 gate on {min(HELDOUT_IMAGES, n)} and the export "
+            f"parity check on {min(PARITY_IMAGES, n)} of them, the small subset "
+            f"{min(small_subset, n)}, each {balanced}"
+        ),
         mean=list(dataset.mean),
         std=list(dataset.std),
         image_size=dataset.image_size,
@@ -298,7 +312,8 @@ def _deploy(
         )
     if deployment.host and deployment.host.reasons:
         console.log("deploy: figures not trustworthy: " + "; ".join(deployment.host.reasons))
-    return deployment.model_copy(update={"data": _data_use(dataset, deployment, pre_from)})
+    use = _data_use(dataset, deployment, pre_from, suite.data.small_subset)
+    return deployment.model_copy(update={"data": use})
 
 
 def run_config(request: RunRequest, device: str) -> RunConfig:
@@ -566,13 +581,13 @@ def _report_failures(result: RunResult, final: Path) -> None:
 
 def _refuse_rejected_int8(deployment: Deployment | None, final: Path) -> None:
     """After the report is published: an int8 model outside the limit, not allowed, ends the
-    run with one line (exit 3) so that no script ships it unknowingly."""
-    records = deployment.artifacts.int8_records() if deployment else []
-    int8 = next((r for r in records if r.rejected), None)
-    if int8 is not None:
+    run with one line (exit 3) naming every rejected target, so that no script ships one
+    unknowingly."""
+    from resnest_bench.harness.deploy_report import rejected_int8_text
+
+    rejected = rejected_int8_text(deployment) if deployment else None
+    if rejected is not None:
         raise Int8Rejected(
-            f"int8 rejected ({int8.settings.method}): best variant {int8.variant} loses "
-            f"{int8.drop_pts:.2f} pts of top-1 (limit {int8.max_drop_pts}) after "
-            f"{len(int8.attempts)} attempts; all figures are in {final / 'report.md'}; "
-            "--allow-int8-loss ships it anyway"
+            f"{rejected}; all figures are in {final / 'report.md'}; "
+            "--allow-int8-loss ships them anyway"
         )

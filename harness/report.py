@@ -24,6 +24,7 @@ from resnest_bench.harness.deploy_report import (
     deployment_section,
     headline,
     latency_series,
+    outcome_text,
     reference_line,
     summary_table,
     trust_line,
@@ -247,6 +248,8 @@ def summary_lines(result: RunResult) -> list[str]:
             "",
             ABBREVIATIONS,
         ]
+    elif deployment:  # built, not timed (the export step): the gate's outcome still comes first
+        lines += [outcome_text(deployment)]
     for step, reason in result.failed_steps.items():
         lines += ["", f"- {step}: FAILED: {reason} (the other steps' results are kept)"]
     return lines

@@ -336,3 +336,16 @@ def test_loader_eval_keeps_every_sample_in_order() -> None:
     assert torch.equal(x, normalize(data.images[48:], (0.5,) * 3, (0.25,) * 3))
     with pytest.raises(BenchError, match="batch size 64 exceeds the 50 images"):
         DeviceLoader(data, batch_size=64, mean=(0,) * 3, std=(1,) * 3, train=True, device="cpu")
+
+
+def test_small_subset_of_a_class_sorted_test_set_takes_every_class_in_turn() -> None:
+    """A folder's test images come sorted by class: the first 50 of 10 x 36 digits would be
+    0s and 1s only. The small subset deals the classes in turns instead, 5 of each."""
+    from resnest_bench.harness.measure import small_indices
+
+    labels = torch.arange(10).repeat_interleave(36)
+    small = small_indices(labels, 50)
+    assert len(small) == 50 and list(small) == sorted(small)
+    assert torch.bincount(labels[small], minlength=10).tolist() == [5] * 10
+    assert list(small_indices(labels, 50)) == list(small)  # seeded: the same every run
+    assert len(small_indices(labels, 1000)) == 360  # larger than the set: all of it

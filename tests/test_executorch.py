@@ -4,6 +4,8 @@ is measured side by side with the others by the normal deploy path."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,7 @@ from resnest_bench.harness.build.executorch import build_executorch
 from resnest_bench.harness.build.gate import GateData
 from resnest_bench.harness.config import DeploySection, TimingSection
 from resnest_bench.harness.data import load_dataset, normalize
+from resnest_bench.harness.data.split import stratified_subset
 from resnest_bench.harness.deploy import run_deploy
 from resnest_bench.harness.deploy_report import coverage_table
 from resnest_bench.harness.runtimes import get_runtime
@@ -91,21 +94,23 @@ def test_tiny_model_runs_entirely_in_xnnpack(built):
         assert cover.total_ops > 100 and cover.delegated_ops == cover.total_ops
 
 
-def test_fallbacks_keep_the_stem_then_the_attention_gate_fp32(digits, tmp_path):
+@pytest.mark.slow
+def test_ranked_variants_keep_the_most_sensitive_convs_fp32(digits, tmp_path):
     data, model = digits
-    # nothing passes: every fallback is tried and recorded, the least lossy one kept
-    record = build_executorch(
-        model,
-        tmp_path / "m.pte",
-        tmp_path / "m.int8.pte",
-        _gate(data, calibration_images=64, max_drop_pts=-100),
-    )
+    # nothing passes: every ranked variant is tried and recorded, the least lossy one kept
+    gate = _gate(data, calibration_images=64, max_drop_pts=-100)
+    gate = replace(gate, heldout=stratified_subset(data.test, 64, 0))  # scored quicker
+    record = build_executorch(model, tmp_path / "m.pte", tmp_path / "m.int8.pte", gate)
     attempts = record.int8.attempts
-    assert [a.variant for a in attempts] == ["pt2e", "pt2e+first-conv-fp32", "pt2e+attention-fp32"]
-    assert [a.excluded_nodes for a in attempts[:2]] == [0, 1]
-    # per split-attention block: fc1, bn1, fc2 (and act1) and one Mul per radix split
-    assert attempts[2].excluded_nodes >= 1 + 4 * 6
+    # 29 layers: resnest-tiny's 26 convs and linear, and 3 pools made depthwise convs
+    assert [a.variant for a in attempts] == ["pt2e"] + [
+        f"pt2e+{k}-most-sensitive-fp32" for k in (1, 2, 3, 4, 6, 9, 14)
+    ]
+    assert [a.excluded_nodes for a in attempts] == [0, 1, 2, 3, 4, 6, 9, 14]
+    assert all(name.startswith(("conv2d", "linear")) for name in attempts[-1].kept_fp32)
     assert record.int8.rejected
+    # and really stays fp32: the 13 kept layers' fp32 weights make the file larger
+    assert attempts[-1].size_bytes > attempts[0].size_bytes  # fp32 weights weigh more
 
 
 def test_measured_side_by_side_by_the_deploy_path(tmp_path, monkeypatch):

@@ -60,7 +60,7 @@ def test_the_gate_ships_int8_that_keeps_accuracy_on_this_cpu(digits_model, tmp_p
 )
 def test_u8s8_really_loses_accuracy_without_vnni(digits_model, tmp_path):
     u8s8 = _gate(
-        digits_model, tmp_path / "u8s8.onnx", schemes=([U8S8], "forced"), keep_fp32=("none",)
+        digits_model, tmp_path / "u8s8.onnx", schemes=([U8S8], "forced"), mixed_precision=False
     )
     chosen = _gate(digits_model, tmp_path / "chosen.onnx")
     assert u8s8.drop_pts > chosen.drop_pts + 2.0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import importlib.util
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from resnest_bench.harness.build.gate import GateData, minmax_only
 from resnest_bench.harness.build.int8 import quantize_int8
 from resnest_bench.harness.config import DeploySection, TimingSection
 from resnest_bench.harness.data import normalize
+from resnest_bench.harness.data.split import stratified_subset
 from resnest_bench.harness.formats import FORMATS
 from resnest_bench.harness.measure import measure_artifacts
 from resnest_bench.harness.runtimes import get_runtime
@@ -120,51 +122,40 @@ def test_coverage_counts_what_falls_back(built):
     assert cover.delegated_ops == cover.total_ops - 10
 
 
+@pytest.mark.slow
 @needs_converter
-def test_fallbacks_keep_the_stem_then_split_attention_in_fp32(digits, built, tmp_path):
-    from resnest_bench.harness.build.litert import build_litert, kept_fp32
-
-    _, folder = built
-    first = kept_fp32(folder / "model.tflite", "first-conv")
-    attention = kept_fp32(folder / "model.tflite", "attention")
-    assert len(first) == 1 and first[0] == attention[0] and len(attention) > 4 * 6
-    data, model = digits
-    paths = tmp_path / "m.tflite", tmp_path / "m.int8.tflite"
-    gate = _gate(data, calibration_images=32, max_drop_pts=-100)
-    rejected = build_litert(model, _x(data)[:8], *paths, gate, atol=1e-3)
-    attempts = rejected.int8.attempts
-    assert [a.variant for a in attempts] == [
-        "static-int8",
-        "static-int8+first-conv-fp32",
-        "static-int8+attention-fp32",
-    ]
-    assert [a.excluded_nodes for a in attempts] == [0, 1, len(attention)]
-    assert rejected.int8.rejected
-
-
-@needs_converter
-def test_kept_ops_stay_fp32_in_the_int8_file(digits, built):
-    """What a fallback keeps in fp32 really is fp32 in the file it builds (the quantizer's op
-    scope ends in ";", which an anchored pattern never matched: every fallback shipped the
-    same all-int8 file)."""
+def test_ranked_variants_keep_their_layers_fp32_in_the_int8_file(digits, built, tmp_path):
+    """Nothing passes: every ranked variant is tried, and what the kept one keeps in fp32
+    really is fp32 in the file (the quantizer's op scope ends in ";", which an anchored
+    pattern never matched: every fallback once shipped the same all-int8 file)."""
     from ai_edge_litert.interpreter import Interpreter
 
     from resnest_bench.harness.build import litert as build_litert_module
+    from resnest_bench.harness.build.litert import build_litert, weighted_layers
 
     _, folder = built
-    data, _ = digits
-    kept = build_litert_module.kept_fp32(folder / "model.tflite", "attention")
-    images = _x(data)[:16].numpy()
-
-    def dtypes(keep: tuple[str, ...]) -> list[str]:
-        out = folder.parent / f"keep-{len(keep)}.tflite"
-        build_litert_module._quantize(folder / "model.tflite", out, images, keep)
-        details = Interpreter(model_path=str(out)).get_tensor_details()
-        by_name = {t["name"]: t["dtype"].__name__ for t in details}
-        return [by_name[name] for name in kept]
-
-    assert set(dtypes(kept)) == {"float32"}
-    assert dtypes(())[0] == "int8"  # the stem conv, quantized when nothing is kept
+    layers = weighted_layers(folder / "model.tflite")
+    assert len(layers) == 26  # resnest-tiny's convs and its classifier
+    data, model = digits
+    paths = tmp_path / "m.tflite", tmp_path / "m.int8.tflite"
+    gate = _gate(data, calibration_images=32, max_drop_pts=-100)
+    gate = replace(gate, heldout=stratified_subset(data.test, 64, 0))  # scored quicker
+    rejected = build_litert(model, _x(data)[:8], *paths, gate, atol=1e-3)
+    attempts = rejected.int8.attempts
+    assert [a.variant for a in attempts] == ["static-int8"] + [
+        f"static-int8+{k}-most-sensitive-fp32" for k in (1, 2, 3, 4, 6, 9, 13)
+    ]
+    assert [a.excluded_nodes for a in attempts] == [0, 1, 2, 3, 4, 6, 9, 13]
+    assert rejected.int8.rejected
+    assert attempts[-1].size_bytes > attempts[0].size_bytes  # fp32 weights weigh more
+    kept = attempts[-1].kept_fp32
+    assert set(kept) <= set(layers)
+    out = tmp_path / "kept.tflite"
+    build_litert_module._quantize(folder / "model.tflite", out, _x(data)[:16].numpy(), kept)
+    dtype = {t["name"]: t["dtype"].__name__ for t in Interpreter(str(out)).get_tensor_details()}
+    assert {dtype[name] for name in kept} == {"float32"}
+    others = [dtype[name] for name in layers if name not in kept]
+    assert others.count("int8") >= len(others) - 1  # the classifier may end in float output
 
 
 @needs_converter
@@ -290,6 +281,6 @@ def test_calibration_method_reaches_onnx_runtime(digits, tmp_path, monkeypatch):
     onnx_path = tmp_path / "m.onnx"
     build_onnx.export_onnx(model, onnx_path, _x(data)[:16], atol=1e-3)
     gate = _gate(data, calibration_images=32, calibration_method="percentile")
-    record = quantize_int8(onnx_path, tmp_path / "m.int8.onnx", gate, keep_fp32=("none",))
+    record = quantize_int8(onnx_path, tmp_path / "m.int8.onnx", gate, mixed_precision=False)
     assert record.settings.calibration == "percentile"
     assert minmax_only("percentile", "X") == "minmax (percentile is not offered by X)"

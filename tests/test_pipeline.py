@@ -348,9 +348,14 @@ def test_int8_outside_the_limit_is_reported_then_refused(tmp_path, monkeypatch, 
     (run_dir,) = [p for p in (tmp_path / "r").iterdir() if p.name != "work"]
     int8 = read_result(run_dir / "result.json").deployment.artifacts.int8
     assert not int8.within_limit and int8.rejected and len(int8.attempts) > 1
-    assert "REJECTED" in (run_dir / "report.md").read_text()  # every figure kept
+    report = (run_dir / "report.md").read_text()
+    assert "REJECTED" in report  # every figure kept
+    first_screen = report.split("## Run")[0]
+    assert "**Exit 3: int8 REJECTED: model.int8.onnx (best variant `" in first_screen
+    assert "loses 80.00 pts); limit 1 pts of fp32 top-1" in first_screen
     last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last.startswith("resnest-bench: int8 rejected") and "--allow-int8-loss" in last
+    assert last.startswith("resnest-bench: int8 REJECTED: model.int8.onnx (best variant")
+    assert "loses 80.00 pts); limit 1 pts" in last and "--allow-int8-loss" in last
 
 
 def test_allow_int8_loss_reaches_the_deploy_section():

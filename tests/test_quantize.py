@@ -1,5 +1,6 @@
 """int8 static quantization: keeps a trained model's accuracy; falls back through the CPU's schemes,
-then fp32 islands; a model outside the limit is recorded, never silently accepted."""
+then the fewest most sensitive layers in fp32; a model outside the limit is recorded, never
+silently accepted."""
 
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ import torch
 
 from resnest_bench import models
 from resnest_bench.harness.build import int8 as quantize_module
-from resnest_bench.harness.build.fp32_nodes import attention_nodes, first_conv_node
-from resnest_bench.harness.build.gate import KEEP_FP32, GateData, top1_percent
+from resnest_bench.harness.build.gate import GateData, top1_percent
 from resnest_bench.harness.build.int8 import quantize_int8
 from resnest_bench.harness.build.int8_schemes import (
     U8S8,
@@ -53,9 +53,10 @@ def _gate(data, **overrides) -> GateData:
     )
 
 
-def _quantize(trained, out: Path, *, schemes=None, keep_fp32=KEEP_FP32, **gate):
+def _quantize(trained, out: Path, *, schemes=None, mixed_precision=True, **gate):
     data, fp32 = trained
-    return quantize_int8(fp32, out, _gate(data, **gate), schemes=schemes, keep_fp32=keep_fp32)
+    gated = _gate(data, **gate)
+    return quantize_int8(fp32, out, gated, schemes=schemes, mixed_precision=mixed_precision)
 
 
 def _softmax_inputs_quantized(path: str | Path) -> bool:
@@ -87,28 +88,29 @@ def test_int8_keeps_accuracy(trained, tmp_path):
     assert top1_percent(logits, data.test.labels.numpy()) == pytest.approx(result.int8_top1)
 
 
-def test_attention_nodes_cover_the_split_attention_path(trained):
-    names = attention_nodes(trained[1])
-    graph = onnx.load(str(trained[1])).graph
-    ops = {n.name: n.op_type for n in graph.node}
-    chosen = [ops[name] for name in names]
-    config = models.get_config("resnest-tiny")
-    stages = len(config.layers)
-    # one gate and pool per block; the attention is applied to each radix split with its own Mul
-    for op, count in (("Softmax", stages), ("ReduceMean", stages), ("Mul", stages * config.radix)):
-        assert chosen.count(op) == count
-    assert chosen.count("Conv") == 2 * stages  # fc1 and fc2 of every block, no main-path conv
+def _last_conv(path: Path) -> str:
+    return [n.name for n in onnx.load(str(path)).graph.node if n.op_type == "Conv"][-1]
 
 
-def test_fallbacks_end_with_attention_fp32_when_quantized_attention_loses(
+def _int8_weights(path: Path, node_name: str) -> bool:
+    """Whether a node's weight (input 1) comes through a DequantizeLinear: it is int8."""
+    graph = onnx.load(str(path)).graph
+    producer = {out: node.op_type for node in graph.node for out in node.output}
+    node = next(n for n in graph.node if n.name == node_name)
+    return producer.get(node.input[1]) == "DequantizeLinear"
+
+
+def test_mixed_precision_keeps_the_one_layer_that_loses_accuracy_fp32(
     trained, tmp_path, monkeypatch
 ):
-    """Simulate a model whose quantized attention costs accuracy: only that fallback can ship."""
+    """Simulate a model whose last conv, quantized, costs accuracy: the ranking must find that
+    one layer among all, the gate keep it (only it) fp32, and stop there."""
+    sensitive = _last_conv(trained[1])  # last in graph order: not where ties would land
     real = quantize_module._ort_session
 
     def session(path, threads):
         run = real(path, threads)
-        if not _softmax_inputs_quantized(path):
+        if not _int8_weights(Path(path), sensitive):
             return run
         return lambda x: np.roll(run(x), 1, axis=1)
 
@@ -118,21 +120,23 @@ def test_fallbacks_end_with_attention_fp32_when_quantized_attention_loses(
     assert [a.variant for a in result.attempts] == [
         "u8s8-reduce-range",
         "u8u8",
-        "u8s8-reduce-range+first-conv-fp32",
-        "u8u8+first-conv-fp32",
-        "u8s8-reduce-range+attention-fp32",
+        "u8s8-reduce-range+1-most-sensitive-fp32",
     ]
-    assert [a.accepted for a in result.attempts] == [False] * 4 + [True]
-    assert result.variant == "u8s8-reduce-range+attention-fp32" and result.drop_pts <= 1.0
-    first_conv = first_conv_node(trained[1])
-    assert set(result.excluded_nodes) == set(first_conv + attention_nodes(trained[1]))
-    assert not _softmax_inputs_quantized(tmp_path / result.path)
+    assert [a.accepted for a in result.attempts] == [False, False, True]
+    assert result.excluded_nodes == [sensitive] and result.attempts[2].kept_fp32 == [sensitive]
+    assert not _int8_weights(tmp_path / result.path, sensitive)
+    assert all(a.size_bytes > 0 and a.seconds > 0 for a in result.attempts)
     assert list(tmp_path.iterdir()) == [tmp_path / "m.int8.onnx"]
 
 
+@pytest.mark.slow
 def test_no_variant_passes_is_built_and_rejected(trained, tmp_path):
     result = _quantize(trained, tmp_path / "m.int8.onnx", max_drop_pts=-100.0)
-    assert len(result.attempts) == 3 * len(schemes_for_this_cpu()[0])
+    offered = schemes_for_this_cpu()[0]
+    ranked = [a.variant for a in result.attempts][len(offered) :]
+    # resnest-tiny's 26 weighted layers: up to half of them kept fp32, fine steps first
+    assert ranked == [f"{offered[0].name}+{k}-most-sensitive-fp32" for k in (1, 2, 3, 4, 6, 9, 13)]
+    assert [len(a.kept_fp32) for a in result.attempts[len(offered) :]] == [1, 2, 3, 4, 6, 9, 13]
     assert not result.within_limit and not any(a.accepted for a in result.attempts)
     assert result.rejected and not result.allowed_loss
     assert result.drop_pts == min(a.drop_pts for a in result.attempts)
@@ -188,8 +192,6 @@ def test_calibration_images_must_be_positive():
 def test_bad_inputs(trained, tmp_path):
     with pytest.raises(BenchError, match="not found"):
         _quantize((trained[0], tmp_path / "missing.onnx"), tmp_path / "out.onnx")
-    with pytest.raises(BenchError, match="unknown int8 exclusion"):
-        _quantize(trained, tmp_path / "out.onnx", keep_fp32=("dynamic",))
     assert not (tmp_path / "out.onnx").exists()
 
 
@@ -223,21 +225,30 @@ def test_openvino_ir_matches_and_its_int8_passes_the_same_gate(trained, tmp_path
     ]
 
 
-def test_openvino_fallback_names_reach_the_ir(trained, tmp_path):
+@pytest.mark.slow
+def test_openvino_keeps_ranked_layers_fp32_by_their_names_in_the_ir(trained, tmp_path):
     pytest.importorskip("nncf")
+    import openvino as ov
+
     from resnest_bench.harness.build.openvino import build_openvino
 
     data, fp32 = trained
-    # nothing passes: every fallback is tried and recorded
+    # nothing passes: every ranked variant is tried and recorded, the least lossy one kept
     record = build_openvino(
         fp32, *_irs(tmp_path), _gate(data, calibration_images=64, max_drop_pts=-100)
     )
     attempts = record.int8.attempts
-    assert [a.variant for a in attempts] == ["nncf", "nncf+first-conv-fp32", "nncf+attention-fp32"]
-    assert attempts[0].excluded_nodes == 0
-    assert attempts[1].excluded_nodes == 1  # the stem conv, found by name in the IR
-    assert attempts[2].excluded_nodes > attempts[1].excluded_nodes
+    assert [a.variant for a in attempts] == ["nncf"] + [
+        f"nncf+{k}-most-sensitive-fp32" for k in (1, 2, 3, 4, 6, 9, 13)
+    ]
     assert record.int8.rejected
+    # every kept layer is a conv of the IR, named as the IR names it (ignored_scope takes it)
+    model = ov.Core().read_model(str(tmp_path / record.fp32_path))
+    kinds = {op.get_friendly_name(): op.get_type_name() for op in model.get_ordered_ops()}
+    kept = attempts[-1].kept_fp32
+    assert len(kept) == 13 and {kinds[name] for name in kept} <= {"Convolution", "GroupConvolution"}
+    # and really stays fp32: the 13 kept layers' fp32 weights make the file larger
+    assert attempts[-1].size_bytes > attempts[0].size_bytes  # fp32 weights weigh more
 
 
 def test_gate_records_a_variant_that_cannot_be_built_and_tries_the_next(tmp_path):
@@ -249,6 +260,7 @@ def test_gate_records_a_variant_that_cannot_be_built_and_tries_the_next(tmp_path
         def make() -> Path:
             if fails:
                 raise RuntimeError(f"{name}: unsupported scale value (inf)\nmore")
+            (tmp_path / name).write_bytes(b"q" * 10)
             return tmp_path / name
 
         return Candidate(name, (), make)
@@ -263,5 +275,6 @@ def test_gate_records_a_variant_that_cannot_be_built_and_tries_the_next(tmp_path
     first, second = outcome.attempts
     assert first.error == "RuntimeError: a: unsupported scale value (inf)" and first.top1 is None
     assert second.accepted and outcome.best.variant == "b" and outcome.path == tmp_path / "b"
+    assert second.size_bytes == 10 and second.seconds >= 0 and first.size_bytes is None
     with pytest.raises(BenchError, match=r"^no int8 variant could be built and run: RuntimeError"):
         run_gate([build("a", True)], lambda p: 0.0, fp32_top1=90.0, max_drop_pts=1.0)

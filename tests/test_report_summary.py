@@ -250,3 +250,90 @@ def test_a_failed_eager_reference_hands_the_ratios_to_the_next_target():
         "accuracy changes are against ort-cpu:fp32 instead" in first
     )
     assert "-0.20 pts vs fp32" in first  # accuracy change against the new reference (80.0%)
+
+
+def _rejected_int8(result: RunResult) -> RunResult:
+    """The same run, its ORT int8 model rejected by the gate (0.83 pts lost, limit 0.5)."""
+    int8 = {
+        "path": "m.int8.onnx",
+        "size_bytes": 3 * 2**20,
+        "variant": "u8s8",
+        "settings": {
+            "quant_format": "qdq",
+            "per_channel": True,
+            "calibration": "minmax",
+            "calibration_images": 512,
+            "schemes": [],
+            "scheme_reason": "test",
+        },
+        "fp32_top1": 98.33,
+        "int8_top1": 97.5,
+        "drop_pts": 0.83,
+        "max_drop_pts": 0.5,
+        "within_limit": False,
+        "heldout_images": 360,
+        "calibration_images": 512,
+        "excluded_nodes": ["/stem/conv/Conv"],
+        "attempts": [
+            {
+                "variant": "u8s8",
+                "excluded_nodes": 0,
+                "top1": 97.0,
+                "drop_pts": 1.33,
+                "accepted": False,
+                "size_bytes": 3 * 2**20,
+                "seconds": 12.4,
+            },
+            {
+                "variant": "u8s8+1-most-sensitive-fp32",
+                "excluded_nodes": 1,
+                "kept_fp32": ["/stem/conv/Conv"],
+                "top1": 97.5,
+                "drop_pts": 0.83,
+                "accepted": False,
+                "size_bytes": 3 * 2**20 + 2**19,
+                "seconds": 13.6,
+            },
+        ],
+    }
+    data = result.model_dump(mode="json")
+    data["deployment"]["artifacts"]["int8"] = int8
+    return RunResult.model_validate(data)
+
+
+def test_rejected_int8_says_so_in_the_summary_row_and_the_outcome_line_first():
+    """Even a row whose figures are flagged reads REJECTED: the gate decides the exit code."""
+    first = _first_screen(render(_rejected_int8(_result(QUIET, flagged=True)), []))
+    row = next(line for line in first.splitlines() if line.startswith("| ort-cpu:int8 |"))
+    assert row.endswith(
+        "| REJECTED: loses 0.83 pts (limit 0.5) on held-out images; the run exits 3 "
+        "(--allow-int8-loss ships it) |"
+    )
+    headline = next(line for line in first.splitlines() if line.startswith("Ship:"))
+    assert headline.startswith("Ship: **ort-cpu:fp32**, 4.00x")
+    assert headline.endswith(
+        "**Exit 3: int8 REJECTED: ort-cpu:int8 (best variant `u8s8` loses 0.83 pts); limit "
+        "0.5 pts of fp32 top-1 on 360 held-out images** (--allow-int8-loss ships them)."
+    )
+
+
+def test_a_rejected_int8_is_never_shipped_even_when_its_test_top1_looks_fine():
+    first = _first_screen(render(_rejected_int8(_result(QUIET, flagged=False)), []))
+    assert "Ship: **ort-cpu:fp32**" in first and "SHIP: fastest" in first
+    assert "Ship: **ort-cpu:int8**" not in first
+
+
+def test_the_outcome_line_names_the_exit_code_of_a_clean_or_partly_failed_run():
+    first = _first_screen(render(_result(QUIET, flagged=False), []))
+    assert "(-0.20 pts vs fp32). **Exit 1**: failed: ort-cuda:fp32." in first
+
+
+def test_every_int8_attempt_shows_its_fp32_layers_and_its_cost():
+    text = render(_rejected_int8(_result(QUIET, flagged=False)), [])
+    line = next(line for line in text.splitlines() if line.startswith("- int8 (ONNX Runtime"))
+    assert line.endswith(
+        "Tried, in order (only the chosen variant is timed, in its target's row): "
+        "u8s8: top-1 97% (drop 1.33 pts, 0 nodes kept fp32, 3.0 MiB, built and scored in 12 s); "
+        "u8s8+1-most-sensitive-fp32: top-1 97.5% (drop 0.83 pts, 1 nodes kept fp32: "
+        "`/stem/conv/Conv`, 3.5 MiB, built and scored in 14 s)"
+    )

@@ -71,3 +71,9 @@ def test_unknown_suite_and_missing_file(tmp_path) -> None:
         load_suite("nope")
     with pytest.raises(BenchError, match="suite file not found"):
         load_suite(str(tmp_path / "missing.toml"))
+
+
+@pytest.mark.parametrize("name", ["all-runtimes", "cpu-runtime", "gpu"])
+def test_int8_suites_hold_int8_to_the_projects_half_point_goal(name: str) -> None:
+    suite, _ = load_suite(name)
+    assert suite.deploy.int8_max_drop == 0.5

@@ -25,7 +25,8 @@ from resnest_bench.harness.build.onnx import export_onnx
 from resnest_bench.harness.build.ort_format import convert_to_ort
 from resnest_bench.harness.checkpoints import save_torch_artifact
 from resnest_bench.harness.config import DeploySection
-from resnest_bench.harness.data import Dataset, ImageSet, normalize
+from resnest_bench.harness.data import Dataset, normalize
+from resnest_bench.harness.data.split import stratified_subset
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.formats import formats_to_build, not_asked
 from resnest_bench.harness.results.deployment import ArtifactsRecord, ConvertedRecord
@@ -45,6 +46,9 @@ ARTIFACT_FILES = {
 ALWAYS_BUILT = ("state_dict", "onnx_fp32", "onnx_int8", "ort")  # by default
 PARITY_IMAGES = 256  # test images the ONNX graph must reproduce PyTorch on
 HELDOUT_IMAGES = 1000  # test images the int8 accuracy gate compares fp32 and int8 on
+# Both are class-balanced picks (classes taking turns, this seed), never a sorted folder's
+# first files: those can all be one class, and then every target agrees.
+EVAL_SEED = 0
 
 
 def build_artifacts(
@@ -60,17 +64,19 @@ def build_artifacts(
     skipped = not_asked(section, chosen)
     paths = {"state_dict": out_dir / ARTIFACT_FILES["state_dict"]}
     save_torch_artifact(model, paths["state_dict"], dataset.preprocessing)
-    parity_x = normalize(dataset.test.images[:PARITY_IMAGES], dataset.mean, dataset.std)
+    parity = stratified_subset(dataset.test, PARITY_IMAGES, EVAL_SEED)
+    parity_x = normalize(parity.images, dataset.mean, dataset.std)
     gate = GateData(
         calibration=dataset.train,
         calibration_images=section.calibration_images,
-        heldout=_head(dataset.test, HELDOUT_IMAGES),
+        heldout=stratified_subset(dataset.test, HELDOUT_IMAGES, EVAL_SEED),
         mean=dataset.mean,
         std=dataset.std,
         max_drop_pts=section.int8_max_drop,
         allow_loss=section.allow_int8_loss,
         threads=section.threads,
         calibration_method=section.calibration_method,
+        seed=EVAL_SEED,
     )
     exported = int8 = ort_file = openvino = executorch = litert = None
     if "onnx" in chosen:
@@ -153,7 +159,3 @@ class _Converter:
             return None
         self.paths.update(zip(kinds, files, strict=True))
         return record
-
-
-def _head(images: ImageSet, n: int) -> ImageSet:
-    return images if n >= len(images) else images.subset(torch.arange(n))

@@ -6,21 +6,28 @@ batch is static: a dynamic batch axis lowers, but into 13 delegated subgraphs in
 resnest-tiny, and the runtime refuses batches over a bound it picks; larger batches run as
 repeated batch-1 calls (harness.runtimes.executorch). int8: XNNPACKQuantizer, symmetric
 per-channel weights, calibrated on the same training images in the same preprocessing as ONNX
-Runtime's int8, judged by the same held-out gate with the same fallbacks (stem conv fp32, then
-also the split-attention gate). Each file records what XNNPACK runs and what falls back.
+Runtime's int8, judged by the same held-out gate; when all-int8 loses accuracy, the fewest most
+sensitive convs / linears stay fp32 (the quantizer's filter skips them), ranked on the
+converted, not yet lowered, graph (harness.build.sensitivity). Each file records what XNNPACK
+runs and what falls back.
 """
 
 from __future__ import annotations
 
+import copy
+import itertools
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from resnest_bench.harness.build.gate import GateData, artifact_bytes, gate_ladder, int8_record
+from resnest_bench.harness.build.sensitivity import Ranking, rank_in_graph, ranked_plans
 from resnest_bench.harness.build.static_pools import static_pools
+from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.results.deployment import (
     ConvertedRecord,
     DelegateCoverage,
@@ -29,9 +36,8 @@ from resnest_bench.harness.results.deployment import (
 from resnest_bench.harness.runtimes.executorch import ExecuTorchXnnpack
 
 DELEGATE = "XNNPACK"
-# The split-attention gate inside a SplitAttnConv2d: its MLP and the Muls that apply it.
-_ATTENTION_CHILDREN = ("fc1", "bn1", "act1", "fc2")
-_SPLIT_ATTENTION = "SplitAttnConv2d"
+RANK_BATCH = 32  # the static batch sensitivity ranking's quick variants run at
+WEIGHTED_OPS = ("conv", "linear")  # aten ops whose nodes sensitivity ranking may keep fp32
 
 
 def build_executorch(
@@ -54,19 +60,46 @@ def build_executorch(
     calib = torch.from_numpy(data.calibration_x)
     covers: dict[Path, DelegateCoverage] = {}  # per candidate file
 
-    def quantize(keep_fp32: tuple[str, ...], out: Path) -> None:
+    def converted(
+        exported: torch.fx.GraphModule,
+        images: torch.Tensor,
+        keep_fp32: tuple[str, ...],
+        batch: int = 1,
+    ) -> torch.fx.GraphModule:
+        """`exported` (a copy: preparing changes it) quantized, calibrated on `images` in
+        batches of its static `batch`."""
         quantizer = _quantizer(lambda node: node.name not in keep_fp32)
-        prepared = prepare_pt2e(torch.export.export(model, example).module(), quantizer)
+        prepared = prepare_pt2e(copy.deepcopy(exported), quantizer)
         with torch.no_grad():
-            for image in calib.split(1):  # the exported graph's static batch
-                prepared(image)
-        quantized = convert_pt2e(prepared)
+            for chunk in images.split(batch):
+                if len(chunk) == batch:
+                    prepared(chunk)
+        return convert_pt2e(prepared)
+
+    def quantize(keep_fp32: tuple[str, ...], out: Path) -> None:
+        quantized = converted(graph, calib, keep_fp32)
         covers[out] = _lower(torch.export.export(quantized, example), out)
 
+    def ranking() -> Ranking:
+        """Ranked on quick variants exported at RANK_BATCH (not lowered): the same graph and
+        node names as the batch-1 program, 30x fewer calls."""
+        quick_x = torch.from_numpy(data.quick_calibration_x)
+        batch = min(RANK_BATCH, len(quick_x), len(data.ranking_x))
+        wide = torch.export.export(model, (quick_x[:batch],)).module()
+        layers = [n.name for n in graph.graph.nodes if _weighted(n)]
+        if [n.name for n in wide.graph.nodes if _weighted(n)] != layers:
+            raise BenchError(f"the batch-{batch} graph names its layers differently")
+
+        def quick(keep_fp32: tuple[str, ...]) -> Callable[[np.ndarray], np.ndarray]:
+            return _batched(converted(wide, quick_x, keep_fp32, batch), batch)
+
+        return rank_in_graph(layers, quick, _batched(wide, batch), data.ranking_x)
+
+    plans = itertools.chain([("pt2e", ())], ranked_plans("pt2e", ranking))
     outcome = gate_ladder(
         int8_pte,
         "pt2e",
-        lambda keep: tuple(sorted(_kept_fp32(graph, keep))),
+        plans,
         quantize,
         score,
         fp32_top1=fp32_top1,
@@ -145,26 +178,20 @@ def _op_name(node: torch.fx.Node) -> str:
     return op if namespace in ("aten", "") else f"{namespace}.{op}"
 
 
-def _kept_fp32(graph: torch.fx.GraphModule, keep: str) -> frozenset[str]:
-    """Names of the exported graph's nodes left unquantized for one entry of KEEP_FP32: the
-    stem's first conv; then also each split-attention gate (its MLP and the Muls applying it)."""
-    if keep == "none":
-        return frozenset()
-    convs = [n for n in graph.graph.nodes if n.op == "call_function" and "conv" in str(n.target)]
-    kept = {convs[0].name} if convs else set()
-    if keep == "attention":
-        kept |= {n.name for n in graph.graph.nodes if _in_attention_gate(n)}
-    return frozenset(kept)
+def _weighted(node: torch.fx.Node) -> bool:
+    """A conv or linear call in the exported graph: what the quantizer gives int8 weights."""
+    return node.op == "call_function" and any(op in str(node.target) for op in WEIGHTED_OPS)
 
 
-def _in_attention_gate(node: torch.fx.Node) -> bool:
-    stack = list((node.meta.get("nn_module_stack") or {}).values())
-    if node.op != "call_function" or not stack:
-        return False
-    path, kind = stack[-1]
-    kind = kind if isinstance(kind, str) else kind.__name__
-    if kind.endswith(_SPLIT_ATTENTION):
-        return "mul" in str(node.target)
-    parent = stack[-2][1] if len(stack) > 1 else ""
-    parent = parent if isinstance(parent, str) else parent.__name__
-    return parent.endswith(_SPLIT_ATTENTION) and path.rsplit(".", 1)[-1] in _ATTENTION_CHILDREN
+def _batched(module: torch.fx.GraphModule, batch: int) -> Callable[[np.ndarray], np.ndarray]:
+    """batch -> logits through a graph exported at a static `batch`, the last chunk padded."""
+
+    def run(x: np.ndarray) -> np.ndarray:
+        outs = []
+        with torch.no_grad():
+            for chunk in torch.from_numpy(x).split(batch):
+                padded = torch.cat([chunk, chunk[:1].expand(batch - len(chunk), *chunk.shape[1:])])
+                outs.append(module(padded)[: len(chunk)])
+        return torch.cat(outs).numpy()
+
+    return run

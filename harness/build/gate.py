@@ -3,14 +3,16 @@
 Candidates are built lazily, in the order given, and each is scored on held-out images; the
 first within `max_drop_pts` of fp32 wins. When none is, the least lossy one is kept and marked
 outside the limit: it is measured and reported, and ships only if the user allowed the loss.
-The candidates are the KEEP_FP32 ladder: all int8, then the stem's first conv kept fp32, then
-the split-attention path too (each converter finds those nodes in its own graph).
+The candidates: all int8 first, then the sensitivity-ranked mixed-precision variants
+(harness.build.sensitivity), each keeping a few more of the most sensitive layers fp32. Every
+attempt is recorded with the layers it kept fp32, its file size and what it cost to build.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -24,7 +26,7 @@ from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.results.deployment import Int8Attempt, Int8Record, Int8Settings
 from resnest_bench.harness.runtimes.base import Runtime
 
-KEEP_FP32: tuple[str, ...] = ("none", "first-conv", "attention")
+Plan = tuple[str, "tuple[str, ...] | Exception"]  # (variant, layers kept fp32) or why not
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,24 @@ class GateData:
     @property
     def heldout_y(self) -> np.ndarray:
         return self.heldout.labels.numpy()
+
+    @cached_property
+    def ranking_x(self) -> np.ndarray:
+        """Training images (class-balanced) that sensitivity ranking compares outputs on."""
+        from resnest_bench.harness.build.sensitivity import RANKING_IMAGES
+        from resnest_bench.harness.data.split import stratified_subset
+
+        chosen = stratified_subset(self.calibration, RANKING_IMAGES, self.seed + 1)
+        return normalize(chosen.images, self.mean, self.std).numpy()
+
+    @cached_property
+    def quick_calibration_x(self) -> np.ndarray:
+        """Fewer class-balanced training images, to calibrate the ranking's quick variants."""
+        from resnest_bench.harness.build.sensitivity import RANKING_CALIBRATION
+        from resnest_bench.harness.data.split import stratified_subset
+
+        chosen = stratified_subset(self.calibration, RANKING_CALIBRATION, self.seed)
+        return normalize(chosen.images, self.mean, self.std).numpy()
 
     def scorer(self, runtime: Callable[..., Runtime]) -> Callable[[Path], float]:
         """artifact file -> its held-out top-1 (%), run by a fresh `runtime` with our threads:
@@ -121,14 +141,21 @@ def run_gate(
 ) -> GateOutcome:
     """Build and score candidates until one keeps accuracy; the least lossy one otherwise.
     A candidate that cannot be built or loaded is recorded with its reason and the next is
-    tried; BenchError when none could be scored."""
+    tried; BenchError when none could be scored. Each attempt records the layers it kept
+    fp32, its file's size and the seconds it took to build and score."""
     attempts: list[Int8Attempt] = []
     built: dict[str, tuple[Path, tuple[str, ...]]] = {}
     for candidate in candidates:
-        named = {"variant": candidate.variant, "excluded_nodes": len(candidate.excluded)}
+        named = {
+            "variant": candidate.variant,
+            "excluded_nodes": len(candidate.excluded),
+            "kept_fp32": list(candidate.excluded),
+        }
+        started = time.perf_counter()
         try:
             path = candidate.build()
             top1 = score(path)
+            size = artifact_bytes(path)
         except Exception as exc:  # a converter or runtime refusing one variant
             failure = first_line(exc)
             attempts.append(
@@ -136,7 +163,14 @@ def run_gate(
             )
             continue
         drop = fp32_top1 - top1
-        attempt = Int8Attempt(**named, top1=top1, drop_pts=drop, accepted=drop <= max_drop_pts)
+        attempt = Int8Attempt(
+            **named,
+            top1=top1,
+            drop_pts=drop,
+            accepted=drop <= max_drop_pts,
+            size_bytes=size,
+            seconds=time.perf_counter() - started,
+        )
         attempts.append(attempt)
         built[candidate.variant] = (path, candidate.excluded)
         if attempt.accepted:
@@ -151,36 +185,44 @@ def run_gate(
     return GateOutcome(best=best, path=path, excluded=excluded, attempts=attempts)
 
 
+def planned(
+    plans: Iterable[Plan],
+    folder: Path,
+    suffix: str,
+    quantize: Callable[[tuple[str, ...], Path], None],
+) -> Iterable[Candidate]:
+    """Candidates of (variant, kept layers) plans, each written by `quantize(kept, file)` into
+    `folder`; a plan that is an error (a ranking that failed) becomes a candidate raising it."""
+    for variant, kept in plans:
+        out = folder / f"{variant}{suffix}"
+
+        def build(kept: tuple[str, ...] | Exception = kept, out: Path = out) -> Path:
+            if isinstance(kept, Exception):
+                raise kept
+            quantize(kept, out)
+            return out
+
+        yield Candidate(variant, () if isinstance(kept, Exception) else kept, build)
+
+
 def gate_ladder(
     int8_path: Path,
     name: str,
-    kept: Callable[[str], tuple[str, ...]],
+    plans: Iterable[Plan],
     quantize: Callable[[tuple[str, ...], Path], None],
     score: Callable[[Path], float],
     *,
     fp32_top1: float,
     max_drop_pts: float,
 ) -> GateOutcome:
-    """Run the KEEP_FP32 ladder for one converter and move the chosen file to `int8_path`
-    (an OpenVINO IR with its .bin). Candidate `name`, then `name+first-conv-fp32`, ... keep
-    `kept(entry)` nodes fp32 and are written by `quantize(kept nodes, file)` into a temporary
-    folder beside `int8_path`, so a failed run leaves no half-built file there. The outcome's
-    `path` is the chosen candidate's temporary name (a key for what its build recorded)."""
+    """Run one converter's plans through the gate and move the chosen file to `int8_path` (an
+    OpenVINO IR with its .bin). Each is written by `quantize(kept layers, file)` into a
+    temporary folder beside `int8_path`, so a failed run leaves no half-built file there. The
+    outcome's `path` is the chosen candidate's temporary name (a key for what its build
+    recorded)."""
     with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=int8_path.parent) as work:
-
-        def candidate(keep: str) -> Candidate:
-            variant = name if keep == "none" else f"{name}+{keep}-fp32"
-            nodes = kept(keep)
-            out = Path(work) / f"{variant}{int8_path.suffix}"
-
-            def build() -> Path:
-                quantize(nodes, out)
-                return out
-
-            return Candidate(variant, nodes, build)
-
         outcome = run_gate(
-            (candidate(keep) for keep in KEEP_FP32),
+            planned(plans, Path(work), int8_path.suffix, quantize),
             score,
             fp32_top1=fp32_top1,
             max_drop_pts=max_drop_pts,

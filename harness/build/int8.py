@@ -8,8 +8,8 @@ leaves convolutions in fp32 and adds run-time range computation).
 
 The scheme (u8s8, 7-bit weights, u8u8) follows the CPU (int8_schemes). If int8 top-1 on
 held-out images falls more than `max_drop_pts` below fp32, the gate tries the CPU's other
-schemes, then keeps the stem's first conv in fp32, then also the split-attention path (the
-Softmax/Sigmoid gates and the ops feeding and applying them); every attempt is recorded.
+schemes, then keeps the fewest most sensitive layers fp32 (harness.build.sensitivity, ranked
+with ORT's own nodes_to_exclude, in the first scheme); every attempt is recorded.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import io
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,17 +31,10 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
-from resnest_bench.harness.build.fp32_nodes import kept_fp32
-from resnest_bench.harness.build.gate import (
-    KEEP_FP32,
-    Candidate,
-    GateData,
-    int8_record,
-    run_gate,
-)
+from resnest_bench.harness.build.gate import GateData, Plan, int8_record, planned, run_gate
 from resnest_bench.harness.build.int8_schemes import schemes_for_this_cpu
 from resnest_bench.harness.build.onnx import load_onnx
-from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.build.sensitivity import rank_in_graph, ranked_plans
 from resnest_bench.harness.results.deployment import Int8Record, Int8Scheme, Int8Settings
 from resnest_bench.harness.runtimes.ort import OrtCpu
 
@@ -56,6 +49,7 @@ _METHODS = {
 }
 CALIBRATION_BATCH = 32
 _TYPES = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")  # the layers sensitivity ranking may keep fp32
 
 
 def quantize_int8(
@@ -64,41 +58,40 @@ def quantize_int8(
     data: GateData,
     *,
     schemes: tuple[list[Int8Scheme], str] | None = None,
-    keep_fp32: Sequence[str] = KEEP_FP32,
+    mixed_precision: bool = True,
 ) -> Int8Record:
-    """Quantize `onnx_fp32` to `out_path`, trying each fp32 exclusion with each scheme (this
-    CPU's, from int8_schemes, unless given) until one keeps accuracy on `data`'s held-out
-    images; the record names the file. When no variant stays within the limit, the least lossy
-    one is written and recorded with within_limit=False, so its figures are measured and
-    reported; it counts as shipped only with data.allow_loss (else the run ends with exit 3).
+    """Quantize `onnx_fp32` to `out_path`, trying each scheme (this CPU's, from int8_schemes,
+    unless given), then (mixed_precision) the sensitivity-ranked variants, until one keeps
+    accuracy on `data`'s held-out images; the record names the file. When no variant stays
+    within the limit, the least lossy one is written and recorded with within_limit=False, so
+    its figures are measured and reported; it counts as shipped only with data.allow_loss
+    (else the run ends with exit 3).
     """
-    unknown = [k for k in keep_fp32 if k not in KEEP_FP32]
-    if unknown or not keep_fp32:
-        raise BenchError(f"unknown int8 exclusion(s) {unknown}; choose from {', '.join(KEEP_FP32)}")
     offered, reason = schemes or schemes_for_this_cpu()
     load_onnx(onnx_fp32)  # fail early, with a clear message, on a missing or corrupt model
     target = Path(out_path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fp32_top1 = data.top1(_ort_session(onnx_fp32, data.threads))
+    scheme_of = {scheme.name: scheme for scheme in offered}
 
     with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as work:
         prepared = Path(work) / "prepared.onnx"
         prepare_onnx(Path(onnx_fp32), prepared)
 
-        def candidate(keep: str, scheme: Int8Scheme) -> Candidate:
-            variant = scheme.name if keep == "none" else f"{scheme.name}+{keep}-fp32"
-            excluded = kept_fp32(prepared, keep)
-            out = Path(work) / f"{variant}.onnx"
+        def quantize(kept: tuple[str, ...], out: Path) -> None:
+            scheme = scheme_of[out.stem.split("+")[0]]
+            _quantize(prepared, out, data.calibration_x, data.calibration_method, scheme, kept)
+            _compact(out)
 
-            def build() -> Path:
-                _quantize(prepared, out, data, scheme, excluded)
-                _compact(out)
-                return out
-
-            return Candidate(variant, excluded, build)
+        def plans() -> Iterator[Plan]:
+            yield from ((scheme.name, ()) for scheme in offered)
+            if mixed_precision:
+                yield from ranked_plans(
+                    offered[0].name, lambda: _ranking(prepared, Path(work), data, offered[0])
+                )
 
         outcome = run_gate(
-            (candidate(k, s) for k in keep_fp32 for s in offered),
+            planned(plans(), Path(work), ".onnx", quantize),
             lambda path: data.top1(_ort_session(path, data.threads)),
             fp32_top1=fp32_top1,
             max_drop_pts=data.max_drop_pts,
@@ -114,6 +107,19 @@ def quantize_int8(
         scheme_reason=reason,
     )
     return int8_record(outcome, target, settings, data, fp32_top1)
+
+
+def _ranking(prepared: Path, work: Path, data: GateData, scheme: Int8Scheme):
+    """The weighted nodes of `prepared`, most sensitive first, ranked with quick variants
+    (fewer calibration images) that ORT builds with nodes_to_exclude."""
+    layers = [n.name for n in load_onnx(prepared).graph.node if n.op_type in WEIGHTED_OPS]
+    quick_file = work / "quick.onnx"
+
+    def quick(kept: tuple[str, ...]) -> Callable:
+        _quantize(prepared, quick_file, data.quick_calibration_x, "minmax", scheme, kept)
+        return _ort_session(quick_file, data.threads)
+
+    return rank_in_graph(layers, quick, _ort_session(prepared, data.threads), data.ranking_x)
 
 
 def _ort_session(path: str | os.PathLike[str], threads: int | None) -> Callable:
@@ -172,7 +178,8 @@ class _Reader(CalibrationDataReader):
 def _quantize(
     source: Path,
     out: Path,
-    data: GateData,
+    images: np.ndarray,
+    method: str,
     scheme: Int8Scheme,
     excluded: Sequence[str],
 ) -> None:
@@ -183,14 +190,14 @@ def _quantize(
         quantize_static(
             str(source),
             str(out),
-            _Reader(input_name, data.calibration_x, CALIBRATION_BATCH),
+            _Reader(input_name, images, CALIBRATION_BATCH),
             quant_format=QuantFormat.QDQ,
             per_channel=PER_CHANNEL,
             reduce_range=scheme.reduce_range,
             activation_type=_TYPES[scheme.activations],
             weight_type=_TYPES[scheme.weights],
             nodes_to_exclude=list(excluded),
-            calibrate_method=_METHODS[data.calibration_method],
+            calibrate_method=_METHODS[method],
         )
 
 

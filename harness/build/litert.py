@@ -7,8 +7,9 @@ that file (int8 weights per channel, int8 activations, min/max ranges) calibrate
 training images in the model's own preprocessing, with a float32 input and output, so the
 harness feeds it the same batches. Softmax and average pooling stay fp32: XNNPACK has no int8
 kernel for them in LiteRT, and quantizing them would push them out of the delegate. The same
-held-out accuracy gate and fp32 fallbacks (stem conv, then split attention) as ONNX Runtime's
-int8 pick the file that ships.
+held-out accuracy gate as ONNX Runtime's int8 picks the file that ships; when all-int8 loses
+accuracy, the fewest most sensitive weighted ops stay fp32 (per-op NO_QUANTIZE overrides),
+ranked in the .tflite graph itself (harness.build.sensitivity).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import contextlib
 import importlib.metadata
 import importlib.util
 import io
+import itertools
 import os
 import re
 from pathlib import Path
@@ -36,15 +38,15 @@ from resnest_bench.harness.build.gate import (
 )
 from resnest_bench.harness.build.int8 import quiet
 from resnest_bench.harness.build.onnx import compare_logits, parity_problem
+from resnest_bench.harness.build.sensitivity import rank_in_graph, ranked_plans
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.results.deployment import ConvertedRecord, Int8Settings, Parity
 from resnest_bench.harness.runtimes.litert import LiteRt, batching, xnnpack_coverage
 
 # Ops XNNPACK runs only in fp32 inside LiteRT: quantized, they would fall back to reference kernels.
 FLOAT_ONLY_OPS = ("SOFTMAX", "AVERAGE_POOL_2D")
-_GATES = ("SOFTMAX", "LOGISTIC")
+WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")  # rankable layers
 _BOUNDS = ("min", "max")  # a tensor's calibrated range
-_SHAPE_OPS = ("RESHAPE", "TRANSPOSE", "SLICE", "STRIDED_SLICE", "SPLIT", "SQUEEZE")
 
 
 def converter_missing() -> str | None:
@@ -80,10 +82,23 @@ def build_litert(
     score = data.scorer(LiteRt)
 
     fp32_top1 = score(fp32_path)
+    quick_file = int8_path.with_name(f".quick.{int8_path.name}")
+
+    def quick(kept: tuple[str, ...]):
+        _quantize(fp32_path, quick_file, data.quick_calibration_x, kept)
+        return _loaded(quick_file, data.threads)
+
+    def ranking():
+        try:
+            layers = weighted_layers(fp32_path)
+            return rank_in_graph(layers, quick, _loaded(fp32_path, data.threads), data.ranking_x)
+        finally:
+            quick_file.unlink(missing_ok=True)
+
     outcome = gate_ladder(
         int8_path,
         "static-int8",
-        lambda keep: kept_fp32(fp32_path, keep),
+        itertools.chain([("static-int8", ())], ranked_plans("static-int8", ranking)),
         lambda kept, out: _quantize(fp32_path, out, data.calibration_x, kept),
         score,
         fp32_top1=fp32_top1,
@@ -128,47 +143,17 @@ def _parity(model: nn.Module, path: Path, images: torch.Tensor, threads: int | N
     return compare_logits(expected, runtime.run(images.numpy()))
 
 
-def kept_fp32(path: Path, keep: str) -> tuple[str, ...]:
-    """Output tensor names of the ops one entry of KEEP_FP32 leaves unquantized, found in the
-    .tflite graph as fp32_nodes finds them in ONNX: the first conv (the stem's), then also
-    every split-attention gate with the chain from its global pool and the ops applying it."""
-    if keep == "none":
-        return ()
+def weighted_layers(path: Path) -> list[str]:
+    """The weighted ops (conv / linear) of a .tflite graph in graph order, each named by its
+    first output tensor: the scope a per-op quantization override matches."""
     ops, names = _graph(path)
-    first = next((op for op in ops if op["op_name"] == "CONV_2D"), None)
-    chosen = [] if first is None else [first]
-    if keep == "attention":
-        chosen += _attention_ops(ops)
-    seen: dict[str, None] = {}
-    for op in chosen:
-        seen.update({names[int(t)]: None for t in op["outputs"]})
-    return tuple(seen)
+    return [names[int(op["outputs"][0])] for op in ops if op["op_name"] in WEIGHTED_OPS]
 
 
-def _attention_ops(ops: list[dict]) -> list[dict]:
-    producer = {int(t): op for op in ops for t in op["outputs"]}
-    users: dict[int, list[dict]] = {}
-    for op in ops:
-        for t in op["inputs"]:
-            users.setdefault(int(t), []).append(op)
-    chosen: list[dict] = []
-    for gate in (op for op in ops if op["op_name"] in _GATES):
-        chain, op = [gate], gate
-        while op["op_name"] != "MEAN" and int(op["inputs"][0]) in producer and len(chain) <= 32:
-            op = producer[int(op["inputs"][0])]
-            chain.append(op)
-        if op["op_name"] != "MEAN":  # not a split-attention block: keep just the gate
-            chain = [gate]
-        frontier = [int(t) for t in gate["outputs"]]
-        while frontier:
-            for user in users.get(frontier.pop(), []):
-                if user["op_name"] in _SHAPE_OPS:
-                    chain.append(user)
-                    frontier.extend(int(t) for t in user["outputs"])
-                elif user["op_name"] == "MUL":
-                    chain.append(user)
-        chosen += chain
-    return chosen
+def _loaded(path: Path, threads: int | None):
+    runtime = LiteRt(threads=threads)
+    runtime.load(path)
+    return runtime.run
 
 
 def _graph(path: Path) -> tuple[list[dict], dict[int, str]]:

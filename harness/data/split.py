@@ -18,18 +18,24 @@ def _rank_within_class(labels: torch.Tensor, order: torch.Tensor) -> torch.Tenso
     return rank
 
 
-def stratified_subset(imageset: ImageSet, size: int | None, seed: int) -> ImageSet:
-    """At most `size` samples, classes taking turns, so a small subset keeps the class balance.
+def balanced_order(labels: torch.Tensor, seed: int) -> torch.Tensor:
+    """Every index, classes taking turns: any prefix of it is as class-balanced as it can be.
 
     A random permutation (from `seed`) picks which samples of each class come first; sorting
-    by within-class rank then deals one per class per round. `size` above the set size keeps all.
+    by within-class rank then deals one per class per round.
     """
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(labels), generator=gen)
+    rank = _rank_within_class(labels, order)
+    return order[torch.sort(rank, stable=True).indices]
+
+
+def stratified_subset(imageset: ImageSet, size: int | None, seed: int) -> ImageSet:
+    """At most `size` samples (in their original order), classes taking turns (balanced_order),
+    so a small subset keeps the class balance. `size` above the set size keeps all."""
     if size is None or size >= len(imageset):
         return imageset
-    gen = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(imageset), generator=gen)
-    rank = _rank_within_class(imageset.labels, order)
-    chosen = order[torch.sort(rank, stable=True).indices[:size]]
+    chosen = balanced_order(imageset.labels, seed)[:size]
     return imageset.subset(torch.sort(chosen).values)
 
 

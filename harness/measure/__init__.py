@@ -36,6 +36,8 @@ from resnest_bench.harness.rounds import speedups
 from resnest_bench.harness.runtimes import RUNTIMES, get_runtime, runtime_class
 
 if TYPE_CHECKING:
+    import torch
+
     from resnest_bench.harness.measure.interleaved import Outcome, Session
 
 # How each artifact kind names its target: "<runtime>:<label>".
@@ -53,6 +55,7 @@ KIND_LABELS = {
 }
 REFERENCE = "torch-eager:fp32"
 DEMO_INDEX = 0  # the test image whose per-class softmax the demo table shows
+SMALL_SEED = 0  # which images of each class the small subset takes (harness.data.split)
 
 
 @dataclass(frozen=True)
@@ -145,13 +148,14 @@ def measure_artifacts(
             handle.close()
     ratios = _speedups({n: o.rounds for n, o in session.outcomes.items() if o.failure is None})
     labels = dataset.test.labels.numpy()
+    small = small_indices(dataset.test.labels, small_n)
     targets = []
     for spec in specs:
         if spec.name in unmeasured:
             targets.append(unmeasured[spec.name])
             continue
         outcome = session.outcomes[spec.name]
-        targets.append(_target(spec, outcome, ratios.get(spec.name), labels, timed_n, small_n))
+        targets.append(_target(spec, outcome, ratios.get(spec.name), labels, timed_n, small))
     logits = {
         name: o.logits
         for name, o in session.outcomes.items()
@@ -188,9 +192,11 @@ def _target(
     speedup: Speedup | None,
     labels: np.ndarray,
     timed_n: int,
-    small_n: int,
+    small: np.ndarray,
 ) -> Target:
-    """The Target record of one outcome: failed with its reason, or every figure."""
+    """The Target record of one outcome: failed with its reason, or every figure. `small`:
+    the class-balanced small subset's indices (its time per image is the first len(small)
+    images': a batch-1 call's time does not depend on which image it is)."""
     from resnest_bench.harness.build.gate import top1_percent
 
     if outcome.failure is not None:
@@ -218,14 +224,22 @@ def _target(
         throughput_limit=outcome.throughput_limit,
         images_timed=timed_n,
         avg_ms_per_image=avg_ms,
-        avg_ms_per_image_small=float(np.mean(per_image[:small_n]) * 1e3),
+        avg_ms_per_image_small=float(np.mean(per_image[: len(small)]) * 1e3),
         top1_full=top1_percent(logits, labels),
-        top1_small=top1_percent(logits[:small_n], labels[:small_n]),
+        top1_small=top1_percent(logits[small], labels[small]),
         images_full=len(labels),
-        images_small=small_n,
+        images_small=len(small),
         rss_before_load_bytes=outcome.load["rss_before_load_bytes"],
         peak_rss_bytes=outcome.peak_rss,
     )
+
+
+def small_indices(labels: torch.Tensor, size: int) -> np.ndarray:
+    """The small subset: `size` test images, classes taking turns (seed 0), in test order.
+    Not the first N: a folder's test images come sorted by class."""
+    from resnest_bench.harness.data.split import balanced_order
+
+    return np.sort(balanced_order(labels, SMALL_SEED)[:size].numpy())
 
 
 def host_check(session: Session, targets: list[Target]) -> HostCheck:

@@ -124,15 +124,19 @@ class Int8Settings(Record):
 
 
 class Int8Attempt(Record):
-    """One quantization try: scheme, which nodes stayed fp32, held-out top-1 (%) and its drop;
-    no figures and the one-line `error` when it could not be built or loaded."""
+    """One quantization try: scheme, which nodes stayed fp32, held-out top-1 (%) and its drop,
+    its file's size and the seconds it took to build and score (its cost); no figures and the
+    one-line `error` when it could not be built or loaded."""
 
-    variant: str  # scheme name, plus "+first-conv-fp32" / "+attention-fp32"
+    variant: str  # scheme name, plus "+N-most-sensitive-fp32" (older runs: "+attention-fp32")
     excluded_nodes: int
     top1: float | None
     drop_pts: float | None
     accepted: bool
     error: str | None = None
+    kept_fp32: list[str] = Field(default_factory=list)  # the layers it left unquantized
+    size_bytes: int | None = None
+    seconds: float | None = None
 
 
 class Int8Record(Record):
@@ -246,6 +250,13 @@ class ArtifactsRecord(Record):
         """Every gated int8 model of the run (ONNX Runtime's, then each conversion's)."""
         own = [self.int8] if self.int8 else []
         return own + [record.int8 for record in self.converted().values()]
+
+    def int8_by_kind(self) -> dict[str, Int8Record]:
+        """The gated int8 record behind each int8 artifact kind a target runs (the .ort file
+        is ONNX Runtime's int8 graph, so it shares that record)."""
+        kinds = {"onnx_int8": self.int8, "ort": self.int8 if self.ort else None}
+        kinds |= {f"{name}_int8": record.int8 for name, record in self.converted().items()}
+        return {kind: record for kind, record in kinds.items() if record is not None}
 
     @model_validator(mode="before")
     @classmethod
