@@ -83,6 +83,8 @@ class TrainCheckpoint:
     batch_size: int
     failed_batch_sizes: tuple[int, ...]
     records: tuple[EpochRecord, ...]
+    # CPU training's thread count: a resumed run keeps it (other threads sum in another order)
+    cpu_threads: int | None = None
 
     @property
     def epoch(self) -> int:
@@ -110,6 +112,7 @@ def write_checkpoint(path: str | os.PathLike[str], checkpoint: TrainCheckpoint) 
         "batch_size": checkpoint.batch_size,
         "failed_batch_sizes": list(checkpoint.failed_batch_sizes),
         "records": [record.model_dump() for record in checkpoint.records],
+        "cpu_threads": checkpoint.cpu_threads,
     }
     try:
         atomic_torch_save(payload, path)
@@ -147,6 +150,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> TrainCheckpoint:
             batch_size=payload["batch_size"],
             failed_batch_sizes=tuple(payload["failed_batch_sizes"]),
             records=tuple(EpochRecord.model_validate(r) for r in payload["records"]),
+            cpu_threads=payload.get("cpu_threads"),
         )
     except (KeyError, ValidationError) as exc:
         raise BenchError(f"{path} is a damaged training checkpoint ({_first_line(exc)})") from None

@@ -224,24 +224,21 @@ def _data_use(
     dataset: Dataset, deployment: Deployment, preprocessing_from: str, small_subset: int
 ) -> DataUse:
     """Which images each figure came from and how the subsets were picked: class-balanced
-    (classes taking turns, harness.data.split), never a sorted folder's first files."""
-    from resnest_bench.harness.build import EVAL_SEED, HELDOUT_IMAGES, PARITY_IMAGES
+    (classes taking turns, harness.data.split), never a sorted folder's first files. The
+    counts that ran (parity, gate) are in the build's records; the report states them."""
+    from resnest_bench.harness.build import EVAL_SEED
 
     int8 = deployment.artifacts.int8
-    n = len(dataset.test)
     balanced = f"class-balanced (classes taking turns, seed {EVAL_SEED})"
     # the images calibration really used: none when no int8 model was built
     calibration = (
         f"{int8.calibration_images} of {dataset.train_split}, {balanced}" if int8 else "none"
     )
+    small = min(small_subset, len(dataset.test))
     return DataUse(
         dataset=dataset.source,
         calibration=calibration,
-        evaluation=(
-            f"{dataset.test_split}; the int8 gate on {min(HELDOUT_IMAGES, n)} and the export "
-            f"parity check on {min(PARITY_IMAGES, n)} of them, the small subset "
-            f"{min(small_subset, n)}, each {balanced}"
-        ),
+        evaluation=f"{dataset.test_split}; subsets (parity, gate, small {small}) {balanced}",
         mean=list(dataset.mean),
         std=list(dataset.std),
         image_size=dataset.image_size,

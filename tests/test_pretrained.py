@@ -82,7 +82,8 @@ def test_timm_weights_export_at_224_with_imagenet_normalisation(tmp_path: Path) 
     report = (run / "report.md").read_text()
     assert (
         "- Images: ONNX parity on 5 images of the other 20% of each class, held out by seed 0 "
-        "(5 images); int8 calibration and gate: not run (no int8 model was built); accuracy and "
+        "(5 images); subsets (parity, gate, small 5) class-balanced (classes taking turns, seed "
+        "0); int8 calibration and gate: not run (no int8 model was built); accuracy and "
         "agreement: not run (no runtime was timed); preprocessing (mean [0.485, 0.456, 0.406], "
         "std [0.229, 0.224, 0.225], 224 px) from ImageNet's mean/std" in report
     )

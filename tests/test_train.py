@@ -390,7 +390,7 @@ def test_checkpoint_every_n_epochs_and_the_last_resumes_exactly(tmp_path):
     for key, value in straight.state_dict().items():
         assert torch.equal(resumed_model.state_dict()[key], value), key
     assert expected.options.threads_reason == "pinned by the tests"
-    assert resumed.options.cpu_threads == 1  # the first part's count, read from its work folder
+    assert resumed.options.cpu_threads == 1  # the first part's count, from its checkpoint
     assert resumed.options.threads_reason == "1 threads (kept from the run being resumed)"
     log = (tmp_path / "killed" / EPOCH_LOG_NAME).read_text().splitlines()
     assert len(log) == 4

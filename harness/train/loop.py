@@ -232,6 +232,7 @@ def run_epochs(
     callbacks: Callbacks,
     flops_per_image: int,
     seed: int,
+    cpu_threads: int | None = None,
 ) -> list[EpochRecord]:
     """Epochs from the checkpoint's (or the first) to the recipe's last; returns all records."""
     if start is not None:
@@ -278,6 +279,7 @@ def run_epochs(
                 batch_size=trainer.batch_size,
                 failed_batch_sizes=tuple(failed_batch_sizes),
                 records=tuple(records),
+                cpu_threads=cpu_threads,
             )
             write_checkpoint(work_dir / CHECKPOINT_NAME, checkpoint)
             write_epoch_log(work_dir / EPOCH_LOG_NAME, records)

@@ -17,7 +17,6 @@ import torch
 
 from resnest_bench import models
 from resnest_bench.harness.accel import Accel, select_device
-from resnest_bench.harness.atomic import atomic_write_text
 from resnest_bench.harness.checkpoints import TrainCheckpoint, config_to_dict, read_checkpoint
 from resnest_bench.harness.config import TrainSection
 from resnest_bench.harness.data import Dataset
@@ -145,21 +144,15 @@ def _accel(section: TrainSection, device: str) -> Accel:
     )
 
 
-THREADS_NAME = "cpu-threads.txt"  # in the work folder: the CPU threads a run trains with
-
-
-def _cpu_threads(section: TrainSection, work_dir: Path, *, resuming: bool) -> tuple[int, str]:
+def _cpu_threads(section: TrainSection, kept: int | None) -> tuple[int, str]:
     """Set this process's intra-op threads for CPU training (torchrun ranks keep the one thread
-    torchrun gives each) and say how many and why. A resumed run keeps the count its first
-    part chose (written beside the checkpoint): other threads sum in another order, and the
-    run would not end as one that never stopped."""
-    kept = work_dir / THREADS_NAME
-    if resuming and kept.is_file() and kept.read_text().strip().isdigit():
-        count = int(kept.read_text())
-        why = f"{count} threads (kept from the run being resumed)"
+    torchrun gives each) and say how many and why. A resumed run keeps the count its
+    checkpoint recorded (`kept`): other threads sum in another order, and the run would not
+    end as one that never stopped."""
+    if kept is not None:
+        count, why = kept, f"{kept} threads (kept from the run being resumed)"
     else:
         count, why = training_threads(section.threads)
-        atomic_write_text(kept, f"{count}\n")
     torch.set_num_threads(count)
     return count, why
 
@@ -216,7 +209,7 @@ def train(
     start = broadcast(ranks, start)
     cpu_threads, threads_before = None, torch.get_num_threads()
     if accel.device.type == "cpu" and ranks is None:
-        cpu_threads = _cpu_threads(section, work_dir, resuming=start is not None)
+        cpu_threads = _cpu_threads(section, start.cpu_threads if start else None)
     model_info = _model_info(model, dataset.image_size)
     # Weights to restart from when a fresh run must retry at a smaller batch size.
     initial = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
@@ -235,6 +228,7 @@ def train(
                 callbacks=callbacks,
                 flops_per_image=model_info.flops_per_train_image,
                 seed=seed,
+                cpu_threads=cpu_threads[0] if cpu_threads else None,
             )
             break
         except torch.cuda.OutOfMemoryError:
