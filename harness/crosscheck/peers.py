@@ -30,7 +30,6 @@ from resnest_bench.harness.errors import BenchError
 # What a peer process inherits from ours: where programs and packages are, and the locale.
 KEPT_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH")
 WARMUP_CALLS = 10
-STARTUP_TIMEOUT_S = 600.0  # a plain torch.compile loop compiles ResNeSt-50 before `ready`
 
 
 class Peer(Protocol):
@@ -188,7 +187,10 @@ class LiteRtBenchmark:
 
 
 def _run(command: list[str], env: dict[str, str], name: str) -> str:
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"{name} ran past 600 s") from None
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or done.stdout.strip().splitlines() or [""])[-1]
         raise BenchError(f"{name} exited {done.returncode}: {last}")
