@@ -84,15 +84,15 @@ def environment(section: DeploySection, policy: ThreadPolicy | None = None) -> D
     import torch
 
     limits = cgroup_limits()
-    threads = section.threads if section.threads is not None else usable_cpus(limits)
-    cores = min(threads, usable_cpus(limits))
+    usable = usable_cpus(limits)
+    threads = section.threads if section.threads is not None else usable
     return DeployEnvironment(
-        usable_cpus=usable_cpus(limits),
+        usable_cpus=usable,
         threads=threads,
         cgroup=limits,
         torch=torch.__version__,
         onnxruntime=onnxruntime.__version__,
         providers=onnxruntime.get_available_providers(),
         thread_policy=policy,
-        cpu_peak=cpu_peak(cpu_info(), cores),
+        cpu_peak=cpu_peak(cpu_info(), min(threads, usable)),
     )

@@ -27,9 +27,9 @@ from resnest_bench.harness.results.crosscheck import (
     TOLERANCE,
     Crosscheck,
     CrosscheckRow,
-    PeerRatio,
 )
 from resnest_bench.harness.results.deployment import Target, ThreadPolicy
+from resnest_bench.harness.results.stats import RoundRatio
 
 ROUND_S = 1.0  # benchmark_app times whole seconds: every round of both sides lasts >= 1 s
 POOL = 16  # random images the harness's process cycles through (speed ignores the pixels)
@@ -41,7 +41,7 @@ def compare(target: str, peer: str, harness_s: list[float], peer_s: list[float])
     ratios = [h / p for h, p in zip(harness_s, peer_s, strict=True) if p > 0]
     if not ratios:
         raise BenchError(f"{target}: no round with a peer figure")
-    ratio = PeerRatio(
+    ratio = RoundRatio(
         median=statistics.median(ratios), low=min(ratios), high=max(ratios), rounds=len(ratios)
     )
     harness_ms = statistics.median(harness_s) * 1e3
@@ -103,7 +103,7 @@ def run_crosscheck(
             warmup=section.timing.warmup,
         )
         try:
-            row = _pair(job, timing, section.rounds, batch_shape, policy_env, policy)
+            row = _pair(job, timing, section.rounds, batch_shape, policy_env)
         except (BenchError, TargetFailed, OSError) as exc:
             result.skipped[target.target] = first_line(exc)
             continue
@@ -117,17 +117,17 @@ def _pair(
     rounds: int,
     shape: tuple[int, ...],
     policy_env: dict[str, str],
-    policy: ThreadPolicy,
 ) -> CrosscheckRow:
-    """Harness and peer on one artifact, taking turns for `rounds` rounds."""
+    """Harness and peer on one artifact under the job's thread policy, taking turns for
+    `rounds` rounds."""
     harness = TargetProcess(job)
     peer: Peer | None = None
     vendor: Peer | None = None
     try:
         harness.call("load")
-        idle_sleep = not policy.ort_spinning
+        policy = job.policy
         peer, vendor = start_peer(
-            job.runtime, job.path, policy.threads, shape, policy_env, idle_sleep
+            job.runtime, job.path, policy.threads, shape, policy_env, not policy.ort_spinning
         )
         sides: dict[str, list[float]] = {"harness": [], "peer": [], "vendor": []}
         order = ["harness", "peer"] + (["vendor"] if vendor else [])

@@ -89,8 +89,9 @@ def choose(threads: int | None, spinning: Literal["on", "off", "auto"]) -> Threa
     )
 
 
-# Measured on a 2-core host at load ~9: one CPU training epoch took 335 s with 2 threads and
-# 15-20 s with 1 (same command): threads that wait on each other's preempted cores stall.
+# Measured for issue 19 on a 2-core host at load ~9: one CPU training epoch took 335 s with 2
+# threads and 15-20 s with 1 (same command): threads waiting on each other's preempted cores
+# stall.
 SHARED_TRAINING_THREADS = 1
 
 

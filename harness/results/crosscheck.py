@@ -7,18 +7,10 @@ from __future__ import annotations
 from pydantic import Field
 
 from resnest_bench.harness.results.record import Record
+from resnest_bench.harness.results.stats import RoundRatio
 
 # A target whose harness median is more than this share away from its peer's is flagged.
 TOLERANCE = 0.10
-
-
-class PeerRatio(Record):
-    """harness median / peer median per round: median and range over the rounds both ran."""
-
-    median: float
-    low: float
-    high: float
-    rounds: int
 
 
 class CrosscheckRow(Record):
@@ -31,7 +23,7 @@ class CrosscheckRow(Record):
     peer: str
     harness_ms: float
     peer_ms: float
-    ratio: PeerRatio
+    ratio: RoundRatio  # harness median / peer median per round
     flag: str | None = None
     vendor: str | None = None
     vendor_ms: float | None = None

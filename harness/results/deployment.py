@@ -15,7 +15,7 @@ from resnest_bench.harness.hostload import HostLoad
 from resnest_bench.harness.results.crosscheck import Crosscheck
 from resnest_bench.harness.results.environment import CgroupLimits
 from resnest_bench.harness.results.record import Record
-from resnest_bench.harness.results.stats import Stats
+from resnest_bench.harness.results.stats import RoundRatio, Stats
 
 
 class Throughput(Record):
@@ -25,15 +25,10 @@ class Throughput(Record):
     batch_ms: Stats
 
 
-class Speedup(Record):
-    """Speed-up over the reference: the median of per-round ratios (each round timed both
-    side by side) with their range; `rounds` is how many rounds both ran. `against` is
-    PyTorch eager fp32, or the next target when eager failed."""
+class Speedup(RoundRatio):
+    """Speed-up over the reference (reference / target per round). `against` is PyTorch
+    eager fp32, or the next target when eager failed."""
 
-    median: float
-    low: float
-    high: float
-    rounds: int
     against: str = "torch-eager:fp32"
 
 

@@ -58,3 +58,13 @@ class Stats(Record):
         """The same statistics in another unit (factor 1e3: s -> ms); n and cv unchanged."""
         fields = ("mean", "median", "p90", "p99", "min", "max", "std")
         return self.model_copy(update={k: getattr(self, k) * factor for k in fields})
+
+
+class RoundRatio(Record):
+    """A ratio of two targets timed side by side, taken within each interleaved round: the
+    median and range over the rounds both ran (harness.rounds)."""
+
+    median: float
+    low: float
+    high: float
+    rounds: int
