@@ -180,14 +180,16 @@ docker run --rm --network none --entrypoint sh "$gpu_image" -c '
     for tool in gcc g++; do command -v "$tool" >/dev/null || { echo "missing in image: $tool"; exit 1; }; done
     python -c "import torch; assert torch.version.cuda == \"13.0\", torch.version.cuda"'
 set +e
-gpu_run doctor gpu --no-smoke >"$WORK/doctor.txt" 2>&1
+# stdout and stderr apart: without a terminal, docker run copies the two streams separately, so
+# their order in one file is not the order they were written in.
+gpu_run doctor gpu --no-smoke >"$WORK/doctor.txt" 2>"$WORK/doctor.err"
 rc=$?
 set -e
-cat "$WORK/doctor.txt"
+cat "$WORK/doctor.txt" "$WORK/doctor.err"
 [[ $rc == 1 ]] || fail "doctor without a GPU exited $rc, not 1"
 grep -q '^OK   image kernels: bench-gpu' "$WORK/doctor.txt" || fail "the image's kernel table is not what it carries"
-tail -1 "$WORK/doctor.txt" | grep -q '^resnest-bench doctor: GPU: .*no GPU is visible' ||
-    fail "doctor does not end in one line saying there is no GPU"
+tail -1 "$WORK/doctor.err" | grep -q '^resnest-bench doctor: GPU: .*no GPU is visible' ||
+    fail "doctor's error does not end in one line saying there is no GPU"
 log "GPU image: plan gpu --gpu H100"
 gpu_run plan gpu --gpu H100 >"$WORK/plan.txt" || { cat "$WORK/plan.txt"; fail "plan gpu --gpu H100"; }
 cat "$WORK/plan.txt"

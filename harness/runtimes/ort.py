@@ -7,7 +7,9 @@ spin unless the thread policy (harness.measure.threads) sets `spinning` False.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import warnings
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,6 +28,8 @@ from resnest_bench.harness.runtimes.base import (
 # Graph optimisation for measured sessions: everything, layout changes for this CPU included
 # (a deployment optimises for the machine it runs on).
 SESSION_OPTIMIZATION = "all"
+# ORT's own default for its process-wide logger (warnings and up), put back after a trial.
+ORT_DEFAULT_SEVERITY = 2
 
 
 def session_options(threads: int, optimization: str):
@@ -68,9 +72,12 @@ def provider_trial(provider: str) -> str | None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     options = ort.SessionOptions()
     options.log_severity_level = 4
+    # A provider whose libraries are missing is the answer, not noise: ORT's default logger
+    # (the library load error) and its printed "EP Error" fallback banner are silenced here.
+    ort.set_default_logger_severity(4)
     try:
-        with warnings.catch_warnings():  # "not in available provider names": the answer, not noise
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")  # "not in available provider names"
             session = ort.InferenceSession(
                 onnx.shape_inference.infer_shapes(model).SerializeToString(),
                 sess_options=options,
@@ -78,6 +85,8 @@ def provider_trial(provider: str) -> str | None:
             )
     except Exception as exc:
         return f"a trial session failed: {str(exc).strip().splitlines()[0] if str(exc) else exc}"
+    finally:
+        ort.set_default_logger_severity(ORT_DEFAULT_SEVERITY)
     used = session.get_providers()[0]
     return None if used == provider else f"its libraries do not load ({used} ran instead)"
 
