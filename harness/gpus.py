@@ -26,6 +26,7 @@ class GpuSpec:
     variant: str | None  # a token that must also appear ("PCIE", "NVL"), None: the default form
     compute_capability: tuple[int, int]
     memory_gib: int
+    memory_gbps: float  # memory bandwidth, GB/s (datasheet; 0: unknown)
     peak_flops: dict[str, float] = field(repr=False)  # empty: no datasheet figure, no MFU
     mig: str | None = None  # the MIG profile ("1g.10gb") when this is a slice of the GPU
 
@@ -42,36 +43,38 @@ def _peaks(fp32: float, tf32: float | None, fp16: float, bf16: float | None) -> 
     return out
 
 
-# A K80 is two GK210 dies and each die is one CUDA device: its figures are per die.
+# A K80 is two GK210 dies and each die is one CUDA device: its figures are per die. Columns:
+# name, model token, variant token, compute capability, memory GiB, memory GB/s, dense peaks
+# (fp32, tf32, fp16, bf16 TFLOP/s), all from NVIDIA's datasheets (A100: the 80 GB SXM form).
 GPUS: tuple[GpuSpec, ...] = (
-    GpuSpec("K80", "K80", None, (3, 7), 12, _peaks(4.37, None, 4.37, None)),
-    GpuSpec("P100 PCIe", "P100", "PCIE", (6, 0), 16, _peaks(9.3, None, 18.7, None)),
-    GpuSpec("P100 SXM2", "P100", None, (6, 0), 16, _peaks(10.6, None, 21.2, None)),
-    GpuSpec("V100 PCIe", "V100", "PCIE", (7, 0), 16, _peaks(14.0, None, 112, None)),
-    GpuSpec("V100 SXM2", "V100", None, (7, 0), 16, _peaks(15.7, None, 125, None)),
-    GpuSpec("V100S", "V100S", None, (7, 0), 32, _peaks(16.4, None, 130, None)),
-    GpuSpec("T4", "T4", None, (7, 5), 16, _peaks(8.1, None, 65, None)),
-    GpuSpec("A10", "A10", None, (8, 6), 24, _peaks(31.2, 62.5, 125, 125)),
-    GpuSpec("A30", "A30", None, (8, 0), 24, _peaks(10.3, 82, 165, 165)),
-    GpuSpec("A40", "A40", None, (8, 6), 48, _peaks(37.4, 74.8, 149.7, 149.7)),
-    GpuSpec("A100", "A100", None, (8, 0), 80, _peaks(19.5, 156, 312, 312)),
-    GpuSpec("L4", "L4", None, (8, 9), 24, _peaks(30.3, 60, 121, 121)),
-    GpuSpec("L40", "L40", None, (8, 9), 48, _peaks(90.5, 90.5, 181, 181)),
-    GpuSpec("L40S", "L40S", None, (8, 9), 48, _peaks(91.6, 183, 362, 362)),
-    GpuSpec("H100 PCIe", "H100", "PCIE", (9, 0), 80, _peaks(51, 378, 756, 756)),
-    GpuSpec("H100 NVL", "H100", "NVL", (9, 0), 94, _peaks(60, 417.5, 835.5, 835.5)),
-    GpuSpec("H100 SXM", "H100", None, (9, 0), 80, _peaks(67, 495, 989, 989)),
-    GpuSpec("H200 NVL", "H200", "NVL", (9, 0), 141, _peaks(60, 417.5, 835.5, 835.5)),
-    GpuSpec("H200", "H200", None, (9, 0), 141, _peaks(67, 495, 989, 989)),
-    GpuSpec("B200", "B200", None, (10, 0), 180, _peaks(75, 1100, 2250, 2250)),
-    # Known by name, capability and memory only (NVIDIA's compute-capability list and product
-    # pages); no dense-peak datasheet figure is on record here, so MFU stays None, not a guess.
-    GpuSpec("A10G", "A10G", None, (8, 6), 24, {}),
-    GpuSpec("RTX 3090", "3090", "RTX", (8, 6), 24, {}),
-    GpuSpec("RTX 4090", "4090", "RTX", (8, 9), 24, {}),
-    GpuSpec("H800", "H800", None, (9, 0), 80, {}),
-    GpuSpec("GH200", "GH200", None, (9, 0), 96, {}),
-    GpuSpec("RTX PRO 6000", "6000", "PRO", (12, 0), 96, {}),
+    GpuSpec("K80", "K80", None, (3, 7), 12, 240, _peaks(4.37, None, 4.37, None)),
+    GpuSpec("P100 PCIe", "P100", "PCIE", (6, 0), 16, 732, _peaks(9.3, None, 18.7, None)),
+    GpuSpec("P100 SXM2", "P100", None, (6, 0), 16, 732, _peaks(10.6, None, 21.2, None)),
+    GpuSpec("V100 PCIe", "V100", "PCIE", (7, 0), 16, 900, _peaks(14.0, None, 112, None)),
+    GpuSpec("V100 SXM2", "V100", None, (7, 0), 16, 900, _peaks(15.7, None, 125, None)),
+    GpuSpec("V100S", "V100S", None, (7, 0), 32, 1134, _peaks(16.4, None, 130, None)),
+    GpuSpec("T4", "T4", None, (7, 5), 16, 320, _peaks(8.1, None, 65, None)),
+    GpuSpec("A10", "A10", None, (8, 6), 24, 600, _peaks(31.2, 62.5, 125, 125)),
+    GpuSpec("A30", "A30", None, (8, 0), 24, 933, _peaks(10.3, 82, 165, 165)),
+    GpuSpec("A40", "A40", None, (8, 6), 48, 696, _peaks(37.4, 74.8, 149.7, 149.7)),
+    GpuSpec("A100", "A100", None, (8, 0), 80, 2039, _peaks(19.5, 156, 312, 312)),
+    GpuSpec("L4", "L4", None, (8, 9), 24, 300, _peaks(30.3, 60, 121, 121)),
+    GpuSpec("L40", "L40", None, (8, 9), 48, 864, _peaks(90.5, 90.5, 181, 181)),
+    GpuSpec("L40S", "L40S", None, (8, 9), 48, 864, _peaks(91.6, 183, 362, 362)),
+    GpuSpec("H100 PCIe", "H100", "PCIE", (9, 0), 80, 2000, _peaks(51, 378, 756, 756)),
+    GpuSpec("H100 NVL", "H100", "NVL", (9, 0), 94, 3900, _peaks(60, 417.5, 835.5, 835.5)),
+    GpuSpec("H100 SXM", "H100", None, (9, 0), 80, 3350, _peaks(67, 495, 989, 989)),
+    GpuSpec("H200 NVL", "H200", "NVL", (9, 0), 141, 4800, _peaks(60, 417.5, 835.5, 835.5)),
+    GpuSpec("H200", "H200", None, (9, 0), 141, 4800, _peaks(67, 495, 989, 989)),
+    GpuSpec("B200", "B200", None, (10, 0), 180, 8000, _peaks(75, 1100, 2250, 2250)),
+    # Known by name, capability, memory and bandwidth only (NVIDIA's capability list and product
+    # pages); no dense-peak datasheet figure is on record here: MFU stays None, not a guess.
+    GpuSpec("A10G", "A10G", None, (8, 6), 24, 600, {}),
+    GpuSpec("RTX 3090", "3090", "RTX", (8, 6), 24, 936, {}),
+    GpuSpec("RTX 4090", "4090", "RTX", (8, 9), 24, 1008, {}),
+    GpuSpec("H800", "H800", None, (9, 0), 80, 3350, {}),
+    GpuSpec("GH200", "GH200", None, (9, 0), 96, 4000, {}),
+    GpuSpec("RTX PRO 6000", "6000", "PRO", (12, 0), 96, 1792, {}),
 )
 # MIG: a slice gets g of the GPU's 7 compute slices (NVIDIA MIG User Guide, "Supported MIG
 # Profiles": A100/H100/H200/B200 profiles are 1g..7g of 7). torch and NVML name a slice
@@ -105,7 +108,11 @@ def _mig_slice(spec: GpuSpec, tokens: set[str]) -> GpuSpec:
     label = f"{slices}g.{memory}gb"
     peaks = {k: v * share for k, v in spec.peak_flops.items()}
     name = f"{spec.name} MIG {label}"
-    return replace(spec, name=name, memory_gib=memory, peak_flops=peaks, mig=label)
+    # memory slices carry their share of the bandwidth: the profile's memory over the card's
+    bandwidth = spec.memory_gbps * min(1.0, memory / spec.memory_gib)
+    return replace(
+        spec, name=name, memory_gib=memory, memory_gbps=bandwidth, peak_flops=peaks, mig=label
+    )
 
 
 def spec_for(device_name: str, cc: tuple[int, int], memory_gib: int | None) -> GpuSpec:
@@ -115,9 +122,8 @@ def spec_for(device_name: str, cc: tuple[int, int], memory_gib: int | None) -> G
     if known is not None:
         return known
     tokens = _tokens(device_name)
-    return GpuSpec(
-        device_name, device_name, None, cc, memory_gib or 0, {}, "MIG" if "MIG" in tokens else None
-    )
+    mig = "MIG" if "MIG" in tokens else None
+    return GpuSpec(device_name, device_name, None, cc, memory_gib or 0, 0, {}, mig)
 
 
 def peak_flops(device_name: str, precision: str) -> float | None:

@@ -9,23 +9,20 @@ assumes. Nothing is trained, built or timed; the model is only built on the meta
 
 from __future__ import annotations
 
-import functools
 import json
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
-from resnest_bench.harness import gpus
+from resnest_bench.harness import estimate, gpus
 from resnest_bench.harness import markdown as md
 from resnest_bench.harness.config import Suite, TrainSection
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.runtimes.base import Machine
 
-# Assumed model FLOP utilisation for the estimate, from two anchors. fp32: the seed's V100
-# took 22 s per CIFAR-10 epoch for ResNeSt-50 (ImageNet stem, 32x32: 0.11 GMACs), 3.3e13 FLOPs
-# / 22 s = 1.5 TFLOP/s, about 10% of its fp32 peak. Tensor cores (fp16/bf16/tf32): the team's
-# review estimates 3-4.5 s per such epoch on an H100 in bf16, about 1% of its peak; tiny 32x32
-# images leave them mostly idle.
-ASSUMED_MFU = {"fp32": 0.10, "tensor cores": 0.01}
+if TYPE_CHECKING:
+    from resnest_bench.models.profile import StepWork
+
 # Training images per data set when the suite takes no subset (synthetic: its default size).
 DATASET_TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "synthetic": 2048}
 
@@ -40,6 +37,7 @@ class GpuPlan(_Model):
     compute_capability: str
     driver: str | None
     memory_gib: int | None
+    memory_gbps: float  # 0: not on record
     peak_flops: dict[str, float]
     mig: str | None = None  # MIG profile of a slice: its peaks are its share of the card's
 
@@ -65,6 +63,26 @@ class ImagePlan(_Model):
         )
 
 
+class EpochEstimate(_Model):
+    """One model's epoch under harness.estimate's model, by term (seconds)."""
+
+    seconds: float
+    launch: float
+    compute: float
+    memory: float
+    bound: str  # the largest term
+
+    @classmethod
+    def of(cls, cost: estimate.StepCost) -> EpochEstimate:
+        return cls(
+            seconds=cost.total,
+            launch=cost.launch,
+            compute=cost.compute,
+            memory=cost.memory,
+            bound=cost.bound,
+        )
+
+
 class StepPlan(_Model):
     """One training step (train or transfer) as it would run."""
 
@@ -80,8 +98,9 @@ class StepPlan(_Model):
     compile: bool
     compile_mode: str | None
     problem: str | None  # why it would stop (bf16 on Volta, compile without a compiler)
-    flops_per_epoch: dict[str, float]  # per model: 3 x 2 x MACs x train images
+    flops_per_epoch: dict[str, float]  # per model, forward + backward, counted
     estimate_s: float | None
+    epoch_estimates: dict[str, EpochEstimate]  # per model; empty without peak or bandwidth
 
 
 class TargetPlan(_Model):
@@ -124,8 +143,10 @@ class Plan(_Model):
                     f"- MIG slice {gpu.mig}: peaks are its share of the full card's "
                     f"({gpus.MIG_SLICES} compute slices)"
                 )
-            if not gpu.peak_flops:
-                lines.append("- Peak FLOP/s: unknown for this card (no MFU, no estimate)")
+            if not gpu.peak_flops or not gpu.memory_gbps:
+                lines.append(
+                    "- Peak FLOP/s or memory bandwidth: unknown for this card (no MFU, no estimate)"
+                )
         if self.image is not None:
             image = self.image
             lines.append(
@@ -147,7 +168,7 @@ class Plan(_Model):
                 str(s.batch_size),
                 f"{s.precision} ({s.precision_reason})",
                 f"{s.compile_mode}" if s.compile else "off",
-                md.num(s.estimate_s / 60) + " min" if s.estimate_s is not None else md.MISSING,
+                _estimate_cell(s),
                 s.problem or "ok",
             ]
             for s in self.steps
@@ -176,6 +197,17 @@ class Plan(_Model):
         total = md.num(self.estimate_s / 3600) + " h" if self.estimate_s else "unknown"
         lines += ["", f"Estimated training time: {total} ({self.estimate_assumption})"]
         return "\n".join(lines) + "\n"
+
+
+def _estimate_cell(step: StepPlan) -> str:
+    if step.estimate_s is None:
+        return md.MISSING
+    epochs = "; ".join(
+        f"{name} {md.num(e.seconds)} s/epoch ({e.bound}-bound: launch {md.num(e.launch)}, "
+        f"compute {md.num(e.compute)}, memory {md.num(e.memory)})"
+        for name, e in step.epoch_estimates.items()
+    )
+    return f"{md.num(step.estimate_s / 60)} min: {epochs}"
 
 
 def _present_gpu(device: str) -> tuple[str, tuple[int, int], tuple[int, ...] | None, str] | None:
@@ -215,30 +247,18 @@ def _gpu_plan(
         compute_capability=f"{cc[0]}.{cc[1]}",
         driver=gpus.format_driver(driver) if driver else None,
         memory_gib=spec.memory_gib or None,
+        memory_gbps=spec.memory_gbps,
         peak_flops=dict(spec.peak_flops),
         mig=spec.mig,
     )
 
 
-def _macs(suite: Suite, name: str, num_classes: int) -> int:
-    """MACs of one 32x32 forward pass of `name` with the suite's model overrides."""
+def _step_work(suite: Suite, name: str, num_classes: int, batch_size: int) -> StepWork:
+    """One training step of `name` with the suite's model overrides, counted on meta."""
     section = suite.model
     overrides = {"stem": section.stem, "radix": section.radix, "cardinality": section.cardinality}
     given = tuple((k, v) for k, v in overrides.items() if v is not None)
-    return _count_macs(name, num_classes, given)
-
-
-@functools.lru_cache(maxsize=64)
-def _count_macs(name: str, num_classes: int, overrides: tuple[tuple[str, object], ...]) -> int:
-    """Counted on the meta device (no weights, no compute); cached, plans repeat models."""
-    import torch
-
-    from resnest_bench import models
-    from resnest_bench.models.profile import count_macs
-
-    with torch.device("meta"):
-        model = models.create_model(name, num_classes=num_classes, **dict(overrides))
-    return count_macs(model, 32)
+    return estimate.step_work(name, num_classes, batch_size, given)
 
 
 def _step(
@@ -248,9 +268,9 @@ def _step(
     dataset: str,
     names: list[str],
     machine: Machine,
-    peaks: dict[str, float],
+    gpu: GpuPlan | None,
 ) -> StepPlan:
-    """Train runs every model; transfer runs the better one, estimated as the larger."""
+    """Train runs every model; transfer runs the better one, estimated as the dearer."""
     cc = machine.cc
     precision, reason = gpus.resolve_precision(section.precision, cc)
     problem = gpus.precision_problem(precision, cc)
@@ -261,12 +281,28 @@ def _step(
         "synthetic" if suite.data.dataset == "synthetic" else dataset
     )
     classes = 100 if dataset == "cifar100" else 10
-    flops = {n: 6.0 * _macs(suite, n, classes) * images for n in names} if images else {}
-    per_epoch = (max(flops.values()) if step == "transfer" else sum(flops.values())) if flops else 0
-    peak = peaks.get(precision)
-    # pre-Ampere tf32 is the fp32 unit (same peak): it gets the fp32 assumption too
-    mfu = ASSUMED_MFU["fp32" if peak == peaks.get("fp32") else "tensor cores"]
-    estimate = section.epochs * per_epoch / (peak * mfu) if per_epoch and peak else None
+    works = {n: _step_work(suite, n, classes, section.batch_size) for n in names} if images else {}
+    steps = estimate.steps_per_epoch(images, section.batch_size) if images else 0
+    flops = {n: w.flops * steps for n, w in works.items()}
+    mode = estimate.execution(compiled, section.compile_mode)
+    costs = (
+        {
+            n: estimate.step_cost(
+                w, gpu.peak_flops.get(precision), gpu.memory_gbps, precision, mode
+            )
+            for n, w in works.items()
+        }
+        if gpu
+        else {}
+    )
+    epochs = {n: EpochEstimate.of(c.times(steps)) for n, c in costs.items() if c is not None}
+    total = None
+    if epochs and len(epochs) == len(works):
+        # train runs every model; transfer runs the better one, estimated as the dearer
+        per_epoch = [e.seconds for e in epochs.values()]
+        total = section.epochs * (max(per_epoch) if step == "transfer" else sum(per_epoch))
+    else:
+        epochs = {}
     return StepPlan(
         step=step,
         models=names if step == "train" else [f"the better of {', '.join(names)}"],
@@ -281,7 +317,8 @@ def _step(
         compile_mode=section.compile_mode if compiled else None,
         problem=problem,
         flops_per_epoch=flops,
-        estimate_s=estimate,
+        estimate_s=total,
+        epoch_estimates=epochs,
     )
 
 
@@ -336,14 +373,15 @@ def make_plan(
         image_problem = f"suite {suite.name} needs a GPU and none is visible (try --gpu NAME)"
     missing = missing_compilers() if present else image.missing_compilers if image else ()
     machine = Machine(cc=cc, image=image, missing_compilers=missing)
-    peaks = gpu_plan.peak_flops if gpu_plan else {}
     names = list(suite.model.names)
     steps = []
     if "train" in suite.steps:
-        steps.append(_step(suite, "train", suite.train, suite.data.dataset, names, machine, peaks))
+        steps.append(
+            _step(suite, "train", suite.train, suite.data.dataset, names, machine, gpu_plan)
+        )
     if "transfer" in suite.steps:
         transfer = suite.transfer
-        steps.append(_step(suite, "transfer", transfer, transfer.dataset, names, machine, peaks))
+        steps.append(_step(suite, "transfer", transfer, transfer.dataset, names, machine, gpu_plan))
     deploy = bool({"deploy", "export"} & set(suite.steps))
     estimates = [s.estimate_s for s in steps if s.estimate_s is not None]
     return Plan(
@@ -358,11 +396,5 @@ def make_plan(
         throughput_batches=list(suite.deploy.throughput_batches) if deploy else [],
         targets=_targets(suite, machine, present) if deploy else [],
         estimate_s=sum(estimates) if steps and len(estimates) == len(steps) else None,
-        estimate_assumption=(
-            "training compute only: FLOPs = 3 x 2 x MACs x images x epochs, at an assumed MFU "
-            f"of {ASSUMED_MFU['fp32']:.0%} of the dense fp32 peak (the seed's V100 epoch) or "
-            f"{ASSUMED_MFU['tensor cores']:.0%} of the tensor-core peak (the team's H100 bf16 "
-            "estimate); transfer counted for the larger block; evaluation, data loading and "
-            "deploy excluded"
-        ),
+        estimate_assumption=estimate.ASSUMPTION,
     )

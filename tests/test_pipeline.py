@@ -177,6 +177,29 @@ def test_failed_deploy_keeps_training_and_checkpoints(tmp_path: Path, monkeypatc
     assert (reports / "work" / run_dir.name).is_dir()  # kept: the model is still there
 
 
+def test_trained_models_are_released_before_the_deploy_workers_start(tmp_path, monkeypatch):
+    """The deploy workers are other processes on the same GPU: every trained model leaves it,
+    and the allocator's cache is handed back, before the first worker starts."""
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TINY_SUITE)
+    events: list[tuple[str, int]] = []
+    release = pipeline.release_device_memory
+
+    def released(models):
+        events.append(("release", len(models)))
+        return release(models)
+
+    def deploy(*_, **__):
+        events.append(("deploy", 0))
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(pipeline, "release_device_memory", released)
+    monkeypatch.setattr(pipeline, "run_deploy", deploy)
+    argv = ["--quiet", "run", str(suite), "--reports", str(tmp_path / "r")]
+    assert main([*argv, "--data-dir", str(tmp_path)]) == 1
+    assert events == [("release", 2), ("deploy", 0)]  # both trained blocks, then deploy
+
+
 def test_finished_run_drops_its_checkpoints(tmp_path: Path) -> None:
     suite = tmp_path / "tiny.toml"
     suite.write_text(TINY_SUITE.replace('steps = ["train", "deploy"]', 'steps = ["train"]'))

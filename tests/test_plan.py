@@ -132,7 +132,12 @@ def test_a_mig_slice_is_planned_as_its_share(gpu_suite):
     full, mig = make_plan(gpu_suite, gpu="H100"), make_plan(gpu_suite, gpu="H100 MIG 1g.10gb")
     assert mig.gpu.mig == "1g.10gb" and mig.gpu.memory_gib == 10
     assert mig.gpu.peak_flops["bf16"] == pytest.approx(989e12 / 7)
-    assert mig.estimate_s == pytest.approx(7 * full.estimate_s)
+    assert mig.gpu.memory_gbps == pytest.approx(3350 / 8)  # 10 of the card's 80 GB
+    whole, part = full.steps[0].epoch_estimates, mig.steps[0].epoch_estimates
+    for name in whole:  # a slice launches as fast, computes at 1/7 and reads at 1/8
+        assert part[name].launch == pytest.approx(whole[name].launch)
+        assert part[name].compute == pytest.approx(7 * whole[name].compute)
+        assert part[name].memory == pytest.approx(8 * whole[name].memory)
     assert "MIG slice 1g.10gb" in mig.to_markdown()
 
 
@@ -140,7 +145,8 @@ def test_an_unknown_present_gpu_is_planned_by_its_capability(gpu_suite, monkeypa
     fake_present(monkeypatch, fake_gpu, "NVIDIA Future X1", (12, 0), (590, 10, 1))
     plan = make_plan(gpu_suite)
     assert plan.image.service == "bench-gpu" and plan.gpu.peak_flops == {}
-    assert plan.estimate_s is None and "Peak FLOP/s: unknown" in plan.to_markdown()
+    assert plan.estimate_s is None
+    assert "Peak FLOP/s or memory bandwidth: unknown" in plan.to_markdown()
 
 
 def test_estimate_follows_peak_and_precision(gpu_suite):
@@ -148,8 +154,9 @@ def test_estimate_follows_peak_and_precision(gpu_suite):
     assert h100.estimate_s < v100.estimate_s
     train = h100.steps[0]
     assert set(train.flops_per_epoch) == {"resnest50d", "resnest50d-basic"}
-    # 3 x 2 x MACs x 50,000 images; ResNeSt-50 with the ImageNet stem at 32x32: ~0.11 GMACs
-    assert train.flops_per_epoch["resnest50d"] == pytest.approx(6 * 0.11e9 * 50_000, rel=0.05)
+    # the rule of thumb, 3 x 2 x MACs x 50,000 images (ImageNet stem at 32x32: ~0.11 GMACs),
+    # against forward and backward counted op by op
+    assert train.flops_per_epoch["resnest50d"] == pytest.approx(6 * 0.11e9 * 50_000, rel=0.2)
 
 
 def test_driver_picks_an_older_image_or_names_the_one_needed(gpu_suite):
