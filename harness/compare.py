@@ -62,7 +62,7 @@ def machine_label(result: RunResult) -> str:
 
 
 def torch_label(result: RunResult) -> str:
-    """The torch build a row ran on: the GPU images differ (2.13.0+cu130, 2.9.1+cu126, ...),
+    """The torch build a row ran on: the GPU images differ (2.13.0+cu130, 2.7.1+cu118, ...),
     and a kernel or default that changed between releases changes the figures."""
     return result.environment.versions.torch or md.MISSING
 

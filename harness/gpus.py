@@ -187,8 +187,10 @@ class Image:
 #    _x86_64.whl, torch/version.py '2.13.0+cu130'): libtorch_cuda.so's gencode flags
 #    "arch=compute_75,code=sm_75 ... compute_120,code=sm_120" = sm_75/80/86/90/100/120, no
 #    code=compute_* (no PTX); tests/test_kernel_tables.py checks it in the image.
-#  torch 2.9.1 cu126 and 2.7.1 cu118: PyTorch's index is out of reach here; from PyTorch's
-#    .ci/manywheel/build_cuda.sh: cu126 "5.0;6.0;7.0;7.5;8.0;8.6;9.0", cu118 adds "3.7".
+#  torch 2.13.0 cu126 and 2.7.1 cu118: PyTorch's index is out of reach here. cu126: PyTorch's
+#    RELEASE.md, "CUDA Support Matrix" for 2.12-2.14: 12.6.3 Maxwell(5.0), Pascal(6.0),
+#    Volta(7.0), Turing(7.5), Ampere(8.0, 8.6), Hopper(9.0), no PTX; cu118: its
+#    .ci/manywheel/build_cuda.sh, "3.7;5.0;6.0;7.0;7.5;8.0;8.6;9.0".
 #  onnxruntime-gpu: read from each wheel's libonnxruntime_providers_cuda.so (harness.kernels):
 #    1.26.0 sm_60/70/75/80/86/90 + PTX 90; 1.28.0 sm_75/80/86/89/90/100/120 + PTX 120;
 #    (1.31.1: sm_75/80/86/89/90/120, no PTX: no B200, which is why bench-gpu pins 1.28.0).
@@ -215,7 +217,7 @@ IMAGES: tuple[Image, ...] = (
         _kernels((50, 60, 70, 75, 80, 86, 90)),
         _kernels((60, 70, 75, 80, 86, 90), (90,)),
         (525, 60, 13),
-        "2.9.1",
+        "2.13.0",
         "12.6",
         "onnxruntime-gpu 1.26.0",
     ),
