@@ -3,9 +3,6 @@ normalisation and the device loader. Every archive here is a few KB, so the suit
 
 from __future__ import annotations
 
-import hashlib
-import io
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +19,7 @@ from resnest_bench.harness.data import (
 )
 from resnest_bench.harness.data.loader import crop_and_flip
 from resnest_bench.harness.errors import BenchError
+from tests.cifar_files import pack, records
 
 RECORDS = 20  # per .bin file
 PIXELS = 3 * 32 * 32
@@ -35,30 +33,12 @@ def _pixels(rng: np.random.Generator, n: int) -> np.ndarray:
     return pixels
 
 
-def _records(labels: list[np.ndarray], pixels: np.ndarray) -> bytes:
-    return np.column_stack([*labels, pixels]).astype(np.uint8).tobytes()
-
-
-def _pack(tmp_path: Path, folder: str, files: dict[str, bytes], name: str) -> ArchiveSource:
-    """A .tar.gz laid out like the official one, with its md5, behind a file:// URL."""
-    serve = tmp_path / "served"
-    serve.mkdir(exist_ok=True)
-    archive = serve / name
-    with tarfile.open(archive, "w:gz") as tar:
-        for member, data in files.items():
-            info = tarfile.TarInfo(f"{folder}/{member}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
-    return ArchiveSource(archive.as_uri(), md5)
-
-
 def _cifar10_files(seed: int = 0) -> tuple[dict[str, bytes], dict[str, np.ndarray]]:
     rng = np.random.default_rng(seed)
     files, labels = {}, {}
     for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
         labels[name] = rng.integers(0, 10, RECORDS)
-        files[name] = _records([labels[name]], _pixels(rng, RECORDS))
+        files[name] = records([labels[name]], _pixels(rng, RECORDS))
     files["batches.meta.txt"] = b"\n".join(f"name{i}".encode() for i in range(10)) + b"\n\n"
     return files, labels
 
@@ -66,12 +46,12 @@ def _cifar10_files(seed: int = 0) -> tuple[dict[str, bytes], dict[str, np.ndarra
 def cifar10_archive(tmp_path: Path, **replace: bytes) -> ArchiveSource:
     files, _ = _cifar10_files()
     files.update(replace)
-    return _pack(tmp_path, "cifar-10-batches-bin", files, "cifar-10-binary.tar.gz")
+    return pack(tmp_path, "cifar-10-batches-bin", files, "cifar-10-binary.tar.gz")
 
 
 def test_cifar10_loads_through_the_download_path(tmp_path: Path) -> None:
     files, labels = _cifar10_files()
-    source = _pack(tmp_path, "cifar-10-batches-bin", files, "cifar-10-binary.tar.gz")
+    source = pack(tmp_path, "cifar-10-batches-bin", files, "cifar-10-binary.tar.gz")
     calls: list[tuple[int, int | None]] = []
     root = tmp_path / "cache"
     ds = load_dataset(
@@ -99,10 +79,10 @@ def test_cifar10_loads_through_the_download_path(tmp_path: Path) -> None:
 def test_cifar100_uses_fine_labels(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     fine = {n: rng.integers(0, 100, RECORDS) for n in ("train.bin", "test.bin")}
-    files = {n: _records([f // 5, f], _pixels(rng, RECORDS)) for n, f in fine.items()}
+    files = {n: records([f // 5, f], _pixels(rng, RECORDS)) for n, f in fine.items()}
     files["fine_label_names.txt"] = "\n".join(f"f{i}" for i in range(100)).encode()
     files["coarse_label_names.txt"] = "\n".join(f"c{i}" for i in range(20)).encode()
-    source = _pack(tmp_path, "cifar-100-binary", files, "cifar-100-binary.tar.gz")
+    source = pack(tmp_path, "cifar-100-binary", files, "cifar-100-binary.tar.gz")
     ds = load_dataset("cifar100", root=tmp_path / "cache", archive=source)
     assert ds.num_classes == 100 and ds.classes[7] == "f7"
     assert ds.train.labels.tolist() == fine["train.bin"].tolist()
@@ -166,7 +146,7 @@ def test_out_of_range_label_names_the_file(tmp_path: Path) -> None:
 def test_archive_missing_a_file_publishes_nothing(tmp_path: Path) -> None:
     files, _ = _cifar10_files()
     del files["test_batch.bin"]
-    source = _pack(tmp_path, "cifar-10-batches-bin", files, "cifar-10-binary.tar.gz")
+    source = pack(tmp_path, "cifar-10-batches-bin", files, "cifar-10-binary.tar.gz")
     root = tmp_path / "cache"
     with pytest.raises(BenchError, match=r"lacks cifar-10-batches-bin/test_batch\.bin"):
         load_dataset("cifar10", root=root, archive=source)
@@ -184,8 +164,8 @@ def test_subsets_are_balanced_and_seeded(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     files, _ = _cifar10_files()
     for name in [f"data_batch_{i}.bin" for i in range(1, 6)]:
-        files[name] = _records([np.arange(RECORDS) % 10], _pixels(rng, RECORDS))
-    source = _pack(tmp_path, "cifar-10-batches-bin", files, "cifar-10-binary.tar.gz")
+        files[name] = records([np.arange(RECORDS) % 10], _pixels(rng, RECORDS))
+    source = pack(tmp_path, "cifar-10-batches-bin", files, "cifar-10-binary.tar.gz")
     root = tmp_path / "cache"
     full = load_dataset("cifar10", root=root, archive=source)
     a = load_dataset("cifar10", root=root, archive=source, train_subset=30, test_subset=500)
