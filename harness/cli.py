@@ -152,7 +152,7 @@ def _request(args: argparse.Namespace, suite: Suite, suite_path: Path | None) ->
         resume=getattr(args, "resume", None),
         keep_checkpoints=getattr(args, "keep_checkpoints", False),
         download=not args.no_download,
-        argv=sys.argv,
+        argv=["resnest-bench", *args.given],  # the argv main() was given, not the process's
     )
 
 

@@ -41,7 +41,7 @@ def run_deploy(
     "cuda:N"); PyTorch targets run there and ONNX Runtime's GPU providers on that GPU."""
     select_targets(section.runtimes)  # fail on unavailable runtimes before the slow part
     with staged_dir(Path(out_dir)) as stage:
-        artifacts = build_artifacts(model, dataset, stage, section)
+        artifacts = build_artifacts(model, dataset, stage, section, step)
         if not measure:
             return Deployment(
                 config=section.model_dump(mode="json"),

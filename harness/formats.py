@@ -19,17 +19,29 @@ from resnest_bench.harness.runtimes import runtime_class
 @dataclass(frozen=True)
 class Format:
     kinds: tuple[str, ...]
+    step: str  # what building it does, as progress names it
     needs: tuple[str, ...] = ()
     runtime: str | None = None  # whose own format it is; None: always built by default
 
 
 FORMATS: dict[str, Format] = {
-    "onnx": Format(("onnx_fp32",)),
-    "int8": Format(("onnx_int8",), needs=("onnx",)),
-    "ort": Format(("ort",), needs=("int8",)),
-    "openvino": Format(("openvino_fp32", "openvino_int8"), needs=("onnx",), runtime="openvino"),
-    "executorch": Format(("executorch_fp32", "executorch_int8"), runtime="executorch"),
-    "tflite": Format(("litert_fp32", "litert_int8"), runtime="litert"),
+    "onnx": Format(("onnx_fp32",), "ONNX export and parity check"),
+    "int8": Format(("onnx_int8",), "ONNX int8 (calibration, accuracy gate)", needs=("onnx",)),
+    "ort": Format(("ort",), ".ort conversion", needs=("int8",)),
+    "openvino": Format(
+        ("openvino_fp32", "openvino_int8"),
+        "OpenVINO IRs (fp32, NNCF int8)",
+        needs=("onnx",),
+        runtime="openvino",
+    ),
+    "executorch": Format(
+        ("executorch_fp32", "executorch_int8"),
+        "ExecuTorch programs (fp32, PT2E int8)",
+        runtime="executorch",
+    ),
+    "tflite": Format(
+        ("litert_fp32", "litert_int8"), "LiteRT models (fp32, int8)", runtime="litert"
+    ),
 }
 
 

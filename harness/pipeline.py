@@ -46,7 +46,7 @@ from resnest_bench.harness.results import RunConfig, RunResult, write_result
 from resnest_bench.harness.results.deployment import DataUse, Deployment
 from resnest_bench.harness.results.training import EpochRecord, Training, TrainingRun
 from resnest_bench.harness.reuse import MODEL_FILE, newest_model
-from resnest_bench.harness.runs import Claim, claimed, discard
+from resnest_bench.harness.runs import LOG_NAME, Claim, claimed, discard
 from resnest_bench.harness.signals import as_stopped
 from resnest_bench.harness.storage import (
     check_free_space,
@@ -122,6 +122,7 @@ def _callbacks(bar: Any, label: str, epochs: int) -> Callbacks:
 
     def on_epoch_end(record: EpochRecord) -> None:
         bar.update(epoch_task, completed=record.epoch)
+        bar.reset(batch_task)  # the next epoch's batches from zero, with their own ETA
         loss = record.train_loss
         console.log(
             f"{label} epoch {record.epoch}: {record.train_s:.1f} s, "
@@ -467,7 +468,9 @@ def _run_claimed(request: RunRequest, claim: Claim, device: str) -> Path:
     if final.exists():
         raise BenchError(f"{final} already holds a finished run; start a new one")
     try:
-        published, result = _run_steps(request, device, run_id, work, final)
+        with console.log_file(work / LOG_NAME):
+            console.log(f"run {run_id}: {shlex.join(['resnest-bench', *request.argv[1:]])}")
+            published, result = _run_steps(request, device, run_id, work, final)
     except (KeyboardInterrupt, Exception) as exc:
         hint = (
             f"run {run_id}'s checkpoints are in {work}; continue it with: "
@@ -553,6 +556,8 @@ def _run_steps(
         result = result_with(deployment, failed)
         write_result(stage / RESULT_NAME, result)
         write_report(stage, result)
+        console.log(f"run {run_id}: publishing {final}")
+        shutil.copyfile(work / LOG_NAME, stage / LOG_NAME)  # the run's lines, resumes included
     return final, result
 
 

@@ -29,6 +29,7 @@ from resnest_bench.harness.names import checked_name, child
 from resnest_bench.harness.storage import os_error_message
 
 LOCK_NAME = ".lock"
+LOG_NAME = "run.log"  # every status and progress line of the run, timestamped; copied on publish
 MARKER_NAME = ".resnest-bench-run"  # holds the run id; written once, when the id is reserved
 WORK = "work"
 _STAGING = re.compile(r"^\.(?P<run>.+)\.(?P<host>[A-Za-z0-9_-]+)-(?P<pid>\d+)\.[^.]+\.staging$")
@@ -124,7 +125,7 @@ def hold(reports: Path, run_id: str) -> Claim:
 
 
 def _only_bookkeeping(work: Path) -> bool:
-    return all(p.is_dir() or p.name in (LOCK_NAME, MARKER_NAME) for p in work.rglob("*"))
+    return all(p.is_dir() or p.name in (LOCK_NAME, MARKER_NAME, LOG_NAME) for p in work.rglob("*"))
 
 
 def discard(claim: Claim) -> None:

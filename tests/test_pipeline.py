@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,22 @@ def test_run_writes_complete_report(tiny_run: Path) -> None:
         assert heading in report
     assert ": fp32 (auto: CPU, fp32)" in report  # what precision ran, and why
     assert (tiny_run / "accuracy.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_run_folder_holds_its_log(tiny_run: Path) -> None:
+    """run.log: every status and progress line, timestamped, from the command to the publish."""
+    lines = (tiny_run / "run.log").read_text().splitlines()
+    stamps = [line.split(" ", 1)[0] for line in lines]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", s) for s in stamps)
+    text = "\n".join(line.split(" ", 1)[1] for line in lines)
+    assert text.startswith(f"run {tiny_run.name}: resnest-bench --quiet run ")
+    for said in (
+        "train-resnest-tiny epoch 2:",  # each epoch
+        "deploy [1/3] build: ONNX export and parity check",  # each build and measuring step
+        "deploy [2/3] build: ONNX int8 (calibration, accuracy gate)",
+        f"run {tiny_run.name}: publishing",
+    ):
+        assert said in text, said
 
 
 def test_result_round_trips_through_the_models(tiny_run: Path, tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from resnest_bench.harness.config import DeploySection
 from resnest_bench.harness.data import Dataset, normalize
 from resnest_bench.harness.data.split import stratified_subset
 from resnest_bench.harness.errors import BenchError
-from resnest_bench.harness.formats import formats_to_build, not_asked
+from resnest_bench.harness.formats import FORMATS, formats_to_build, not_asked
 from resnest_bench.harness.results.deployment import ArtifactsRecord, ConvertedRecord
 
 ARTIFACT_FILES = {
@@ -52,10 +52,15 @@ EVAL_SEED = 0
 
 
 def build_artifacts(
-    model: nn.Module, dataset: Dataset, out_dir: Path, section: DeploySection
+    model: nn.Module,
+    dataset: Dataset,
+    out_dir: Path,
+    section: DeploySection,
+    step: Callable[[str, int, int], None] = lambda *_: None,
 ) -> ArtifactsRecord:
     """Write every artifact into `out_dir`; BenchError (and no record) when the ONNX export or
-    its int8 fails a check. A runtime's own conversion that fails is recorded as failed."""
+    its int8 fails a check. A runtime's own conversion that fails is recorded as failed.
+    step(description, done, total) names each build step as it starts (progress)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     # A copy in the default memory format: channels-last weights (a training speed setting)
     # break ExecuTorch's layout pass, and the other converters read plain layouts.
@@ -79,15 +84,22 @@ def build_artifacts(
         seed=EVAL_SEED,
     )
     exported = int8 = ort_file = openvino = executorch = litert = None
+
+    def starting(fmt: str) -> None:
+        step(f"build: {FORMATS[fmt].step}", chosen.index(fmt), len(chosen))
+
     if "onnx" in chosen:
+        starting("onnx")
         paths["onnx_fp32"] = out_dir / ARTIFACT_FILES["onnx_fp32"]
         exported = export_onnx(
             model, paths["onnx_fp32"], parity_x, atol=section.parity_atol, threads=section.threads
         )
     if "int8" in chosen:
+        starting("int8")
         paths["onnx_int8"] = out_dir / ARTIFACT_FILES["onnx_int8"]
         int8 = quantize_int8(paths["onnx_fp32"], paths["onnx_int8"], gate)
     if "ort" in chosen:
+        starting("ort")
         paths["ort"] = out_dir / ARTIFACT_FILES["ort"]
         ort_file = convert_to_ort(paths["onnx_int8"], paths["ort"])
     failed: dict[str, str] = {}
@@ -95,18 +107,21 @@ def build_artifacts(
     if "openvino" in chosen:
         from resnest_bench.harness.build.openvino import build_openvino
 
+        starting("openvino")
         openvino = converter.run(
             "openvino", lambda fp32, int8: build_openvino(paths["onnx_fp32"], fp32, int8, gate)
         )
     if "executorch" in chosen:
         from resnest_bench.harness.build.executorch import build_executorch
 
+        starting("executorch")
         executorch = converter.run(
             "executorch", lambda fp32, int8: build_executorch(model, fp32, int8, gate)
         )
     if "tflite" in chosen:
         from resnest_bench.harness.build.litert import build_litert, converter_missing
 
+        starting("tflite")
         reason = converter_missing()
         if reason is not None:  # the runtime's rows are skipped with this reason, not failed
             skipped.update(dict.fromkeys(("litert_fp32", "litert_int8"), reason))
