@@ -16,6 +16,9 @@ def test_bundled_suites_load_full_and_quick(name: str) -> None:
     assert "deploy" in full.steps
     assert "quick" not in quick.model_dump()
     assert (quick.data.test_subset or 0) < 10_000
+    # --quick shortens, never narrows: every runtime the full run times is timed (or skipped
+    # with its reason) in a quick one too
+    assert quick.deploy.runtimes == full.deploy.runtimes
 
 
 def test_quick_merges_nested_tables_over_the_base() -> None:
