@@ -147,14 +147,23 @@ touch "$marker"
 # No data set can be downloaded here: the smoke run uses synthetic data (labelled so in the report).
 log "run cpu-runtime --quick --dataset synthetic as $UID_CI:$GID_CI"
 env UID="$UID_CI" GID="$GID_CI" "${COMPOSE[@]}" run --rm "$SERVICE" \
-    run cpu-runtime --quick --dataset synthetic
+    run cpu-runtime --quick --dataset synthetic | tee "$WORK/run-stdout.txt"
 result=$(find reports -name result.json -newer "$marker" | head -1)
 [[ -n "$result" ]] || fail "no new result.json under ./reports"
+# the folder printed is the host's, not the container's /reports/...
+printed=$(tail -1 "$WORK/run-stdout.txt" | tr -d '\r')
+[[ $printed == "$REPO/$(dirname "$result")" ]] ||
+    fail "the run printed $printed, not $REPO/$(dirname "$result")"
 [[ -s "$(dirname "$result")/report.md" ]] || fail "no report.md beside $result"
 [[ $(stat -c '%u' "$result") == "$UID_CI" ]] || fail "$result is not owned by uid $UID_CI"
-python - "$result" <<'PY' || fail "$result is not a complete result"
+# a checkout whose .git is a folder bakes its commit into the image (a worktree's .git is a file)
+commit=$([[ -d .git ]] && git rev-parse HEAD || true)
+python - "$result" "$commit" <<'PY' || fail "$result is not a complete result"
 import json, sys
 result = json.load(open(sys.argv[1]))
+# the commit baked into the image when it was built from this checkout
+if sys.argv[2]:
+    assert result["environment"]["git_commit"] == sys.argv[2], result["environment"]["git_commit"]
 container = result["environment"]["container"]
 assert container["image"] == "resnest-bench-cpu-runtime", container
 cgroup = result["environment"]["cgroup"]

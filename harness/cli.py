@@ -134,6 +134,30 @@ def reports_root(explicit: str | None) -> Path:
     return Path(explicit or os.environ.get("RESNEST_BENCH_REPORTS", "reports"))
 
 
+def host_path(path: Path) -> Path:
+    """`path` as the host sees it, when this runs in a container whose reports folder compose
+    mounted from the host ($RESNEST_BENCH_HOST_REPORTS): /reports/... exists only inside."""
+    host, inside = (
+        os.environ.get("RESNEST_BENCH_HOST_REPORTS"),
+        os.environ.get("RESNEST_BENCH_REPORTS"),
+    )
+    if not host or not inside:
+        return path
+    try:
+        return Path(host) / path.resolve().relative_to(Path(inside).resolve())
+    except ValueError:
+        return path
+
+
+def published(folder: Path, main_file: str, what: str = "report") -> None:
+    """Say where a result landed: its main file on stderr, the folder on stdout (for scripts);
+    both as the host sees them, the container's path beside when they differ."""
+    shown = host_path(folder)
+    inside = f" (in the container: {folder / main_file})" if shown != folder else ""
+    console.log(f"{what}: {shown / main_file}{inside}")
+    print(shown)
+
+
 def data_root(explicit: str | None) -> Path:
     default = Path.home() / ".cache" / "resnest-bench" / "data"
     return Path(explicit or os.environ.get("RESNEST_BENCH_DATA", default))
@@ -162,8 +186,7 @@ def _run(args: argparse.Namespace, suite: Suite, suite_path: Path | None) -> int
     final = run_suite(_request(args, suite, suite_path))
     if final is None:  # a data-parallel rank other than 0: rank 0 publishes
         return 0
-    console.log(f"report: {final / 'report.md'}")
-    print(final)
+    published(final, "report.md")
     return 0
 
 
@@ -203,8 +226,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     suite, path = load_suite(args.suite, quick=args.quick, overrides=overrides_from(args))
     final, result = run_sweep(_request(args, suite, path))
-    console.log(f"report: {final / 'report.md'}")
-    print(final)
+    published(final, "report.md")
     failed = [point.id for point in result.points if point.status == "failed"]
     if failed:
         print(
@@ -236,8 +258,7 @@ def cmd_scaling(args: argparse.Namespace) -> int:
         elif not word.startswith("--nproc="):
             rest.append(word)
     final = run_scaling(args.suite, args.nproc, rest, reports_root(args.reports))
-    console.log(f"scaling table: {final / SCALING_MD}")
-    print(final)
+    published(final, SCALING_MD, "scaling table")
     return 0
 
 
@@ -256,7 +277,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     final = write_comparison(
         [Path(p) for p in args.results], reports_root(args.reports), seed_reference=args.seed_ref
     )
-    print(final)
+    published(final, "compare.md", "comparison")
     return 0
 
 

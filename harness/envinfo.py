@@ -319,10 +319,15 @@ def _in_container() -> bool:
 
 
 def _git_commit() -> str | None:
+    """Given, else the checkout's, else the one an image was built from (docker/Dockerfile)."""
     env = os.environ.get("RESNEST_BENCH_GIT_COMMIT")
     if env:
         return env
-    return _run(["git", "rev-parse", "HEAD"], cwd=_REPO_DIR)
+    commit = _run(["git", "rev-parse", "HEAD"], cwd=_REPO_DIR)
+    if commit:
+        return commit
+    baked = os.environ.get("RESNEST_BENCH_GIT_COMMIT_FILE")
+    return (_read(Path(baked)) or None) if baked else None
 
 
 def _host_memory_bytes() -> int | None:

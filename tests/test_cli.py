@@ -141,3 +141,24 @@ def test_library_import_chatter_shows_only_with_verbose(flag, silenced) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert ("Failed to load kernels" in done.stderr) is not silenced
+
+
+def test_a_container_run_prints_the_hosts_path(tmp_path, monkeypatch, capsys):
+    """Compose mounts ./reports at /reports and passes the host's folder: what the harness
+    prints must be a path the user can open on the host."""
+    from resnest_bench.harness.cli import published
+
+    inside = tmp_path / "reports"
+    (inside / "run-1").mkdir(parents=True)
+    monkeypatch.setenv("RESNEST_BENCH_REPORTS", str(inside))
+    monkeypatch.setenv("RESNEST_BENCH_HOST_REPORTS", "/home/ana/resnest-bench/reports")
+    published(inside / "run-1", "report.md")
+    out, err = capsys.readouterr()
+    assert out == "/home/ana/resnest-bench/reports/run-1\n"
+    assert err.strip().endswith(
+        "report: /home/ana/resnest-bench/reports/run-1/report.md "
+        f"(in the container: {inside}/run-1/report.md)"
+    )
+    monkeypatch.delenv("RESNEST_BENCH_HOST_REPORTS")  # not in a container: the path as is
+    published(inside / "run-1", "report.md")
+    assert capsys.readouterr().out == f"{inside}/run-1\n"
