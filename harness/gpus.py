@@ -368,8 +368,9 @@ def cudnn_usable(cc: tuple[int, int]) -> bool:
 
 
 def image_table() -> str:
-    """README's "Which image for my GPU" table: every GPU in the table, the image it gets with
-    a current driver, the older images an older driver falls back to, and auto's precision."""
+    """docs/containers-and-gpus.md's "Which image for my GPU" table: every GPU in the table, the
+    image it gets with a current driver, the older images an older driver falls back to, and
+    auto's precision."""
     from resnest_bench.harness.markdown import table
 
     rows = []

@@ -2,7 +2,7 @@
 
 Equivalent to `torchrun --standalone --nproc-per-node N -m resnest_bench.harness.cli ARGS`
 (the ranks ignore --nproc: torchrun's RANK/WORLD_SIZE are set). Several nodes: call torchrun
-yourself with its rendezvous flags (README, "Several GPUs and nodes"). A failed rank ends the
+yourself with its rendezvous flags (docs/distributed.md). A failed rank ends the
 launch with one line naming the ranks and exit codes; torchrun has stopped the others.
 """
 

@@ -280,7 +280,9 @@ def test_peak_flops_table(gpu, precision, peak):
 def test_readme_gpu_table_is_the_generated_one():
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "containers-and-gpus.md").read_text(
+        encoding="utf-8"
+    )
     start, end = "<!-- gpu-table:start -->\n", "\n<!-- gpu-table:end -->"
     assert start in readme and end in readme
     block = readme.split(start, 1)[1].split(end, 1)[0]
