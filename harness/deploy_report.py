@@ -5,6 +5,8 @@ and the int8 story.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from resnest_bench.harness import markdown as md
 from resnest_bench.harness.errors import Int8Rejected, PartlyFailed
 from resnest_bench.harness.results.deployment import (
@@ -58,7 +60,7 @@ SUMMARY_HEAD = [
 ]
 
 
-def _top1_limit(deployment: Deployment) -> float:
+def top1_limit(deployment: Deployment) -> float:
     """The accuracy a target may lose vs fp32 and still be shipped (the int8 gate's limit)."""
     return float(deployment.config.get("int8_max_drop", 1.0))
 
@@ -67,7 +69,7 @@ def shippable(deployment: Deployment) -> Target | None:
     """The fastest unflagged target within the accuracy limit of PyTorch eager fp32, never
     one whose int8 model the gate rejected."""
     reference = _reference(deployment)
-    limit = _top1_limit(deployment)
+    limit = top1_limit(deployment)
     gated = deployment.artifacts.int8_by_kind()
     fits = [
         t
@@ -159,7 +161,7 @@ def speedup_text(target: Target) -> str:
 
 def summary_table(deployment: Deployment) -> str:
     """One row per target answering "what should I ship"."""
-    reference, limit = _reference(deployment), _top1_limit(deployment)
+    reference, limit = _reference(deployment), top1_limit(deployment)
     best, fastest_fp32 = shippable(deployment), best_fp32(deployment)
     sizes = deployment.artifacts.sizes_bytes
     gated = deployment.artifacts.int8_by_kind()
@@ -175,7 +177,7 @@ def summary_table(deployment: Deployment) -> str:
                 t.target,
                 speedup_text(t),
                 _vs(t, fastest_fp32),
-                f"{md.num(t.top1_full, 4)}%" if t.top1_full is not None else md.MISSING,
+                md.points(t.top1_full),
                 change,
                 md.mib(sizes.get(t.artifact)),
                 md.mib(t.peak_rss_bytes),
@@ -313,9 +315,9 @@ def target_rows(deployment: Deployment) -> list[list[str]]:
                 speedup_text(t),
                 _best_throughput(t),
                 _peak_share(t),
-                f"{md.num(t.top1_full, 4)}% (n={t.images_full})",
-                f"{md.num(t.top1_small, 4)}% (n={t.images_small})",
-                f"{md.num(t.agreement_top1_pct, 4)}%, max dp {md.num(t.max_prob_diff, 2)}",
+                f"{md.points(t.top1_full)} (n={t.images_full})",
+                f"{md.points(t.top1_small)} (n={t.images_small})",
+                f"{md.points(t.agreement_top1_pct)}, max dp {md.num(t.max_prob_diff, 2)}",
                 md.mib(t.peak_rss_bytes),
                 md.mib(sizes.get(t.artifact)),  # targets name their artifact kind
             ]
@@ -369,7 +371,7 @@ def demo_table(deployment: Deployment) -> str:
     reference = demo.probs[names[0]]
     order = sorted(range(len(demo.classes)), key=lambda i: -reference[i])[:10]
     rows = [
-        [str(rank + 1), demo.classes[i], *[f"{demo.probs[n][i]:.6g}" for n in names]]
+        [str(rank + 1), demo.classes[i], *[f"{demo.probs[n][i]:.6f}" for n in names]]
         for rank, i in enumerate(order)
     ]
     return (
@@ -438,8 +440,8 @@ def _int8_line(int8: Int8Record | None) -> str:
         f"{int8.calibration_images} training images; schemes for this CPU: "
         f"{', '.join(s.name for s in settings.schemes) or '-'}, because "
         f"{settings.scheme_reason}): "
-        f"variant `{int8.variant}`, fp32 top-1 {md.num(int8.fp32_top1, 4)}% vs int8 "
-        f"{md.num(int8.int8_top1, 4)}% on {int8.heldout_images} held-out images (limit "
+        f"variant `{int8.variant}`, fp32 top-1 {md.points(int8.fp32_top1)} vs int8 "
+        f"{md.points(int8.int8_top1)} on {int8.heldout_images} held-out images (limit "
         f"{int8.max_drop_pts} pts: {_int8_verdict(int8)}). Tried, in order (only the chosen "
         f"variant is timed, in its target's row): {tried}"
     )
@@ -457,7 +459,7 @@ def _attempt_text(attempt: Int8Attempt) -> str:
         f"built and scored in {attempt.seconds:.0f} s" if attempt.seconds is not None else None,
     ]
     return (
-        f"{attempt.variant}: top-1 {md.num(attempt.top1, 4)}% (drop "
+        f"{attempt.variant}: top-1 {md.points(attempt.top1)} (drop "
         f"{md.num(attempt.drop_pts, 3)} pts, {attempt.excluded_nodes} nodes kept fp32"
         f"{f': {kept}' if kept else ''}"
         + "".join(f", {c}" for c in cost if c)
@@ -471,14 +473,24 @@ def _short(name: str, width: int = 48) -> str:
     return name if len(name) <= width else f"{name[:12]}...{name[-(width - 15) :]}"
 
 
-def latency_series(deployment: Deployment) -> tuple[list[str], list[float], list, list]:
-    """Labels, medians and (0, p99 - median) whiskers of batch-1 latency, for a plot."""
-    measured = [t for t in deployment.ok_targets() if t.latency_ms]
-    labels = [t.target for t in measured]
-    medians = [t.latency_ms.median for t in measured]
-    lows = [0.0 for _ in measured]
-    highs = [t.latency_ms.p99 - t.latency_ms.median for t in measured]
-    return labels, medians, lows, highs
+@dataclass(frozen=True)
+class LatencyBar:
+    """One target's batch-1 latency for a plot: median, whisker up to p99, and its own call
+    count (targets run for a minimum time, so their counts differ)."""
+
+    target: str
+    median: float
+    top: float
+    n: int
+
+
+def latency_series(deployment: Deployment) -> list[LatencyBar]:
+    out = []
+    for t in deployment.ok_targets():
+        if t.latency_ms:
+            ms = t.latency_ms
+            out.append(LatencyBar(t.target, ms.median, ms.p99, ms.n))
+    return out
 
 
 def _host_lines(deployment: Deployment) -> list[str]:

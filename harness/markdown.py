@@ -85,16 +85,31 @@ def pct(fraction: float | None, digits: int = 2) -> str:
     return MISSING if fraction is None else f"{100 * fraction:.{digits}f}%"
 
 
+def points(percent: float | None) -> str:
+    """A top-1 already in percent, always two decimals: 60.2 -> '60.20%' (one format for one
+    kind of figure, however a row computed it)."""
+    return MISSING if percent is None else f"{percent:.2f}%"
+
+
 def mib(size_bytes: int | None) -> str:
     return MISSING if size_bytes is None else f"{size_bytes / 2**20:.1f}"
 
 
+# The fewest samples a percentile is shown for: below 10 a p90 is the largest sample or next
+# to it, below 100 a p99 is the largest; they are left out rather than printed as if measured.
+PERCENTILE_MIN_N = {"p90": 10, "p99": 100}
+
+
 def stats(sample: Stats | None, scale: float = 1.0, unit: str = "") -> str:
-    """Stats as 'median (p90 x, p99 y, cv z%, n=k)'; scale converts units."""
+    """Stats as 'median (p90 x, p99 y, cv z%, n=k)', each percentile only where n supports it;
+    scale converts units."""
     if sample is None:
         return MISSING
-    median, p90, p99 = (v * scale for v in (sample.median, sample.p90, sample.p99))
-    return (
-        f"{median:.4g}{unit} (p90 {p90:.4g}, p99 {p99:.4g}, cv {100 * sample.cv:.1f}%, "
-        f"n={sample.n})"
-    )
+    parts = [
+        f"{name} {getattr(sample, name) * scale:.4g}"
+        for name, least in PERCENTILE_MIN_N.items()
+        if sample.n >= least
+    ]
+    if sample.n >= 2:
+        parts.append(f"cv {100 * sample.cv:.1f}%")
+    return f"{sample.median * scale:.4g}{unit} ({', '.join([*parts, f'n={sample.n}'])})"

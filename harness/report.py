@@ -14,6 +14,7 @@ image), Table 5 (runtime comparison), plus what the seed did not measure.
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from resnest_bench.harness.deploy_report import (
     outcome_text,
     reference_line,
     summary_table,
+    top1_limit,
     trust_line,
 )
 from resnest_bench.harness.results import RunResult
@@ -331,24 +333,27 @@ def plot_accuracy(runs: list[TrainingRun], path: Path, title: str) -> None:
 
 
 def plot_latency(deployment: Deployment, path: Path, title: str) -> None:
-    """Batch-1 latency per target on a log axis: median bar, whisker to p99, value labels."""
+    """Batch-1 latency per target on a log axis: median bar, whisker to p99, each bar labelled
+    with its median and its own number of calls."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
 
-    labels, medians, lows, highs = latency_series(deployment)
-    figure = Figure(figsize=(7, 1.0 + 0.5 * len(labels)))
+    bars = latency_series(deployment)
+    figure = Figure(figsize=(7, 1.0 + 0.5 * len(bars)))
     axes = figure.subplots()
-    axes.barh(labels, medians, xerr=[lows, highs], capsize=3, color="#4c72b0")
+    medians = [b.median for b in bars]
+    whiskers = [[0.0] * len(bars), [b.top - b.median for b in bars]]
+    axes.barh([b.target for b in bars], medians, xerr=whiskers, capsize=3, color="#4c72b0")
     axes.set_xscale("log")
-    for y, value in enumerate(medians):
+    for y, bar in enumerate(bars):
         axes.annotate(
-            f" {value:.3g} ms",
-            (value, y),
+            f" {bar.median:.3g} ms (n={bar.n})",
+            (bar.median, y),
             xytext=(4, 6),
             textcoords="offset points",
             fontsize=8,
         )
-    axes.set_xlim(min(medians) / 2, max(m + h for m, h in zip(medians, highs, strict=True)) * 2)
+    axes.set_xlim(min(medians) / 2, max(b.top for b in bars) * 3)
     plain = FuncFormatter(lambda value, _: f"{value:g}")
     axes.xaxis.set_major_formatter(plain)
     axes.xaxis.set_minor_formatter(
@@ -362,51 +367,89 @@ def plot_latency(deployment: Deployment, path: Path, title: str) -> None:
     _save_figure(figure, path)
 
 
+# The accuracy axis spans at least this many points, so that one image's difference on a small
+# test set does not fill the plot.
+MIN_TOP1_SPAN_PTS = 2.0
+
+
 def plot_tradeoff(deployment: Deployment, path: Path, title: str) -> None:
-    """Speed-up vs eager against test top-1, one point per target (the seed's trade-off)."""
+    """Speed-up vs eager against test top-1, one point per target (the seed's trade-off); each
+    label in a column beside the plot with a line to its point, the int8 limit drawn."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
 
     points = [t for t in deployment.ok_targets() if t.speedup and t.top1_full is not None]
-    figure = Figure(figsize=(6, 3.8))
+    figure = Figure(figsize=(7.5, 1.5 + 0.3 * max(len(points), 8)))
     axes = figure.subplots()
-    for i, t in enumerate(points):
+    for t in points:
         ratio = t.speedup
         axes.errorbar(
             ratio.median,
             t.top1_full,
             xerr=[[ratio.median - ratio.low], [ratio.high - ratio.median]],
-            fmt="o" if not deployment.flag(t) else "x",
+            fmt="x" if deployment.flag(t) else "o",
             capsize=3,
         )
+    accuracies = [t.top1_full for t in points]
+    against = points[0].speedup.against if points else None  # eager, or its stand-in
+    reference = next((t for t in points if t.target == against), None)
+    limit = top1_limit(deployment)
+    lows = accuracies[:]
+    if reference is not None:
+        floor = reference.top1_full - limit
+        axes.axhline(floor, color="#c44e52", linestyle="--", lw=0.8)
         axes.annotate(
-            f" {t.target}{' [FLAGGED]' if deployment.flag(t) else ''}",
-            (ratio.median, t.top1_full),
-            xytext=(4, 4 + 11 * i),  # staggered: targets often share one accuracy
+            f"int8 limit: {limit:g} pts below eager fp32",
+            xy=(0.01, floor),
+            xycoords=("axes fraction", "data"),
+            xytext=(0, -10),
             textcoords="offset points",
-            fontsize=8,
+            fontsize=7,
+            color="#c44e52",
         )
+        lows.append(floor)
+    if accuracies:
+        low, high = min(lows), max(accuracies)
+        pad = max(0.0, MIN_TOP1_SPAN_PTS - (high - low)) / 2 + 0.1 * (high - low) + 0.2
+        axes.set_ylim(low - pad, high + pad)
     axes.set_xscale("log")
     axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}x"))
     axes.set_xlabel("speed-up vs PyTorch eager, log scale (median of rounds; bar: range)")
     axes.set_ylabel("test top-1 (%)")
     axes.set_title(title, fontsize=9)
     axes.grid(alpha=0.3)
-    axes.margins(x=0.3, y=0.4)
+    axes.margins(x=0.15)
+    # labels in a column right of the plot, ordered by the angle at which each point is seen
+    # from the column's middle: the lines fan out and do not cross
+    axes.autoscale_view()
+    to_axes = axes.transData + axes.transAxes.inverted()
+    seen = {
+        t.target: math.atan2(y - 0.5, 1.03 - x)
+        for t in points
+        for x, y in [to_axes.transform((t.speedup.median, t.top1_full))]
+    }
+    ordered = sorted(points, key=lambda t: -seen[t.target])
+    for i, t in enumerate(ordered):
+        axes.annotate(
+            f"{t.target}{' [FLAGGED]' if deployment.flag(t) else ''}",
+            xy=(t.speedup.median, t.top1_full),
+            xytext=(1.03, 1 - (i + 0.5) / len(ordered)),
+            textcoords="axes fraction",
+            va="center",
+            fontsize=8,
+            arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.5"},
+        )
     _save_figure(figure, path)
 
 
-def plot_title(result: RunResult, what: str, *, calls: bool = True) -> str:
-    """What, then model/stem/data/threads/n, SYNTHETIC when it is."""
+def plot_title(result: RunResult, what: str) -> str:
+    """What, then model/stem/data/threads, SYNTHETIC when it is (call counts are per target,
+    on the plot itself)."""
     data = result.config.settings.get("data", {})
-    deployment, threads = result.deployment, _threads(result)
-    n = ""
-    if calls and deployment and deployment.ok_targets():
-        first = deployment.ok_targets()[0]
-        n = f", n={first.latency_ms.n} calls" if first.latency_ms else ""
+    threads = _threads(result)
     return (
         f"{what}{synthetic_label(result)}\n{model_and_stem(result)}, {data.get('dataset', '?')}"
-        f"{f', {threads} threads' if threads else ''}{n}"
+        f"{f', {threads} threads' if threads else ''}"
     )
 
 
@@ -415,11 +458,9 @@ def write_report(run_dir: Path, result: RunResult) -> list[str]:
     plots = []
     runs = result.training_runs()
     if runs:
-        plot_accuracy(
-            runs, run_dir / ACCURACY_PLOT, plot_title(result, "Test top-1 per epoch", calls=False)
-        )
+        plot_accuracy(runs, run_dir / ACCURACY_PLOT, plot_title(result, "Test top-1 per epoch"))
         plots.append(ACCURACY_PLOT)
-    if result.deployment and latency_series(result.deployment)[0]:
+    if result.deployment and latency_series(result.deployment):
         title = plot_title(result, "Batch-1 latency per target")
         plot_latency(result.deployment, run_dir / LATENCY_PLOT, title)
         title = plot_title(result, "Speed-up vs accuracy per target")

@@ -116,7 +116,7 @@ def test_quiet_run_ships_the_fastest_within_the_limit():
     assert first.startswith("# resnest-bench deploy: cpu-runtime (SYNTHETIC data)")
     assert "**Trust: figures trustworthy**" in first
     assert "Ship: **ort-cpu:int8**, 8.00x" in first and "-0.20 pts vs fp32" in first
-    row = "| ort-cpu:int8 | 8.00x (7.20-8.80, 5 rounds) | 2.00x | 79.8% | -0.20 pts | 3.0 | 300.0 |"
+    row = "| ort-cpu:int8 | 8.00x (7.20-8.80, 5 rounds) | 2.00x | 79.80% | -0.20 pts | 3.0 | 300.0"
     assert row in first
     assert "2.00x the fastest fp32 runtime's (ort-cpu:fp32)" in first
     assert "Reference: PyTorch eager fp32 = `model(x)` under `torch.inference_mode()`" in first
@@ -333,7 +333,20 @@ def test_every_int8_attempt_shows_its_fp32_layers_and_its_cost():
     line = next(line for line in text.splitlines() if line.startswith("- int8 (ONNX Runtime"))
     assert line.endswith(
         "Tried, in order (only the chosen variant is timed, in its target's row): "
-        "u8s8: top-1 97% (drop 1.33 pts, 0 nodes kept fp32, 3.0 MiB, built and scored in 12 s); "
-        "u8s8+1-most-sensitive-fp32: top-1 97.5% (drop 0.83 pts, 1 nodes kept fp32: "
+        "u8s8: top-1 97.00% (drop 1.33 pts, 0 nodes kept fp32, 3.0 MiB, built and scored in 12 s); "
+        "u8s8+1-most-sensitive-fp32: top-1 97.50% (drop 0.83 pts, 1 nodes kept fp32: "
         "`/stem/conv/Conv`, 3.5 MiB, built and scored in 14 s)"
+    )
+
+
+def test_percentiles_are_shown_only_where_the_count_supports_them():
+    from resnest_bench.harness.markdown import stats
+    from resnest_bench.harness.results.stats import Stats
+
+    two_epochs = Stats.from_samples([10.0, 12.0])
+    assert stats(two_epochs, unit=" s") == "11 s (cv 12.9%, n=2)"
+    forty = Stats.from_samples([float(i) for i in range(1, 41)])
+    assert stats(forty) == "20.5 (p90 36.1, cv 57.0%, n=40)"  # sample std 11.69 / mean 20.5
+    assert stats(Stats.from_samples([float(i) for i in range(1, 101)])).startswith(
+        "50.5 (p90 90.1, p99 99.01, cv"
     )
