@@ -26,7 +26,7 @@ from torch import nn
 from resnest_bench import models
 from resnest_bench.harness.atomic import atomic_torch_save
 from resnest_bench.harness.data.types import Preprocessing
-from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.errors import BenchError, one_line
 from resnest_bench.harness.results.training import EpochRecord
 from resnest_bench.harness.storage import os_error_message
 from resnest_bench.models.weights import detect_source, load_file, load_state, state_dict_of
@@ -45,11 +45,6 @@ def _read(path: Path) -> object:
         return load_file(path)
     except models.ModelError as exc:
         raise BenchError(str(exc)) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def config_to_dict(config: models.ModelConfig) -> dict[str, Any]:
@@ -153,7 +148,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> TrainCheckpoint:
             cpu_threads=payload.get("cpu_threads"),
         )
     except (KeyError, ValidationError) as exc:
-        raise BenchError(f"{path} is a damaged training checkpoint ({_first_line(exc)})") from None
+        raise BenchError(
+            f"{path} is a damaged training checkpoint ({one_line(exc, typed=False)})"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,7 +190,7 @@ def load_torch_artifact(path: str | os.PathLike[str]) -> models.ResNeSt:
         model.load_state_dict(payload["state_dict"])
     except (TypeError, ValueError, RuntimeError, KeyError) as exc:
         raise BenchError(
-            f"model file {file} does not match its config ({_first_line(exc)})"
+            f"model file {file} does not match its config ({one_line(exc, typed=False)})"
         ) from None
     return model.eval()
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from resnest_bench.harness import gpus
 from resnest_bench.harness.config import Suite, merge, validate_suite
-from resnest_bench.harness.errors import BenchError, PartlyFailed
+from resnest_bench.harness.errors import BenchError, PartlyFailed, one_line
 
 Status = Literal["OK", "WARN", "SKIP", "FAIL"]
 # Disk a run needs per trained parameter (bytes): each model's checkpoint (fp32 weights and SGD
@@ -174,7 +174,7 @@ def check_compute_mode(suite: Suite, run: Callable[..., object] | None = None) -
         return Check(name="compute mode", status="SKIP", detail="no deploy step")
     index = int(suite.device.partition(":")[2] or 0)
     try:
-        answer = launcher._smi(run or subprocess.run, "compute_mode")
+        answer = launcher.smi(run or subprocess.run, "compute_mode")
     except BenchError as exc:
         return Check(name="compute mode", status="WARN", detail=f"cannot read it: {exc}")
     modes = [line.strip() for line in answer.stdout.splitlines() if line.strip()]
@@ -378,7 +378,6 @@ def smoke(suite: Suite) -> Check:
             why = "; ".join(_failed_reasons(Path(tmp) / "reports"))
             return Check(name="smoke", status="FAIL", detail=f"failed: {why}")
         except Exception as exc:  # the point of a smoke test: whatever breaks, say it in a line
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            return Check(name="smoke", status="FAIL", detail=f"{type(exc).__name__}: {first}")
+            return Check(name="smoke", status="FAIL", detail=one_line(exc))
     steps = ", ".join(small.steps)
     return Check(name="smoke", status="OK", detail=f"{steps} on resnest-tiny ({small.device})")

@@ -44,3 +44,16 @@ def validation_message(exc: ValidationError) -> str:
     shown = repr(error["input"])
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
     return f"{where}: {error['msg'].removeprefix('Value error, ')}, got {shown}"
+
+
+MAX_REASON = 240  # characters of a library's message a one-line reason keeps
+
+
+def one_line(exc: BaseException, *, typed: bool = True) -> str:
+    """'TypeName: first line of the message' (typed=False: the line alone; the type name when
+    the message is empty), cut to MAX_REASON: how a library's failure becomes one line."""
+    text = str(exc).strip().splitlines()
+    if not text:
+        return type(exc).__name__
+    line = f"{type(exc).__name__}: {text[0]}" if typed else text[0]
+    return line if len(line) <= MAX_REASON else line[: MAX_REASON - 3] + "..."

@@ -58,7 +58,7 @@ def parse_compute_caps(text: str) -> list[tuple[int, int]]:
     return caps
 
 
-def _smi(
+def smi(
     run: Callable[..., subprocess.CompletedProcess], fields: str
 ) -> subprocess.CompletedProcess:
     cmd = ["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader"]
@@ -103,13 +103,13 @@ def query_gpus(
 
     nvidia-smi gives names and the driver on every driver; its compute_cap field is missing on
     R470 (the last driver for the K80), so capability comes from NVML, else the name table."""
-    listed = _smi(run, "name,driver_version")
+    listed = smi(run, "name,driver_version")
     if listed.returncode != 0:
         raise GpuRequiredError(f"nvidia-smi failed: {_first_line(listed)}")
     rows = [line.rsplit(",", 1) for line in listed.stdout.splitlines() if line.strip()]
     if not rows:
         raise GpuRequiredError("nvidia-smi lists no GPU")
-    caps_proc = _smi(run, "compute_cap")
+    caps_proc = smi(run, "compute_cap")
     caps, source = None, "nvidia-smi"
     if caps_proc.returncode == 0:
         caps = parse_compute_caps(caps_proc.stdout)

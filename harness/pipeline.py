@@ -28,7 +28,6 @@ from resnest_bench import models
 from resnest_bench.harness import console
 from resnest_bench.harness.accel import release_device_memory, select_device
 from resnest_bench.harness.atomic import atomic_write_text, staged_dir
-from resnest_bench.harness.build.files import first_line
 from resnest_bench.harness.checkpoints import (
     PRETRAINED,
     CheckpointWriteError,
@@ -40,7 +39,7 @@ from resnest_bench.harness.data import Dataset, load_dataset
 from resnest_bench.harness.data.types import Preprocessing
 from resnest_bench.harness.deploy import run_deploy
 from resnest_bench.harness.envinfo import fingerprint
-from resnest_bench.harness.errors import BenchError, Int8Rejected, PartlyFailed
+from resnest_bench.harness.errors import BenchError, Int8Rejected, PartlyFailed, one_line
 from resnest_bench.harness.report import write_report
 from resnest_bench.harness.results import RunConfig, RunResult, write_result
 from resnest_bench.harness.results.deployment import DataUse, Deployment
@@ -89,7 +88,7 @@ class RunRequest:
     argv: list[str] = field(default_factory=lambda: list(sys.argv))
 
 
-def _load_data(request: RunRequest, name: str, image_size: int = 32) -> Dataset:
+def load_data(request: RunRequest, name: str, image_size: int = 32) -> Dataset:
     """The named data set with the suite's subsets; a synthetic suite stays synthetic in every
     step (transfer to cifar100 then gets 100 synthetic classes)."""
     data = request.suite.data
@@ -113,7 +112,7 @@ def _load_data(request: RunRequest, name: str, image_size: int = 32) -> Dataset:
     return loaded
 
 
-def _callbacks(bar: Any, label: str, epochs: int) -> Callbacks:
+def training_callbacks(bar: Any, label: str, epochs: int) -> Callbacks:
     epoch_task = bar.add_task(f"{label}: epochs", total=epochs)
     batch_task = bar.add_task(f"{label}: batches", total=None)
 
@@ -168,7 +167,7 @@ def _train_one(
             device=device,
             seed=suite.seed,
             resume=request.resume is not None,
-            callbacks=_callbacks(bar, work_dir.name, section.epochs),
+            callbacks=training_callbacks(bar, work_dir.name, section.epochs),
             init=init,
             suite=suite.name,
             ranks=ranks_from_env(),
@@ -211,7 +210,7 @@ def _as_pretrained(
     size = pre.image_size
     if dataset.image_size != size:
         try:
-            dataset = _load_data(request, request.suite.data.dataset, image_size=size)
+            dataset = load_data(request, request.suite.data.dataset, image_size=size)
         except BenchError as exc:
             raise BenchError(
                 f"{origin} holds pretrained weights for {size}x{size} images but "
@@ -252,7 +251,7 @@ def _transfer(
 ) -> TrainingRun:
     """Fine-tune the best CIFAR-10 block (or --checkpoint) on the transfer data set."""
     suite = request.suite
-    dataset = _load_data(request, suite.transfer.dataset)
+    dataset = load_data(request, suite.transfer.dataset)
     name = best[0] if best else suite.model.names[0]
     if best:
         source = work / f"train-{name}" / best[1].files.checkpoint
@@ -407,7 +406,7 @@ def _train_beside(request: RunRequest, device: str, ranks: Ranks) -> None:
     rank when DDP wraps the model, its checkpoint when a run resumes)."""
     suite, steps = request.suite, set(request.suite.steps)
     unused = request.reports_root / "work" / f"rank-{ranks.rank}"
-    dataset = _load_data(request, suite.data.dataset) if steps - {"transfer"} else None
+    dataset = load_data(request, suite.data.dataset) if steps - {"transfer"} else None
     summaries = {}
     if "train" in steps and request.checkpoint is None:
         for name in suite.model.names:
@@ -417,7 +416,7 @@ def _train_beside(request: RunRequest, device: str, ranks: Ranks) -> None:
             )
             summaries[name] = run.summary.best_test_top1 or 0.0
     if "transfer" in steps:
-        data = _load_data(request, suite.transfer.dataset)
+        data = load_data(request, suite.transfer.dataset)
         best = max(summaries, key=summaries.__getitem__, default=suite.model.names[0])
         model = _build_model(suite, best, data.num_classes)
         train(model, data, unused, suite.transfer, device=device, seed=suite.seed, ranks=ranks)
@@ -500,7 +499,7 @@ def _run_steps(
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     steps = set(suite.steps)
     # transfer loads its own data set
-    dataset = _load_data(request, suite.data.dataset) if steps - {"transfer"} else None
+    dataset = load_data(request, suite.data.dataset) if steps - {"transfer"} else None
     trained: dict[str, tuple[models.ResNeSt, TrainingRun]] = {}
     transfer: TrainingRun | None = None
     deployment: Deployment | None = None
@@ -551,7 +550,7 @@ def _run_steps(
             except Exception as exc:
                 if not (runs or transfer):
                     raise  # nothing else to publish: the error is the answer
-                failed["deploy"] = first_line(exc)
+                failed["deploy"] = one_line(exc)
                 console.log(f"deploy failed ({failed['deploy']}); publishing the training results")
         result = result_with(deployment, failed)
         write_result(stage / RESULT_NAME, result)

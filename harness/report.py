@@ -298,7 +298,7 @@ def render(result: RunResult, plots: list[str]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def _save_figure(figure: Any, path: Path) -> None:
+def save_figure(figure: Any, path: Path) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     atomic_write_bytes(path, buffer.getvalue())
@@ -329,7 +329,7 @@ def plot_accuracy(runs: list[TrainingRun], path: Path, title: str) -> None:
     axes.set_title(title, fontsize=9)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7)
-    _save_figure(figure, path)
+    save_figure(figure, path)
 
 
 def plot_latency(deployment: Deployment, path: Path, title: str) -> None:
@@ -364,7 +364,7 @@ def plot_latency(deployment: Deployment, path: Path, title: str) -> None:
     axes.set_xlabel("batch-1 latency, ms, log scale (bar: median; whisker: up to p99)")
     axes.set_title(title, fontsize=9)
     axes.grid(axis="x", which="both", alpha=0.3)
-    _save_figure(figure, path)
+    save_figure(figure, path)
 
 
 # The accuracy axis spans at least this many points, so that one image's difference on a small
@@ -439,7 +439,7 @@ def plot_tradeoff(deployment: Deployment, path: Path, title: str) -> None:
             fontsize=8,
             arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.5"},
         )
-    _save_figure(figure, path)
+    save_figure(figure, path)
 
 
 def plot_title(result: RunResult, what: str) -> str:

@@ -41,10 +41,10 @@ from resnest_bench.harness.envinfo import fingerprint
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.pipeline import (
     RunRequest,
-    _callbacks,
-    _load_data,
+    load_data,
     resume_command,
     run_config,
+    training_callbacks,
 )
 from resnest_bench.harness.readfile import read_json
 from resnest_bench.harness.results.sweep import (
@@ -219,7 +219,7 @@ def run_point(
                 device=device,
                 seed=suite.seed,
                 resume=True,  # continues this point's own checkpoint after a kill
-                callbacks=_callbacks(bar, point.id, suite.train.epochs),
+                callbacks=training_callbacks(bar, point.id, suite.train.epochs),
                 suite=suite.name,
             )
         if "deploy" in suite.steps:
@@ -301,7 +301,7 @@ def _run_claimed(
         raise BenchError(f"{final} already holds a finished sweep; start a new one")
     created = _claim_work_dir(work, suite, resume=request.resume is not None)
     environment = fingerprint(device=device)
-    dataset = _load_data(request, suite.data.dataset)
+    dataset = load_data(request, suite.data.dataset)
     grid_points, candidates = plan(section, base_config(suite, dataset), suite.seed)
     runnable = [c for c in candidates if c.excluded is None]
     console.log(f"sweep {sweep_id}: {len(runnable)} of {grid_points} grid points to train")

@@ -17,7 +17,7 @@ from resnest_bench.harness import markdown as md
 from resnest_bench.harness.atomic import atomic_write_text
 from resnest_bench.harness.compare import SEED_TRAINING
 from resnest_bench.harness.pareto import pareto_front
-from resnest_bench.harness.report import _save_figure, environment_lines
+from resnest_bench.harness.report import environment_lines, save_figure
 from resnest_bench.harness.results.deployment import Target
 from resnest_bench.harness.results.sweep import SweepPoint, SweepResult
 
@@ -367,7 +367,7 @@ def plot_fronts(result: SweepResult, path: Path) -> None:
     if result.synthetic:
         title += " - SYNTHETIC data: this sweep's accuracies are smoke-test numbers"
     figure.suptitle(title, fontsize=10)
-    _save_figure(figure, path)
+    save_figure(figure, path)
 
 
 def write_sweep_report(out_dir: Path, result: SweepResult) -> list[str]:

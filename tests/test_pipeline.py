@@ -285,7 +285,7 @@ class Killed(Exception):
 
 
 def _kill_after_epoch(monkeypatch, epoch: int) -> None:
-    real = pipeline._callbacks
+    real = pipeline.training_callbacks
 
     def callbacks(bar, label, epochs):
         inner = real(bar, label, epochs)
@@ -297,7 +297,7 @@ def _kill_after_epoch(monkeypatch, epoch: int) -> None:
 
         return type(inner)(on_epoch_end=on_epoch_end, on_batch=inner.on_batch)
 
-    monkeypatch.setattr(pipeline, "_callbacks", callbacks)
+    monkeypatch.setattr(pipeline, "training_callbacks", callbacks)
 
 
 def _learning(run) -> list[tuple]:

@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from resnest_bench.harness.build.files import first_line
 from resnest_bench.harness.build.gate import GateData, artifact_bytes, artifact_parts
 from resnest_bench.harness.build.int8 import quantize_int8
 from resnest_bench.harness.build.onnx import export_onnx
@@ -27,7 +26,7 @@ from resnest_bench.harness.checkpoints import save_torch_artifact
 from resnest_bench.harness.config import DeploySection
 from resnest_bench.harness.data import Dataset, normalize
 from resnest_bench.harness.data.split import stratified_subset
-from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.errors import BenchError, one_line
 from resnest_bench.harness.formats import FORMATS, formats_to_build, not_asked
 from resnest_bench.harness.results.deployment import ArtifactsRecord, ConvertedRecord
 
@@ -166,7 +165,7 @@ class _Converter:
         try:
             record = build(*files)
         except Exception as exc:  # any converter or runtime error: this runtime only
-            reason = str(exc) if isinstance(exc, BenchError) else first_line(exc)
+            reason = str(exc) if isinstance(exc, BenchError) else one_line(exc)
             self.failed.update(dict.fromkeys(kinds, f"{runtime} build failed: {reason}"))
             for file in files:
                 for part in artifact_parts(file):

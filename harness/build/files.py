@@ -24,13 +24,3 @@ def temp_file(target: Path) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-
-
-MAX_REASON = 240  # characters of a library's message a one-line reason keeps
-
-
-def first_line(exc: BaseException) -> str:
-    """'TypeName: first line of the message', for one-line BenchErrors about library failures."""
-    text = str(exc).strip().splitlines()
-    line = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-    return line if len(line) <= MAX_REASON else line[: MAX_REASON - 3] + "..."

@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from resnest_bench.harness.build.files import first_line
 from resnest_bench.harness.data import ImageSet, normalize
-from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.errors import BenchError, one_line
 from resnest_bench.harness.results.deployment import Int8Attempt, Int8Record, Int8Settings
 from resnest_bench.harness.runtimes.base import Runtime
 
@@ -157,7 +156,7 @@ def run_gate(
             top1 = score(path)
             size = artifact_bytes(path)
         except Exception as exc:  # a converter or runtime refusing one variant
-            failure = first_line(exc)
+            failure = one_line(exc)
             attempts.append(
                 Int8Attempt(**named, top1=None, drop_pts=None, accepted=False, error=failure)
             )

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from resnest_bench.harness.build.files import first_line, temp_file
-from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.build.files import temp_file
+from resnest_bench.harness.errors import BenchError, one_line
 from resnest_bench.harness.results.deployment import ExportRecord, Parity
 from resnest_bench.harness.runtimes.ort import OrtCpu
 
@@ -69,7 +69,7 @@ def export_onnx(
                 # Batch 2, not 1: torch.export specialises size-1 dimensions to constants.
                 _run_exporter(name, model, images[:2], tmp)
             except Exception as exc:
-                failures.append(f"{name} exporter failed: {first_line(exc)}")
+                failures.append(f"{name} exporter failed: {one_line(exc)}")
                 continue
             try:
                 parity = check_parity(model, tmp, images, threads=threads)
@@ -149,7 +149,7 @@ def load_onnx(path: str | os.PathLike[str]):
         onnx.checker.check_model(proto)
     except Exception as exc:
         raise BenchError(
-            f"ONNX model {file} is corrupt or invalid ({first_line(exc)}); re-export"
+            f"ONNX model {file} is corrupt or invalid ({one_line(exc)}); re-export"
         ) from None
     return proto
 

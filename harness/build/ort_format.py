@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from resnest_bench.harness.build.files import first_line, temp_file
+from resnest_bench.harness.build.files import temp_file
 from resnest_bench.harness.build.onnx import load_onnx
-from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.errors import BenchError, one_line
 from resnest_bench.harness.results.deployment import OrtRecord
 from resnest_bench.harness.runtimes.ort import session_options
 
@@ -35,7 +35,7 @@ def convert_to_ort(
             ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise BenchError(
-                f"cannot convert {onnx_path} to ORT format ({first_line(exc)})"
+                f"cannot convert {onnx_path} to ORT format ({one_line(exc)})"
             ) from None
         os.replace(tmp, target)
     return OrtRecord(

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import torch
 
-from resnest_bench.harness.build.files import first_line
 from resnest_bench.harness.config import DeploySection, TimingSection
 from resnest_bench.harness.crosscheck.peers import Peer, no_peer_reason, start_peer
 from resnest_bench.harness.data import ImageSet
-from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.errors import BenchError, one_line
 from resnest_bench.harness.measure import threads
 from resnest_bench.harness.measure.target import Job, TargetFailed, TargetProcess
 from resnest_bench.harness.results.crosscheck import (
@@ -105,7 +104,7 @@ def run_crosscheck(
         try:
             row = _pair(job, timing, section.rounds, batch_shape, policy_env)
         except (BenchError, TargetFailed, OSError) as exc:
-            result.skipped[target.target] = first_line(exc)
+            result.skipped[target.target] = one_line(exc)
             continue
         result.rows.append(row)
     return result

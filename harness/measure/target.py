@@ -34,10 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from resnest_bench.harness.build.files import first_line
 from resnest_bench.harness.config import TimingSection
 from resnest_bench.harness.data import ImageSet, normalize
 from resnest_bench.harness.envinfo import peak_rss_bytes
+from resnest_bench.harness.errors import one_line
 from resnest_bench.harness.measure.threads import child_environment
 from resnest_bench.harness.measure.timing import sample
 from resnest_bench.harness.results.deployment import ThreadPolicy
@@ -121,7 +121,7 @@ class Worker:
         except Exception as exc:
             if not out_of_memory(exc):
                 raise
-            reason = f"batch {batch}: {first_line(exc)}"
+            reason = f"batch {batch}: {one_line(exc)}"
         self.staged_batch = None
         self.runtime.release()  # the staged batches went with the exception's frames
         raise OutOfMemory(reason)
@@ -176,7 +176,7 @@ def serve(connection: Any, job: Job) -> None:
         except OutOfMemory as exc:
             connection.send(("oom", str(exc)))
         except Exception as exc:  # any failure of this target is reported, never raised here
-            connection.send(("error", first_line(exc)))
+            connection.send(("error", one_line(exc)))
 
 
 class TargetProcess:
@@ -239,7 +239,7 @@ class InProcess:
         except OutOfMemory:
             raise
         except Exception as exc:
-            raise TargetFailed(f"{op} failed: {first_line(exc)}") from exc
+            raise TargetFailed(f"{op} failed: {one_line(exc)}") from exc
 
     def close(self) -> None:
         self.worker = None

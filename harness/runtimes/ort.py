@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.errors import BenchError, one_line
 from resnest_bench.harness.runtimes.base import (
     Machine,
     Runtime,
@@ -84,7 +84,7 @@ def provider_trial(provider: str) -> str | None:
                 providers=[provider],
             )
     except Exception as exc:
-        return f"a trial session failed: {str(exc).strip().splitlines()[0] if str(exc) else exc}"
+        return f"a trial session failed: {one_line(exc, typed=False)}"
     finally:
         ort.set_default_logger_severity(ORT_DEFAULT_SEVERITY)
     used = session.get_providers()[0]
@@ -128,9 +128,9 @@ class OrtRuntime(Runtime):
                 str(path), sess_options=options, providers=self.provider_options()
             )
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise BenchError(
-                f"{self.name}: cannot load {path}: corrupt or unsupported model ({first}); "
+                f"{self.name}: cannot load {path}: corrupt or unsupported model "
+                f"({one_line(exc, typed=False)}); "
                 "re-export it"
             ) from None
         used = self.session.get_providers()
