@@ -47,87 +47,48 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _precision(args: argparse.Namespace) -> str | None:
-    if args.precision:
-        return args.precision
-    if args.amp:
-        return "bf16" if args.amp_dtype == "bfloat16" else "fp16"
-    return None
+# A flag that sets a suite key carries the key beside it (_suite_flag): "section.key" or a top
+# key. Two sections are placeholders: "recipe" is the step the command trains (transfer for
+# `transfer`, else train) and "speed" how it runs (the recipe, and under `run` transfer too).
+SPEED, RECIPE = "speed", "recipe"
 
 
-def _given(**values: Any) -> dict[str, Any]:
-    return {key: value for key, value in values.items() if value is not None}
+def _suite_flag(p: argparse.ArgumentParser, *names: str, key: str, **kwargs: Any) -> None:
+    """Add a flag that overrides suite key `key`; a switch sets True (or `const`) only when
+    given, so an absent flag never overrides the suite file."""
+    if kwargs.get("action") == "store_true":
+        kwargs.update(action="store_const", const=True)
+    action = p.add_argument(*names, **kwargs)
+    p.set_defaults(suite_keys={**(p.get_default("suite_keys") or {}), action.dest: key})
+
+
+def _sections_for(key: str, command: str) -> list[tuple[str, str]]:
+    """(section, key) pairs a flag's suite key path lands on for `command`; ("", key): top."""
+    section, _, name = key.rpartition(".")
+    recipe = "transfer" if command == "transfer" else "train"
+    if section == RECIPE:
+        return [(recipe, name)]
+    if section == SPEED:
+        return [(recipe, name)] + ([("transfer", name)] if command == "run" else [])
+    if key == "data.dataset" and command == "transfer":  # transfer's data set is its own
+        return [("transfer", name)]
+    return [(section, name)]
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     """Only the flags the user gave, as a suite-shaped dict merged over the suite's values."""
-    # How to run (not what to learn): `run` applies these to every training step.
-    speed = _given(
-        precision=_precision(args) if hasattr(args, "amp") else None,
-        channels_last=getattr(args, "channels_last", None) or None,
-        compile=getattr(args, "torchcompile", None) or None,
-        compile_mode=getattr(args, "compile_mode", None),
-    )
-    recipe = _given(
-        epochs=getattr(args, "epochs", None),
-        batch_size=getattr(args, "batch_size", None),
-        lr=getattr(args, "lr", None),
-        milestones=getattr(args, "milestones", None),
-        step_size=getattr(args, "step_size", None),
-        label_smoothing=getattr(args, "smoothing", None),
-        auto_batch=getattr(args, "auto_batch", None) or None,
-        target_accuracy=getattr(args, "target", None),
-        flip=False if getattr(args, "no_flip", False) else None,
-        crop_padding=getattr(args, "crop_padding", None),
-        lr_scaling=getattr(args, "lr_scaling", None),
-        sync_batchnorm=getattr(args, "sync_bn", None) or None,
-        dist_timeout_s=getattr(args, "dist_timeout", None),
-        **speed,
-    )
-    transfer = args.command == "transfer"
-    sections = {
-        "model": _given(
-            names=getattr(args, "model", None),
-            stem=getattr(args, "stem", None),
-            radix=getattr(args, "radix", None),
-            cardinality=getattr(args, "cardinality", None),
-        ),
-        "data": _given(
-            dataset=None if transfer else getattr(args, "dataset", None),
-            folder=getattr(args, "folder", None),
-            train_subset=getattr(args, "train_subset", None),
-            test_subset=getattr(args, "test_subset", None),
-            val_fraction=getattr(args, "val_fraction", None),
-        ),
-        "deploy": _given(
-            runtimes=getattr(args, "runtimes", None),
-            threads=getattr(args, "threads", None),
-            spinning=getattr(args, "spinning", None),
-            rounds=getattr(args, "rounds", None),
-            timed_images=getattr(args, "timed_images", None),
-            calibration_images=getattr(args, "calibration_images", None),
-            calibration_method=getattr(args, "calibration_method", None),
-            formats=getattr(args, "formats", None),
-            int8_max_drop=getattr(args, "int8_max_drop", None),
-            allow_int8_loss=getattr(args, "allow_int8_loss", None) or None,
-        ),
-        ("transfer" if transfer else "train"): recipe,
-    }
-    if transfer and getattr(args, "dataset", None):
-        sections["transfer"]["dataset"] = args.dataset
-    if args.command == "run" and speed:
-        sections["transfer"] = speed
-    sections["sweep"] = _given(
-        samples=getattr(args, "samples", None),
-        max_params=getattr(args, "max_params", None),
-        max_macs=getattr(args, "max_macs", None),
-    )
-    top = _given(
-        seed=getattr(args, "seed", None),
-        device=getattr(args, "device", None),
-        steps=getattr(args, "steps", None),
-    )
-    return {**top, **{name: values for name, values in sections.items() if values}}
+    out: dict[str, Any] = {}
+    for dest, key in (getattr(args, "suite_keys", None) or {}).items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        for section, name in _sections_for(key, args.command):
+            (out.setdefault(section, {}) if section else out)[name] = value
+    if getattr(args, "amp", False) and not getattr(args, "precision", None):  # timm's spelling
+        precision = "bf16" if args.amp_dtype == "bfloat16" else "fp16"
+        for section, name in _sections_for(f"{SPEED}.precision", args.command):
+            out.setdefault(section, {})[name] = precision
+    return out
 
 
 def reports_root(explicit: str | None) -> Path:
@@ -334,64 +295,155 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reports", help="reports folder (default $RESNEST_BENCH_REPORTS or ./reports)")
     p.add_argument("--data-dir", help="dataset cache (default $RESNEST_BENCH_DATA)")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading data")
-    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the suite's)")
-    p.add_argument("--seed", type=int, help="random seed")
+    _suite_flag(
+        p, "--device", key="device", help="auto, cpu, cuda or cuda:N (default: the suite's)"
+    )
+    _suite_flag(p, "--seed", key="seed", type=int, help="random seed")
 
 
 def _add_data(p: argparse.ArgumentParser, default_help: str) -> None:
-    p.add_argument(
-        "--dataset", choices=["cifar10", "cifar100", "synthetic", "folder"], help=default_help
+    _suite_flag(
+        p,
+        "--dataset",
+        key="data.dataset",
+        choices=["cifar10", "cifar100", "synthetic", "folder"],
+        help=default_help,
     )
-    p.add_argument("--folder", help="image folder (one sub-folder per class) for --dataset folder")
-    p.add_argument("--train-subset", type=int, help="use at most N training images")
-    p.add_argument("--test-subset", type=int, help="use at most N test images")
-    p.add_argument(
+    _suite_flag(
+        p,
+        "--folder",
+        key="data.folder",
+        help="image folder (one sub-folder per class) for --dataset folder",
+    )
+    _suite_flag(
+        p, "--train-subset", key="data.train_subset", type=int, help="use at most N training images"
+    )
+    _suite_flag(
+        p, "--test-subset", key="data.test_subset", type=int, help="use at most N test images"
+    )
+    _suite_flag(
+        p,
         "--val-fraction",
+        key="data.val_fraction",
         type=float,
         help="held-out share of each class of a --folder without train/ and test/ (default 0.2)",
     )
 
 
 def _add_model(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", action="append", help="model config (repeat for several)")
-    p.add_argument("--stem", choices=["imagenet", "cifar"], help="stem (reports state it)")
-    p.add_argument("--radix", type=int, help="split-attention radix (0: plain ResNet)")
-    p.add_argument("--cardinality", type=int, help="cardinal groups")
+    _suite_flag(
+        p, "--model", key="model.names", action="append", help="model config (repeat for several)"
+    )
+    _suite_flag(
+        p,
+        "--stem",
+        key="model.stem",
+        choices=["imagenet", "cifar"],
+        help="stem (reports state it)",
+    )
+    _suite_flag(
+        p, "--radix", key="model.radix", type=int, help="split-attention radix (0: plain ResNet)"
+    )
+    _suite_flag(p, "--cardinality", key="model.cardinality", type=int, help="cardinal groups")
 
 
 def _add_training(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=int)
-    p.add_argument("-b", "--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--milestones", type=int, nargs="*", help="epochs where lr is multiplied by 0.1")
-    p.add_argument("--step-size", type=int, help="StepLR period in epochs (instead of milestones)")
-    p.add_argument("--smoothing", type=float, help="label smoothing")
-    p.add_argument(
+    _suite_flag(p, "--epochs", key=f"{RECIPE}.epochs", type=int)
+    _suite_flag(p, "-b", "--batch-size", key=f"{RECIPE}.batch_size", type=int)
+    _suite_flag(p, "--lr", key=f"{RECIPE}.lr", type=float)
+    _suite_flag(
+        p,
+        "--milestones",
+        key=f"{RECIPE}.milestones",
+        type=int,
+        nargs="*",
+        help="epochs where lr is multiplied by 0.1",
+    )
+    _suite_flag(
+        p,
+        "--step-size",
+        key=f"{RECIPE}.step_size",
+        type=int,
+        help="StepLR period in epochs (instead of milestones)",
+    )
+    _suite_flag(
+        p, "--smoothing", key=f"{RECIPE}.label_smoothing", type=float, help="label smoothing"
+    )
+    _suite_flag(
+        p,
         "--precision",
+        key=f"{SPEED}.precision",
         choices=get_args(Precision),
         help="auto (default): bf16 on sm_80+, fp16 on 7.x, fp32 below and on CPU",
     )
     p.add_argument("--amp", action="store_true", help="mixed precision (fp16, or --amp-dtype)")
     p.add_argument("--amp-dtype", choices=["float16", "bfloat16"], default="float16")
-    p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--torchcompile", action="store_true", help="torch.compile the model")
-    p.add_argument(
+    _suite_flag(p, "--channels-last", key=f"{SPEED}.channels_last", action="store_true")
+    _suite_flag(
+        p,
+        "--torchcompile",
+        key=f"{SPEED}.compile",
+        action="store_true",
+        help="torch.compile the model",
+    )
+    _suite_flag(
+        p,
         "--compile-mode",
+        key=f"{SPEED}.compile_mode",
         choices=get_args(CompileMode),
         help="torch.compile mode (reduce-overhead: CUDA graphs)",
     )
-    p.add_argument("--auto-batch", action="store_true", help="halve the batch size on OOM")
-    p.add_argument("--target", type=float, help="top-1 for time-to-accuracy (default 0.89)")
-    p.add_argument(
-        "--no-flip", action="store_true", help="no random horizontal flip (digits, text)"
+    _suite_flag(
+        p,
+        "--auto-batch",
+        key=f"{RECIPE}.auto_batch",
+        action="store_true",
+        help="halve the batch size on OOM",
     )
-    p.add_argument("--crop-padding", type=int, help="random-crop zero padding in pixels (4)")
+    _suite_flag(
+        p,
+        "--target",
+        key=f"{RECIPE}.target_accuracy",
+        type=float,
+        help="top-1 for time-to-accuracy (default 0.89)",
+    )
+    _suite_flag(
+        p,
+        "--no-flip",
+        key=f"{RECIPE}.flip",
+        action="store_const",
+        const=False,
+        help="no random horizontal flip (digits, text)",
+    )
+    _suite_flag(
+        p,
+        "--crop-padding",
+        key=f"{RECIPE}.crop_padding",
+        type=int,
+        help="random-crop zero padding in pixels (4)",
+    )
     p.add_argument("--resume", metavar="RUN_ID", help="continue a killed run from its checkpoints")
-    p.add_argument(
-        "--lr-scaling", choices=["none", "linear"], help="lr for the global batch (linear: x ranks)"
+    _suite_flag(
+        p,
+        "--lr-scaling",
+        key=f"{RECIPE}.lr_scaling",
+        choices=["none", "linear"],
+        help="lr for the global batch (linear: x ranks)",
     )
-    p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across ranks")
-    p.add_argument("--dist-timeout", type=float, help="seconds a rank waits for a silent peer")
+    _suite_flag(
+        p,
+        "--sync-bn",
+        key=f"{RECIPE}.sync_batchnorm",
+        action="store_true",
+        help="SyncBatchNorm across ranks",
+    )
+    _suite_flag(
+        p,
+        "--dist-timeout",
+        key=f"{RECIPE}.dist_timeout_s",
+        type=float,
+        help="seconds a rank waits for a silent peer",
+    )
     p.add_argument(
         "--keep-checkpoints",
         action="store_true",
@@ -415,42 +467,84 @@ def _ranks(text: str) -> list[int]:
 
 
 def _add_deploy(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runtimes", nargs="+", help="torch-eager torch-compile ort-cpu ort-cuda ...")
-    p.add_argument("--threads", type=int, help="threads per runtime (default: usable CPUs)")
-    p.add_argument(
+    _suite_flag(
+        p,
+        "--runtimes",
+        key="deploy.runtimes",
+        nargs="+",
+        help="torch-eager torch-compile ort-cpu ort-cuda ...",
+    )
+    _suite_flag(
+        p,
+        "--threads",
+        key="deploy.threads",
+        type=int,
+        help="threads per runtime (default: usable CPUs)",
+    )
+    _suite_flag(
+        p,
         "--spinning",
+        key="deploy.spinning",
         choices=["on", "off", "auto"],
         help="idle threads spin as each library does (on) or sleep in every target (off: ORT "
         "spinning off, OMP_WAIT_POLICY=PASSIVE); auto: off only on a shared or quota-capped host",
     )
-    p.add_argument("--rounds", type=int, help="interleaved timing rounds (ratios per round)")
-    p.add_argument("--timed-images", type=int, help="test images timed one by one")
+    _suite_flag(
+        p,
+        "--rounds",
+        key="deploy.rounds",
+        type=int,
+        help="interleaved timing rounds (ratios per round)",
+    )
+    _suite_flag(
+        p,
+        "--timed-images",
+        key="deploy.timed_images",
+        type=int,
+        help="test images timed one by one",
+    )
 
 
 def _add_int8(p: argparse.ArgumentParser) -> None:
     from resnest_bench.harness.config import DeploySection
     from resnest_bench.harness.formats import FORMATS
 
-    p.add_argument(
+    _suite_flag(
+        p,
         "--formats",
+        key="deploy.formats",
         nargs="+",
         metavar="FORMAT",
         help="build only these (and what they need): "
         + " ".join(FORMATS)
         + " (default: every format the selected or installed runtimes run)",
     )
-    p.add_argument("--calibration-images", type=int, help="training images that calibrate int8")
-    p.add_argument(
+    _suite_flag(
+        p,
+        "--calibration-images",
+        key="deploy.calibration_images",
+        type=int,
+        help="training images that calibrate int8",
+    )
+    _suite_flag(
+        p,
         "--calibration-method",
+        key="deploy.calibration_method",
         choices=get_args(DeploySection.model_fields["calibration_method"].annotation),
         help="how int8 activation ranges are drawn (ONNX Runtime: all three; OpenVINO and "
         "LiteRT calibrate by minmax and record it)",
     )
-    p.add_argument(
-        "--int8-max-drop", type=float, help="top-1 points int8 may lose vs fp32 (held-out images)"
+    _suite_flag(
+        p,
+        "--int8-max-drop",
+        key="deploy.int8_max_drop",
+        type=float,
+        help="top-1 points int8 may lose vs fp32 (held-out images)",
     )
-    p.add_argument(
+    _suite_flag(
+        p,
         "--allow-int8-loss",
+        key="deploy.allow_int8_loss",
         action="store_true",
         help="ship an int8 model that loses more than --int8-max-drop (else the run exits 3)",
     )
@@ -477,7 +571,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("suite", help="bundled suite name or path to a suite .toml")
     run.add_argument("--quick", action="store_true", help="the suite's minutes-long form")
     run.add_argument("--checkpoint", help="deploy this checkpoint instead of training one")
-    run.add_argument("--steps", nargs="+", help="only these of the suite's steps (train ...)")
+    _suite_flag(
+        run, "--steps", key="steps", nargs="+", help="only these of the suite's steps (train ...)"
+    )
     _add_common(run)
     _add_data(run, "replace the suite's data set (synthetic: a labelled smoke run)")
     _add_model(run)
@@ -492,9 +588,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("suite", help="bundled sweep suite (sweep) or path to a suite .toml")
     sweep.add_argument("--quick", action="store_true", help="the suite's minutes-long form")
-    sweep.add_argument("--samples", type=int, help="random search: train this many points")
-    sweep.add_argument("--max-params", type=int, help="parameter budget per point")
-    sweep.add_argument("--max-macs", type=int, help="MACs-per-image budget per point")
+    _suite_flag(
+        sweep,
+        "--samples",
+        key="sweep.samples",
+        type=int,
+        help="random search: train this many points",
+    )
+    _suite_flag(
+        sweep, "--max-params", key="sweep.max_params", type=int, help="parameter budget per point"
+    )
+    _suite_flag(
+        sweep, "--max-macs", key="sweep.max_macs", type=int, help="MACs-per-image budget per point"
+    )
     _add_common(sweep)
     _add_data(sweep, "replace the suite's data set (synthetic: a labelled smoke run)")
     _add_model(sweep)

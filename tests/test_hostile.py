@@ -358,7 +358,7 @@ def test_a_train_only_report_names_the_trained_stem_and_no_threads() -> None:
         "Model resnest-tiny, cifar stem; data set cifar10 (SYNTHETIC); run `r1`."
     )
     assert "None stem" not in text and "threads per runtime" not in text
-    assert plot_title(result, "Test top-1", calls=False) == (
+    assert plot_title(result, "Test top-1") == (
         "Test top-1 (SYNTHETIC data)\nresnest-tiny, cifar stem, cifar10"
     )
 
