@@ -1,5 +1,5 @@
 """What the build stage (harness.build) can write, by format name (`export --formats`), and
-which artifact kinds (harness.build.ARTIFACT_FILES keys) each name stands for. Torch-free, so
+which artifact kinds (harness.artifacts) each name stands for. Torch-free, so
 the CLI's --help and config validation can name the formats without importing torch.
 
 A format may need another built first (int8 quantizes the ONNX graph, OpenVINO converts it);
@@ -12,36 +12,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from resnest_bench.harness.artifacts import kinds_of
 from resnest_bench.harness.config import DeploySection
 from resnest_bench.harness.runtimes import runtime_class
 
 
 @dataclass(frozen=True)
 class Format:
-    kinds: tuple[str, ...]
     step: str  # what building it does, as progress names it
     needs: tuple[str, ...] = ()
     runtime: str | None = None  # whose own format it is; None: always built by default
 
 
 FORMATS: dict[str, Format] = {
-    "onnx": Format(("onnx_fp32",), "ONNX export and parity check"),
-    "int8": Format(("onnx_int8",), "ONNX int8 (calibration, accuracy gate)", needs=("onnx",)),
-    "ort": Format(("ort",), ".ort conversion", needs=("int8",)),
+    "onnx": Format("ONNX export and parity check"),
+    "int8": Format("ONNX int8 (calibration, accuracy gate)", needs=("onnx",)),
+    "ort": Format(".ort conversion", needs=("int8",)),
     "openvino": Format(
-        ("openvino_fp32", "openvino_int8"),
         "OpenVINO IRs (fp32, NNCF int8)",
         needs=("onnx",),
         runtime="openvino",
     ),
     "executorch": Format(
-        ("executorch_fp32", "executorch_int8"),
         "ExecuTorch programs (fp32, PT2E int8)",
         runtime="executorch",
     ),
-    "tflite": Format(
-        ("litert_fp32", "litert_int8"), "LiteRT models (fp32, int8)", runtime="litert"
-    ),
+    "tflite": Format("LiteRT models (fp32, int8)", runtime="litert"),
 }
 
 
@@ -78,7 +74,10 @@ def not_asked(section: DeploySection, built: tuple[str, ...]) -> dict[str, str]:
         return {}
     reason = f"not among the formats asked for ({' '.join(section.formats)})"
     return {
-        kind: reason for name, entry in FORMATS.items() if name not in built for kind in entry.kinds
+        kind: reason
+        for name, entry in FORMATS.items()
+        if name not in built
+        for kind in kinds_of(name)
     }
 
 

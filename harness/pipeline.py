@@ -27,6 +27,7 @@ import torch
 from resnest_bench import models
 from resnest_bench.harness import console
 from resnest_bench.harness.accel import release_device_memory, select_device
+from resnest_bench.harness.artifacts import MODEL_FILE
 from resnest_bench.harness.atomic import atomic_write_text, staged_dir
 from resnest_bench.harness.checkpoints import (
     PRETRAINED,
@@ -44,7 +45,7 @@ from resnest_bench.harness.report import write_report
 from resnest_bench.harness.results import RunConfig, RunResult, write_result
 from resnest_bench.harness.results.deployment import DataUse, Deployment
 from resnest_bench.harness.results.training import EpochRecord, Training, TrainingRun
-from resnest_bench.harness.reuse import MODEL_FILE, newest_model
+from resnest_bench.harness.reuse import newest_model
 from resnest_bench.harness.runs import LOG_NAME, Claim, claimed, discard
 from resnest_bench.harness.signals import as_stopped
 from resnest_bench.harness.storage import (

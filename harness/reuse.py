@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from resnest_bench.harness.artifacts import MODEL_FILE
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.results import read_result
-
-MODEL_FILE = Path("artifacts") / "model.pt"
 
 
 def newest_model(reports_root: Path, suite: str) -> Path | None:

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from resnest_bench import models
-from resnest_bench.harness.build import ALWAYS_BUILT, ARTIFACT_FILES, build_artifacts
+from resnest_bench.harness.artifacts import ARTIFACTS
+from resnest_bench.harness.build import ALWAYS_BUILT, build_artifacts
 from resnest_bench.harness.build import onnx as build_onnx
 from resnest_bench.harness.build.gate import GateData
 from resnest_bench.harness.build.int8_schemes import schemes_for_this_cpu
@@ -68,7 +69,7 @@ def result(model, data, tmp_path_factory):
 
 def test_all_fields_filled(result, data):
     res, out = result
-    assert sorted(p.name for p in out.iterdir()) == sorted(ARTIFACT_FILES[k] for k in ALWAYS_BUILT)
+    assert sorted(p.name for p in out.iterdir()) == sorted(ARTIFACTS[k].file for k in ALWAYS_BUILT)
     doc = res.model_dump(mode="json")
     json.dumps(doc, allow_nan=False)
     keys = [
@@ -117,7 +118,7 @@ def test_all_fields_filled(result, data):
     assert eager["agreement_top1_pct"] == 100.0 and eager["max_prob_diff"] == 0.0
     assert ort_fp32["agreement_top1_pct"] == 100.0 and ort_fp32["max_prob_diff"] < 1e-5
     sizes = doc["artifacts"]["sizes_bytes"]
-    assert all(sizes[k] == (out / ARTIFACT_FILES[k]).stat().st_size for k in ALWAYS_BUILT)
+    assert all(sizes[k] == (out / ARTIFACTS[k].file).stat().st_size for k in ALWAYS_BUILT)
     assert doc["artifacts"]["export"]["exporter"] == "torchscript"
     assert doc["artifacts"]["int8"]["variant"] == schemes_for_this_cpu()[0][0].name
     assert doc["environment"]["threads"] == 1 and "cgroup" in doc["environment"]
@@ -238,7 +239,7 @@ def _failed(targets) -> dict[str, str]:
 
 def test_missing_or_corrupt_artifact_fails_that_target_only(model, data, tmp_path):
     artifacts = build_artifacts(model, data, tmp_path, _section())
-    int8_file = tmp_path / ARTIFACT_FILES["onnx_int8"]
+    int8_file = tmp_path / ARTIFACTS["onnx_int8"].file
     int8_file.write_bytes(b"\x00corrupt")
     rows, *_ = measure_artifacts(
         tmp_path, artifacts, data, _section(), small_subset=SMALL, spawn=False
@@ -256,10 +257,10 @@ def test_missing_or_corrupt_artifact_fails_that_target_only(model, data, tmp_pat
         tmp_path, artifacts, data, _section(), small_subset=SMALL, spawn=False
     )
     assert "not found" in _failed(rows)["ort-cpu:int8"]
-    (tmp_path / ARTIFACT_FILES["state_dict"]).write_bytes(b"garbage")
+    (tmp_path / ARTIFACTS["state_dict"].file).write_bytes(b"garbage")
     rows, *_ = measure_artifacts(
         tmp_path,
-        ArtifactsRecord(files={"state_dict": ARTIFACT_FILES["state_dict"]}, sizes_bytes={}),
+        ArtifactsRecord(files={"state_dict": ARTIFACTS["state_dict"].file}, sizes_bytes={}),
         data,
         _section(runtimes=("torch-eager",)),
         small_subset=SMALL,

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from resnest_bench.harness.build import ARTIFACT_FILES, build_artifacts
+from resnest_bench.harness.artifacts import ARTIFACTS, kinds_of
+from resnest_bench.harness.build import build_artifacts
 from resnest_bench.harness.build import onnx as build_onnx
 from resnest_bench.harness.build.gate import GateData, minmax_only
 from resnest_bench.harness.build.int8 import quantize_int8
@@ -230,7 +231,7 @@ def test_missing_runtime_and_converter_are_skipped_rows_with_reasons(digits, tmp
     if litert_runtime.LiteRt.unavailable_reason() is not None:
         pytest.skip("needs ai-edge-litert for the runtime's rows")
     artifacts = build_artifacts(model, data, tmp_path, section)
-    assert artifacts.files == {"state_dict": ARTIFACT_FILES["state_dict"]}  # no ONNX asked for
+    assert artifacts.files == {"state_dict": ARTIFACTS["state_dict"].file}  # no ONNX asked for
     assert artifacts.skipped["litert_fp32"] == reason
     assert "not among the formats asked for (tflite)" in artifacts.skipped["onnx_int8"]
     targets, *_ = measure_artifacts(tmp_path, artifacts, data, section, small_subset=4, spawn=False)
@@ -259,11 +260,9 @@ def test_formats_build_only_what_was_asked_and_what_it_needs(digits, tmp_path, m
     artifacts = build_artifacts(model, data, tmp_path, section)
     built = {"state_dict", "onnx_fp32", "onnx_int8"}  # int8 needs the ONNX graph
     assert set(artifacts.files) == built
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(ARTIFACT_FILES[k] for k in built)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(ARTIFACTS[k].file for k in built)
     assert artifacts.ort is None and artifacts.litert is None and artifacts.openvino is None
-    unasked = {
-        kind for name in FORMATS if name not in ("onnx", "int8") for kind in FORMATS[name].kinds
-    }
+    unasked = {kind for name in FORMATS if name not in ("onnx", "int8") for kind in kinds_of(name)}
     assert set(artifacts.skipped) == unasked
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from resnest_bench.harness.artifacts import MODEL_FILE
 from resnest_bench.harness.config import load_suite
 from resnest_bench.harness.pipeline import RunRequest, with_reused_model
-from resnest_bench.harness.reuse import MODEL_FILE, newest_model
+from resnest_bench.harness.reuse import newest_model
 from tests.test_results import make_result
 
 

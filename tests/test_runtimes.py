@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from resnest_bench import models
-from resnest_bench.harness.build import ARTIFACT_FILES
+from resnest_bench.harness.artifacts import ARTIFACTS
 from resnest_bench.harness.build.onnx import export_onnx
 from resnest_bench.harness.checkpoints import save_torch_artifact
 from resnest_bench.harness.envinfo import usable_cpus
@@ -36,7 +36,7 @@ def test_registry_lists_every_runtime():
     assert set(RUNTIMES) >= {"torch-eager", "torch-compile", "ort-cpu", "ort-cuda", "ort-tensorrt"}
     for name, cls in RUNTIMES.items():
         assert issubclass(cls, Runtime) and cls.name == name
-        assert cls.artifacts and set(cls.artifacts) <= set(ARTIFACT_FILES)
+        assert cls.artifacts and set(cls.artifacts) <= set(ARTIFACTS)
 
 
 def test_targets_come_from_the_artifacts_each_runtime_runs():
@@ -167,3 +167,45 @@ def test_torch_compile_matches_eager(files):
     eager.load(folder / "model.pt")
     compiled.load(folder / "model.pt")
     np.testing.assert_allclose(compiled.run(images), eager.run(images), atol=1e-4)
+
+
+def test_a_new_runtime_is_one_module(files):
+    """A runtime on an existing artifact kind needs its class and nothing else: registered,
+    the suite accepts its name, it gets a target per kind (labelled from the artifact table),
+    its file is built, plan lists it, and it runs. Here: onnx's own reference evaluator."""
+    from resnest_bench.harness.config import DeploySection, load_suite
+    from resnest_bench.harness.formats import formats_to_build
+    from resnest_bench.harness.plan import make_plan
+    from resnest_bench.harness.runtimes.base import register
+
+    class OnnxReference(Runtime):
+        name = "onnx-reference"
+        artifacts = ("onnx_fp32",)
+
+        def _load(self, path):
+            from onnx.reference import ReferenceEvaluator
+
+            self.evaluator = ReferenceEvaluator(str(path))
+
+        def _run(self, batch):
+            return self.evaluator.run(None, {self.evaluator.input_names[0]: batch})[0]
+
+    register(OnnxReference)
+    try:
+        section = DeploySection(runtimes=("torch-eager", "onnx-reference"))
+        assert [(t.name, t.runtime, t.kind) for t in select_targets(section.runtimes)] == [
+            ("torch-eager:fp32", "torch-eager", "state_dict"),
+            ("onnx-reference:fp32", "onnx-reference", "onnx_fp32"),
+        ]
+        assert "onnx" in formats_to_build(section)
+        suite, _ = load_suite("cpu-runtime", overrides={"deploy": {"runtimes": ["onnx-reference"]}})
+        plan = make_plan(suite)
+        assert [(t.runtime, t.run) for t in plan.targets] == [("onnx-reference", True)]
+        folder, images = files
+        runtime = OnnxReference(threads=1)
+        runtime.load(folder / "model.onnx")
+        eager = get_runtime("torch-eager", threads=1)
+        eager.load(folder / "model.pt")
+        np.testing.assert_allclose(runtime.run(images), eager.run(images), atol=1e-3)
+    finally:
+        RUNTIMES.pop("onnx-reference", None)

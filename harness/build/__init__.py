@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from resnest_bench.harness.artifacts import ARTIFACTS
 from resnest_bench.harness.build.gate import GateData, artifact_bytes, artifact_parts
 from resnest_bench.harness.build.int8 import quantize_int8
 from resnest_bench.harness.build.onnx import export_onnx
@@ -30,18 +31,6 @@ from resnest_bench.harness.errors import BenchError, one_line
 from resnest_bench.harness.formats import FORMATS, formats_to_build, not_asked
 from resnest_bench.harness.results.deployment import ArtifactsRecord, ConvertedRecord
 
-ARTIFACT_FILES = {
-    "state_dict": "model.pt",
-    "onnx_fp32": "model.onnx",
-    "onnx_int8": "model.int8.onnx",
-    "ort": "model.int8.ort",
-    "openvino_fp32": "model.openvino.xml",  # + .bin
-    "openvino_int8": "model.int8.openvino.xml",
-    "executorch_fp32": "model.pte",
-    "executorch_int8": "model.int8.pte",
-    "litert_fp32": "model.tflite",
-    "litert_int8": "model.int8.tflite",
-}
 ALWAYS_BUILT = ("state_dict", "onnx_fp32", "onnx_int8", "ort")  # by default
 PARITY_IMAGES = 256  # test images the ONNX graph must reproduce PyTorch on
 HELDOUT_IMAGES = 1000  # test images the int8 accuracy gate compares fp32 and int8 on
@@ -66,7 +55,7 @@ def build_artifacts(
     model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
     chosen = formats_to_build(section)
     skipped = not_asked(section, chosen)
-    paths = {"state_dict": out_dir / ARTIFACT_FILES["state_dict"]}
+    paths = {"state_dict": out_dir / ARTIFACTS["state_dict"].file}
     save_torch_artifact(model, paths["state_dict"], dataset.preprocessing)
     parity = stratified_subset(dataset.test, PARITY_IMAGES, EVAL_SEED)
     parity_x = normalize(parity.images, dataset.mean, dataset.std)
@@ -89,17 +78,17 @@ def build_artifacts(
 
     if "onnx" in chosen:
         starting("onnx")
-        paths["onnx_fp32"] = out_dir / ARTIFACT_FILES["onnx_fp32"]
+        paths["onnx_fp32"] = out_dir / ARTIFACTS["onnx_fp32"].file
         exported = export_onnx(
             model, paths["onnx_fp32"], parity_x, atol=section.parity_atol, threads=section.threads
         )
     if "int8" in chosen:
         starting("int8")
-        paths["onnx_int8"] = out_dir / ARTIFACT_FILES["onnx_int8"]
+        paths["onnx_int8"] = out_dir / ARTIFACTS["onnx_int8"].file
         int8 = quantize_int8(paths["onnx_fp32"], paths["onnx_int8"], gate)
     if "ort" in chosen:
         starting("ort")
-        paths["ort"] = out_dir / ARTIFACT_FILES["ort"]
+        paths["ort"] = out_dir / ARTIFACTS["ort"].file
         ort_file = convert_to_ort(paths["onnx_int8"], paths["ort"])
     failed: dict[str, str] = {}
     converter = _Converter(out_dir, paths, failed)
@@ -161,7 +150,7 @@ class _Converter:
         self, runtime: str, build: Callable[[Path, Path], ConvertedRecord]
     ) -> ConvertedRecord | None:
         kinds = (f"{runtime}_fp32", f"{runtime}_int8")
-        files = [self.out_dir / ARTIFACT_FILES[kind] for kind in kinds]
+        files = [self.out_dir / ARTIFACTS[kind].file for kind in kinds]
         try:
             record = build(*files)
         except Exception as exc:  # any converter or runtime error: this runtime only

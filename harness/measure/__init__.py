@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from resnest_bench.harness.artifacts import ARTIFACTS
 from resnest_bench.harness.config import DeploySection
 from resnest_bench.harness.data import Dataset
 from resnest_bench.harness.errors import BenchError
@@ -41,18 +42,6 @@ if TYPE_CHECKING:
     from resnest_bench.harness.measure.interleaved import Outcome, Session
 
 # How each artifact kind names its target: "<runtime>:<label>".
-KIND_LABELS = {
-    "state_dict": "fp32",
-    "onnx_fp32": "fp32",
-    "onnx_int8": "int8",
-    "ort": "int8-ort-format",
-    "openvino_fp32": "fp32",
-    "openvino_int8": "int8",
-    "executorch_fp32": "fp32",
-    "executorch_int8": "int8",
-    "litert_fp32": "fp32",
-    "litert_int8": "int8",
-}
 REFERENCE = "torch-eager:fp32"
 DEMO_INDEX = 0  # the test image whose per-class softmax the demo table shows
 SMALL_SEED = 0  # which images of each class the small subset takes (harness.data.split)
@@ -74,7 +63,7 @@ def select_targets(runtimes: tuple[str, ...] | None) -> list[TargetSpec]:
         get_runtime(name)  # unknown, or not available here and why
     chosen = list(RUNTIMES) if runtimes is None else runtimes
     return [
-        TargetSpec(f"{cls.family or name}:{cls.precision or KIND_LABELS[kind]}", name, kind)
+        TargetSpec(f"{cls.family or name}:{cls.precision or ARTIFACTS[kind].label}", name, kind)
         for name, cls in RUNTIMES.items()
         if name in chosen
         for kind in cls.artifacts

@@ -41,7 +41,7 @@ class Runtime(ABC):
     """Load an artifact once, then run batches. `threads` is the CPU threads it may use.
 
     Subclasses set `name` (registry key) and `artifacts`, the artifact kinds they run
-    (harness.build.ARTIFACT_FILES keys; each one is a measured target, in that order), and
+    (harness.artifacts.ARTIFACTS keys; each one is a measured target, in that order), and
     override `unavailable_reason` when they depend on something that may be missing (a
     provider, a compiler, a package). Heavy imports (torch, onnxruntime) stay inside methods:
     config validation imports this registry to check runtime names.
