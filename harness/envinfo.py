@@ -157,6 +157,49 @@ def cgroup_limits(
     return CgroupLimits(cpu_quota_cores=quota, memory_bytes=memory, version=1)
 
 
+def _inactive_file(directory: Path) -> int:
+    for line in (_read(directory / "memory.stat") or "").splitlines():
+        key, _, value = line.partition(" ")
+        if key in ("inactive_file", "total_inactive_file") and value.isdigit():
+            return int(value)
+    return 0
+
+
+def memory_room(
+    root: str | os.PathLike[str] = "/sys/fs/cgroup",
+    *,
+    proc_cgroup: str | os.PathLike[str] = "/proc/self/cgroup",
+) -> int | None:
+    """Bytes this process's memory budget still has: the tightest cgroup limit less what the
+    cgroup uses now (v2 memory.max/memory.current, v1 limit_in_bytes/usage_in_bytes), else
+    the host's available memory; None when neither can be read."""
+    base = Path(root)
+    own = _self_cgroup_paths(Path(proc_cgroup))
+    if (base / "cgroup.controllers").is_file():
+        pairs = [("memory.max", "memory.current", d) for d in _candidate_dirs(base, own.get(""))]
+    elif (base / "memory").is_dir():
+        dirs = _candidate_dirs(base / "memory", own.get("memory"))
+        pairs = [("memory.limit_in_bytes", "memory.usage_in_bytes", d) for d in dirs]
+    else:
+        pairs = []
+    rooms = []
+    for limit_file, usage_file, directory in pairs:
+        limit = _parse_bytes(_read(directory / limit_file))
+        usage = _parse_bytes(_read(directory / usage_file))
+        if limit is not None and usage is not None:
+            # page cache the kernel drops before it kills anything is room too (docker stats
+            # subtracts it the same way)
+            rooms.append(max(0, limit - usage + _inactive_file(directory)))
+    if rooms:
+        return min(rooms)
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:
+        return None
+
+
 def _affinity_count() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))

@@ -14,12 +14,18 @@ from resnest_bench import models
 from resnest_bench.harness import hostload
 from resnest_bench.harness.build import build_artifacts
 from resnest_bench.harness.build import onnx as build_onnx
+from resnest_bench.harness.clock import sample
 from resnest_bench.harness.config import DeploySection, TimingSection
 from resnest_bench.harness.data import load_dataset
 from resnest_bench.harness.deploy_report import deployment_section
-from resnest_bench.harness.measure import REFERENCE, _speedups, host_check, measure_artifacts
+from resnest_bench.harness.measure import (
+    REFERENCE,
+    _speedups,
+    host_check,
+    measure_artifacts,
+    session_speedups,
+)
 from resnest_bench.harness.measure.interleaved import run_session
-from resnest_bench.harness.measure.timing import sample
 from resnest_bench.harness.results.deployment import Deployment, Target
 
 TIMING = TimingSection(warmup=0, min_iters=20, min_seconds=0.0)
@@ -92,6 +98,58 @@ def test_fake_clock_drift_cancels_through_the_scheduler():
         for name, cost in costs.items()
     }
     assert pooled[REFERENCE] / pooled["ort-cpu:int8"] < 0.6 * 8.0
+
+
+class Budget:
+    """A 1,000-byte memory budget; each target alive holds 300 of it (peak RSS 300)."""
+
+    def __init__(self) -> None:
+        self.alive: set[str] = set()
+        self.peak = 0
+
+    def room(self) -> int:
+        return 1000 - 300 * len(self.alive)
+
+
+class BudgetedTarget(FakeTarget):
+    def __init__(self, machine: FakeMachine, cost: float, budget: Budget, name: str) -> None:
+        super().__init__(machine, cost)
+        self.budget, self.name = budget, name
+
+    def call(self, op: str, **kwargs):
+        if op == "load":
+            self.budget.alive.add(self.name)
+            self.budget.peak = max(self.budget.peak, len(self.budget.alive))
+        if op == "rss":
+            return 300
+        return super().call(op, **kwargs)
+
+    def close(self) -> None:
+        self.budget.alive.discard(self.name)
+
+
+def test_targets_that_do_not_fit_in_memory_together_are_timed_in_groups():
+    """The CPU image's 4 GiB cannot hold every runtime's process at once: targets load while
+    the budget has room for one more, each group is timed beside the reference, and every
+    ratio still holds under the drift."""
+    costs = {REFERENCE: 40.0, "a": 10.0, "b": 5.0, "c": 20.0, "d": 8.0}
+    budget = Budget()
+    rounds = 6
+    section = DeploySection(rounds=rounds, timing=TIMING, throughput_batches=())
+    machine = FakeMachine(total_calls=2 * len(costs) * (TIMING.min_iters + 1) * 2)
+    handles = {n: BudgetedTarget(machine, c, budget, n) for n, c in costs.items()}
+    session = run_session(handles, section, timed_images=3, snapshot=_snapshot, room=budget.room)
+    # 1,000 bytes hold 3 targets of 300 (one more needs 1.25 x 300 of room): two groups
+    assert [set(group) for group in session.group_rounds] == [
+        {REFERENCE, "a", "b"},
+        {REFERENCE, "c", "d"},
+    ]
+    assert budget.peak == 3
+    ratios = session_speedups(session)
+    assert ratios[REFERENCE].median == 1.0
+    for name in ("a", "b", "c", "d"):
+        assert ratios[name].median == pytest.approx(40.0 / costs[name], rel=0.1), name
+    assert all(len(o.rounds) == rounds and o.logits is not None for o in session.outcomes.values())
 
 
 def _row(**figures) -> Target:

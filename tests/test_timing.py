@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from resnest_bench.harness.clock import cuda_sync, measure
 from resnest_bench.harness.config import TimingSection, validate_suite
 from resnest_bench.harness.errors import BenchError
-from resnest_bench.harness.measure.timing import cuda_sync, measure
 from resnest_bench.harness.results.stats import Stats
 
 

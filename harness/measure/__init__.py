@@ -20,6 +20,7 @@ import numpy as np
 from resnest_bench.harness.artifacts import ARTIFACTS
 from resnest_bench.harness.config import DeploySection
 from resnest_bench.harness.data import Dataset
+from resnest_bench.harness.envinfo import memory_room
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.hostload import row_disagreement
 from resnest_bench.harness.measure import threads
@@ -85,7 +86,7 @@ def measure_artifacts(
     each in its own spawned process kept for the whole run (spawn=False: in this one, for
     tests); returns them, the demo table, the host check and the thread policy used.
     `device` is the suite's: PyTorch and the GPU runtimes run there, the rest on the CPU."""
-    # Here, not at the top: training imports measure.timing, and needs no ONNX Runtime.
+    # Here, not at the top: ONNX and the worker machinery load only when something is measured.
     from resnest_bench.harness.build.onnx import check_input_fits, load_onnx
     from resnest_bench.harness.measure.interleaved import run_session
     from resnest_bench.harness.measure.target import InProcess, Job, TargetProcess
@@ -131,11 +132,17 @@ def measure_artifacts(
                 device=device,
             )
             handles[spec.name] = TargetProcess(job) if spawn else InProcess(job)
-        session = run_session(handles, section, timed_images=max(timed_n, small_n), step=step)
+        session = run_session(
+            handles,
+            section,
+            timed_images=max(timed_n, small_n),
+            step=step,
+            room=memory_room if spawn else lambda: None,
+        )
     finally:
         for handle in handles.values():
             handle.close()
-    ratios = _speedups({n: o.rounds for n, o in session.outcomes.items() if o.failure is None})
+    ratios = session_speedups(session)
     labels = dataset.test.labels.numpy()
     small = small_indices(dataset.test.labels, small_n)
     targets = []
@@ -157,6 +164,16 @@ def measure_artifacts(
         if reference is not None:
             targets = [_with_agreement(t, logits.get(t.target), reference) for t in targets]
     return targets, demo(dataset, logits), host_check(session, targets), policy
+
+
+def session_speedups(session: Session) -> dict[str, Speedup]:
+    """Every target's ratio, taken in the memory group it was timed in against that group's
+    reference (the same one in every group: it is timed again beside each)."""
+    ratios: dict[str, Speedup] = {}
+    for rounds in reversed(session.group_rounds):  # the first group's reference entry wins
+        ok = {n: per for n, per in rounds.items() if session.outcomes[n].failure is None}
+        ratios |= _speedups(ok)
+    return ratios
 
 
 def _speedups(rounds: dict[str, list[list[float]]]) -> dict[str, Speedup]:

@@ -31,6 +31,8 @@ from resnest_bench.harness.rounds import run_rounds
 class Handle(Protocol):
     def call(self, op: str, **kwargs: Any) -> Any: ...
 
+    def close(self) -> None: ...
+
 
 @dataclass
 class Outcome:
@@ -48,9 +50,11 @@ class Outcome:
 
 @dataclass
 class Session:
-    """Outcomes per target, in the handles' order, and the host's load per round and overall."""
+    """Outcomes per target, in the handles' order; the rounds of each memory group (ratios are
+    taken within a group, against its reference); the host's load per round and overall."""
 
     outcomes: dict[str, Outcome]
+    group_rounds: list[dict[str, list[list[float]]]]
     round_loads: list[hostload.HostLoad]
     overall: hostload.HostLoad
 
@@ -65,6 +69,11 @@ def round_timing(timing: TimingSection, rounds: int) -> TimingSection:
     )
 
 
+# A target not yet loaded is assumed to need this much more than the largest one loaded so far
+# (peak RSS): the next group starts rather than risk the budget's OOM killer.
+ROOM_MARGIN = 1.25
+
+
 def run_session(
     handles: Mapping[str, Handle],
     section: DeploySection,
@@ -72,16 +81,27 @@ def run_session(
     timed_images: int,
     step: Callable[[str, int, int], None] = lambda *_: None,
     snapshot: Callable[[], hostload.HostSnapshot] = hostload.snapshot,
+    room: Callable[[], int | None] = lambda: None,
 ) -> Session:
-    """Load every target, time them in section.rounds interleaved rounds, then throughput (in
+    """Load the targets, time them in section.rounds interleaved rounds, then throughput (in
     as many rounds per batch) and accuracy; step(description, done, total) announces each step
-    as it starts (progress)."""
+    as it starts (progress).
+
+    Targets load one by one while the memory budget has room (`room()`: bytes left, None:
+    unbounded) for one more as large as the largest so far. When it has not, the targets
+    loaded are timed as one group and closed, all but the first (the reference), which is
+    timed again beside every later group: on a 4 GiB device every runtime still runs, side by
+    side with the reference, without all of them in memory at once."""
     outcomes = {name: Outcome() for name in handles}
-    total = len(handles) * 2 + section.rounds * (1 + len(section.throughput_batches))
-    done = iter(range(total + 1))
+    names = list(handles)
+    reference = names[0] if names else None
+    group_rounds: list[dict[str, list[list[float]]]] = []
+    per_group = section.rounds * (1 + len(section.throughput_batches))
+    total = [2 * len(handles) + per_group]  # another per_group for each further group
+    done = iter(itertools.count())
 
     def announce(description: str) -> None:
-        step(description, next(done), total)
+        step(description, min(next(done), total[0] - 1), total[0])
 
     def ask(name: str, op: str, **kwargs: Any) -> Any:
         outcome = outcomes[name]
@@ -93,27 +113,75 @@ def run_session(
             outcome.failure = str(exc)
             return None
 
-    for name in handles:
+    def load(name: str) -> None:
         announce(f"load {name}")
         outcomes[name].load = ask(name, "load")
+        outcomes[name].peak_rss = ask(name, "rss")
 
+    def fits_one_more() -> bool:
+        left = room()
+        largest = max((o.peak_rss or 0 for o in outcomes.values()), default=0)
+        return left is None or left > ROOM_MARGIN * largest
+
+    start = snapshot()
+    round_loads: list[hostload.HostLoad] = []
+    pending = names[:]
+    while pending:
+        group = [pending.pop(0)] if not group_rounds else [reference]
+        if group_rounds:
+            total[0] += per_group
+        else:
+            load(group[0])
+        while pending and (len(group) < 2 or fits_one_more()):
+            name = pending.pop(0)
+            load(name)
+            group.append(name)
+        first = not group_rounds
+        rounds, loads = _time_group(
+            {n: handles[n] for n in group}, outcomes, section, ask, announce, snapshot
+        )
+        round_loads += loads
+        group_rounds.append(rounds)
+        for name in group:
+            if first or name != reference:
+                outcomes[name].rounds = rounds[name]
+        for name in group if first else group[1:]:
+            announce(f"accuracy {name}")
+            answer = ask(name, "accuracy", timed=timed_images)
+            if answer is not None:
+                outcomes[name].per_image_s, outcomes[name].logits = answer
+            outcomes[name].peak_rss = ask(name, "rss")
+        if pending:
+            for name in group[1:]:
+                handles[name].close()
+    return Session(outcomes, group_rounds, round_loads, hostload.host_load(start, snapshot()))
+
+
+def _time_group(
+    group: Mapping[str, Handle],
+    outcomes: dict[str, Outcome],
+    section: DeploySection,
+    ask: Callable[..., Any],
+    announce: Callable[[str], None],
+    snapshot: Callable[[], hostload.HostSnapshot],
+) -> tuple[dict[str, list[list[float]]], list[hostload.HostLoad]]:
+    """Batch-1 latency of one group in interleaved rounds, then each throughput batch in
+    interleaved rounds; returns the latency rounds and the host's load in each. A target's
+    throughput is kept from the first group it is timed in (the reference's: the first)."""
     per_round = round_timing(section.timing, section.rounds)
+    side = f"{len(group)} targets side by side"
+    marks = [snapshot()]
 
     def timer(name: str) -> Callable[[], list[float]]:
         return lambda: ask(name, "round", timing=per_round) or []
 
-    start = snapshot()
-    marks = [start]
-
     def after_round(r: int) -> None:
         marks.append(snapshot())
         if r + 1 < section.rounds:
-            announce(f"time {len(handles)} targets side by side, round {r + 2}/{section.rounds}")
+            announce(f"time {side}, round {r + 2}/{section.rounds}")
 
-    announce(f"time {len(handles)} targets side by side, round 1/{section.rounds}")
-    samples = run_rounds({n: timer(n) for n in handles}, section.rounds, on_round=after_round)
-    for name, per in samples.items():
-        outcomes[name].rounds = per
+    announce(f"time {side}, round 1/{section.rounds}")
+    samples = run_rounds({n: timer(n) for n in group}, section.rounds, on_round=after_round)
     too_large: dict[str, int] = {}  # per target: the smallest batch that ran out of memory
 
     def batch_timer(name: str, batch: int) -> Callable[[], list[float]]:
@@ -138,18 +206,10 @@ def run_session(
                 announce(f"{label}, {r + 2} of {section.rounds}")
 
         announce(f"{label}, 1 of {section.rounds}")
-        timers = {name: batch_timer(name, batch) for name in handles}
+        timers = {name: batch_timer(name, batch) for name in group}
         per_target = run_rounds(timers, section.rounds, on_round=next_round)
         for name, per in per_target.items():
             calls = [t for times in per for t in times]
-            if calls and name not in too_large:
+            if calls and name not in too_large and batch not in outcomes[name].throughput:
                 outcomes[name].throughput[batch] = Stats.from_samples(calls)
-    for name in handles:
-        announce(f"accuracy {name}")
-        answer = ask(name, "accuracy", timed=timed_images)
-        if answer is not None:
-            outcomes[name].per_image_s, outcomes[name].logits = answer
-        outcomes[name].peak_rss = ask(name, "rss")
-    end = snapshot()
-    loads = [hostload.host_load(a, b) for a, b in itertools.pairwise(marks)]
-    return Session(outcomes, loads, hostload.host_load(start, end))
+    return samples, [hostload.host_load(a, b) for a, b in itertools.pairwise(marks)]

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from resnest_bench.harness.clock import cuda_sync
 from resnest_bench.harness.runtimes.base import Runtime, register
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ class TorchEager(Runtime):
 
         from resnest_bench.harness.accel import configure_inference_backends
         from resnest_bench.harness.checkpoints import load_torch_artifact
-        from resnest_bench.harness.measure.timing import cuda_sync
 
         configure_inference_backends(self.device)  # cuDNN where it has kernels; fp32, not TF32
         torch.set_num_threads(self.threads)

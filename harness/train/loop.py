@@ -25,9 +25,9 @@ from resnest_bench.harness import hostload
 from resnest_bench.harness.accel import Accel, PowerMeter, peak_memory_bytes, reset_peak_memory
 from resnest_bench.harness.atomic import atomic_write_text
 from resnest_bench.harness.checkpoints import TrainCheckpoint, write_checkpoint
+from resnest_bench.harness.clock import cuda_sync
 from resnest_bench.harness.config import TrainSection
 from resnest_bench.harness.data import Dataset, DeviceLoader
-from resnest_bench.harness.measure.timing import cuda_sync
 from resnest_bench.harness.results.training import EpochRecord
 
 CHECKPOINT_NAME = "checkpoint.pt"

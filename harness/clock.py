@@ -1,4 +1,4 @@
-"""The one timing loop used by training and inference alike.
+"""The one timing loop (the clock) used by training and inference alike.
 
 Rules it enforces so numbers are comparable: warm-up calls are not timed, the device is
 synchronised on both sides of every timed call (CUDA kernels are asynchronous), and sampling
@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from resnest_bench.harness.config import TimingSection
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.results.stats import Stats
+
+if TYPE_CHECKING:  # a low module: the config (and the runtimes it validates) import it
+    from resnest_bench.harness.config import TimingSection
 
 
 def measure(
