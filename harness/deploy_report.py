@@ -510,6 +510,13 @@ def _host_lines(deployment: Deployment) -> list[str]:
             f"{md.pct(load.steal_fraction, 1)}; {load.reason}"
             f"{'; busy rounds: ' + ', '.join(busy_rounds) if busy_rounds else ''}."
         )
+    if host and len(host.groups) > 1:
+        shown = "; ".join(", ".join(group) for group in host.groups)
+        lines.append(
+            f"- Memory: the targets did not fit in memory together, so they were timed in "
+            f"{len(host.groups)} groups, each beside the reference (ratios within a group): "
+            f"{shown}."
+        )
     lines += [f"- {t.target} throughput: {t.batching}." for t in deployment.targets if t.batching]
     flagged = [(t.target, flag) for t in deployment.targets if (flag := deployment.flag(t))]
     lines += [

@@ -350,3 +350,24 @@ def test_percentiles_are_shown_only_where_the_count_supports_them():
     assert stats(Stats.from_samples([float(i) for i in range(1, 101)])).startswith(
         "50.5 (p90 90.1, p99 99.01, cv"
     )
+
+
+def test_targets_timed_in_memory_groups_are_said():
+    result = _result(QUIET, flagged=False)
+    host = result.deployment.host.model_copy(
+        update={
+            "groups": [["torch-eager:fp32", "ort-cpu:fp32"], ["torch-eager:fp32", "ort-cpu:int8"]]
+        }
+    )
+    text = render(
+        result.model_copy(
+            update={"deployment": result.deployment.model_copy(update={"host": host})}
+        ),
+        [],
+    )
+    assert (
+        "- Memory: the targets did not fit in memory together, so they were timed in 2 groups, "
+        "each beside the reference (ratios within a group): torch-eager:fp32, ort-cpu:fp32; "
+        "torch-eager:fp32, ort-cpu:int8." in text
+    )
+    assert "- Memory:" not in render(_result(QUIET, flagged=False), [])

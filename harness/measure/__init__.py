@@ -267,6 +267,7 @@ def host_check(session: Session, targets: list[Target]) -> HostCheck:
         busy=busy,
         trustworthy=not reasons if busy is not None else None,
         reasons=reasons,
+        groups=[list(rounds) for rounds in session.group_rounds],
     )
 
 

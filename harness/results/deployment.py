@@ -282,6 +282,9 @@ class HostCheck(Record):
     busy: bool | None = None
     trustworthy: bool | None = None
     reasons: list[str] = Field(default_factory=list)
+    # the targets timed together, when they did not all fit in memory at once (the reference
+    # is in every group); one group, or none recorded: all side by side
+    groups: list[list[str]] = Field(default_factory=list)
 
 
 class CpuPeak(Record):
