@@ -252,3 +252,45 @@ def test_several_ranks_refuse_a_suite_that_does_not_train(tmp_path):
     assert done.returncode == 2
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("resnest-bench: error: several ranks (torchrun) run only"), last
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_reach_the_two_rank_weights(tmp_path):
+    """Multi-node as a cluster runs it: two torchrun agents, each a "node" with one rank, meet
+    at a c10d rendezvous on localhost (Gloo) and must train exactly what one node with two
+    ranks trains."""
+    nodes, one_node = tmp_path / "nodes", tmp_path / "one-node"
+    nodes.mkdir(), one_node.mkdir()
+    worker = str(Path(__file__).with_name("ddp_worker.py"))
+    run = [sys.executable, "-m", "torch.distributed.run"]
+    rendezvous = [
+        "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
+        "--rdzv-endpoint", f"127.0.0.1:{_free_port()}", "--rdzv-id", "two-nodes",
+    ]  # fmt: skip
+    agents = [
+        subprocess.Popen(
+            [*run, *rendezvous, worker, str(nodes), str(GLOBAL_BATCH)],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [agent.communicate(timeout=240) for agent in agents]
+    for agent, (_, err) in zip(agents, outputs, strict=True):
+        assert agent.returncode == 0, err[-3000:]
+    done = _run(
+        [*run, "--standalone", "--nproc-per-node", "2", worker, str(one_node), str(GLOBAL_BATCH)]
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    across, within = torch.load(nodes / "weights.pt"), torch.load(one_node / "weights.pt")
+    for name, tensor in within.items():
+        torch.testing.assert_close(across[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
