@@ -138,6 +138,7 @@ def _request(args: argparse.Namespace, suite: Suite, suite_path: Path | None) ->
         keep_checkpoints=getattr(args, "keep_checkpoints", False),
         download=not args.no_download,
         argv=["resnest-bench", *args.given],  # the argv main() was given, not the process's
+        ray_address=getattr(args, "ray", None),
     )
 
 
@@ -600,6 +601,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _suite_flag(
         sweep, "--max-macs", key="sweep.max_macs", type=int, help="MACs-per-image budget per point"
+    )
+    sweep.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        metavar="ADDRESS",
+        help="run the points as tasks on a Ray cluster (default: the one this machine is in; "
+        "'local': start one here); needs the ray extra",
     )
     _add_common(sweep)
     _add_data(sweep, "replace the suite's data set (synthetic: a labelled smoke run)")

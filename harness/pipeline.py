@@ -87,6 +87,7 @@ class RunRequest:
     keep_checkpoints: bool = False  # else work/<run_id> goes once the run is published
     download: bool = True
     argv: list[str] = field(default_factory=lambda: list(sys.argv))
+    ray_address: str | None = None  # a sweep's points as tasks on this Ray cluster ("auto")
 
 
 def load_data(request: RunRequest, name: str, image_size: int = 32) -> Dataset:

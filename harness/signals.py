@@ -9,6 +9,7 @@ prints one line and exits 128 + the signal number (143 for SIGTERM, 130 for SIGI
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -39,7 +40,16 @@ def as_stopped(exc: KeyboardInterrupt, hint: str | None) -> Stopped:
     return Stopped(exc.signum if isinstance(exc, Stopped) else signal.SIGINT, hint)
 
 
+_owner: list[int] = []  # the pid that installed the handlers
+
+
 def _raise(signum: int, _frame: FrameType | None) -> None:
+    if os.getpid() not in _owner:
+        # a process forked from ours (a library's helper: OpenVINO's telemetry sender) ends as
+        # that signal ends any process, without our cleanup or a traceback
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     for handled in HANDLED:  # a second signal must not cut the cleanup of the first short
         signal.signal(handled, signal.SIG_IGN)
     raise Stopped(signum)
@@ -53,8 +63,10 @@ def stop_on_signals() -> Iterator[None]:
         yield
         return
     previous = {handled: signal.signal(handled, _raise) for handled in HANDLED}
+    _owner.append(os.getpid())
     try:
         yield
     finally:
+        _owner.pop()
         for handled, handler in previous.items():
             signal.signal(handled, handler)

@@ -23,6 +23,7 @@ import gc
 import itertools
 import random
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,7 +39,7 @@ from resnest_bench.harness.config import Suite, SweepSection
 from resnest_bench.harness.data import Dataset
 from resnest_bench.harness.deploy import run_deploy
 from resnest_bench.harness.envinfo import fingerprint
-from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.errors import BenchError, one_line
 from resnest_bench.harness.pipeline import (
     RunRequest,
     load_data,
@@ -147,12 +148,9 @@ def derive(base: ModelConfig, spec: PointSpec, name: str) -> ModelConfig:
     )
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    message = text[0] if text else ""
-    if not isinstance(exc, BenchError | ModelError):
-        message = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    return message if len(message) <= 200 else message[:197] + "..."
+def _reason(exc: BaseException) -> str:
+    """One line: ours are worded for users; a library's keeps its type name."""
+    return one_line(exc, typed=not isinstance(exc, BenchError | ModelError))
 
 
 def _over_budget(params: int, macs: int, section: SweepSection) -> str | None:
@@ -172,7 +170,7 @@ def candidate(base: ModelConfig, spec: PointSpec, index: int, section: SweepSect
             network = ResNeSt(config)
         params, macs = count_params(network), count_macs(network, config.input_size)
     except (ValueError, RuntimeError) as exc:  # ModelError is a ValueError
-        return Candidate(spec, config, excluded=("failed", f"not buildable: {_one_line(exc)}"))
+        return Candidate(spec, config, excluded=("failed", f"not buildable: {_reason(exc)}"))
     over = _over_budget(params, macs, section)
     return Candidate(spec, config, params, macs, ("over-budget", over) if over else None)
 
@@ -235,10 +233,19 @@ def run_point(
                 device=device,
             )
     except Exception as exc:  # the sweep goes on; KeyboardInterrupt still stops it
-        return point.record("failed", f"{stage}: {_one_line(exc)}", **stages)
+        return point.record("failed", f"{stage}: {_reason(exc)}", **stages)
     finally:
         gc.collect()
     return point.record("ok", **stages)
+
+
+def run_in_turn(
+    request: RunRequest, points: list[Candidate], dataset: Dataset, device: str, work: Path
+) -> Iterator[tuple[Candidate, SweepPoint]]:
+    """Each point on this machine, one after another, in its work folder (resumable)."""
+    for number, point in enumerate(points, 1):
+        console.log(f"[{number}/{len(points)}] {point.id}: {point.params:,} parameters")
+        yield point, run_point(request, point, dataset, device, work / "points" / point.id)
 
 
 def _claim_work_dir(work: Path, suite: Suite, *, resume: bool) -> str:
@@ -305,21 +312,28 @@ def _run_claimed(
     grid_points, candidates = plan(section, base_config(suite, dataset), suite.seed)
     runnable = [c for c in candidates if c.excluded is None]
     console.log(f"sweep {sweep_id}: {len(runnable)} of {grid_points} grid points to train")
-    points = []
+    finished: dict[str, SweepPoint] = {}
+    todo = []
     for number, point in enumerate(candidates, 1):
-        if point.excluded is not None:
-            points.append(point.record(*point.excluded))
-            continue
         done = work / "points" / point.id / POINT_NAME
-        if done.is_file() and (previous := read_record(SweepPoint, done)).status == "ok":
+        if point.excluded is not None:
+            finished[point.id] = point.record(*point.excluded)
+        elif done.is_file() and (previous := read_record(SweepPoint, done)).status == "ok":
             console.log(f"[{number}/{len(candidates)}] {point.id}: finished before, skipped")
-            points.append(previous)
-            continue
-        console.log(f"[{number}/{len(candidates)}] {point.id}: {point.params:,} parameters")
-        result = run_point(request, point, dataset, device, done.parent)
-        write_record(done, result)
-        console.log(f"{point.id}: {result.status} {result.reason or ''}".rstrip())
-        points.append(result)
+            finished[point.id] = previous
+        else:
+            todo.append(point)
+    if request.ray_address is None:
+        runs = run_in_turn(request, todo, dataset, device, work)
+    else:
+        from resnest_bench.harness.sweep_ray import run_on_ray
+
+        runs = run_on_ray(request, todo, dataset, request.ray_address)
+    for point, outcome in runs:  # each on disk the moment it ends: a resume skips it
+        write_record(work / "points" / point.id / POINT_NAME, outcome)
+        console.log(f"{point.id}: {outcome.status} {outcome.reason or ''}".rstrip())
+        finished[point.id] = outcome
+    points = [finished[c.id] for c in candidates]
     result = SweepResult(
         sweep_id=sweep_id,
         created=created,

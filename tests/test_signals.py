@@ -51,3 +51,22 @@ def test_a_signal_mid_training_ends_in_one_line_with_the_resume_command(tmp_path
     assert out == ""
     assert not list(reports.glob(".*")) and sorted(p.name for p in reports.iterdir()) == ["work"]
     assert (reports / "work" / run_id / "train-resnest-tiny" / "checkpoint.pt").is_file()
+
+
+def test_a_forked_helper_ends_quietly_on_sigterm():
+    """A library's helper forked from a run (OpenVINO's telemetry sender) inherits the
+    handlers; SIGTERM must end it like any process, not raise Stopped with a traceback."""
+    import multiprocessing
+
+    from resnest_bench.harness.signals import stop_on_signals
+
+    def helper() -> None:
+        time.sleep(30)
+
+    with stop_on_signals():
+        child = multiprocessing.get_context("fork").Process(target=helper)
+        child.start()
+        time.sleep(0.2)
+        child.terminate()
+        child.join(timeout=10)
+    assert child.exitcode == -signal.SIGTERM  # killed by the signal, as without our handler
