@@ -1,8 +1,8 @@
 """Print the commit a build context's .git/HEAD points at, or nothing (no .git: a tarball).
 
-Run while the image is built (docker/Dockerfile), with the context bind-mounted: git is not in
-the image, and only HEAD and refs are let into the context (.dockerignore), so this reads them
-as git writes them: a detached HEAD holds the hash, else a ref, loose or in packed-refs.
+Run while the image is built (docker/Dockerfile's `commit` stage), on .git's HEAD and refs (the
+only part of .git the context lets in, .dockerignore): git is not in the image, so this reads
+them as git writes them: a detached HEAD holds the hash, else a ref, loose or in packed-refs.
 """
 
 from __future__ import annotations
@@ -35,5 +35,5 @@ def commit(git: Path) -> str | None:
     return None
 
 
-if __name__ == "__main__":
-    print(commit(Path(sys.argv[1]) / ".git") or "")
+if __name__ == "__main__":  # the argument is the .git folder (its contents, in the image)
+    print(commit(Path(sys.argv[1])) or "")
