@@ -209,6 +209,7 @@ def test_a_runtime_whose_build_fails_fails_its_rows_only(model, data, tmp_path, 
     assert "executorch build failed" in deployment_section(deployment)
 
 
+@pytest.mark.slow
 def test_a_channels_last_model_converts_and_stays_channels_last(model, data, tmp_path):
     """The gpu suite trains channels-last; ExecuTorch's layout pass refused such weights
     (ChannelsLastTaggedReshapePass), which failed its rows after every GPU run."""

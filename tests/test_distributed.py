@@ -214,6 +214,7 @@ def test_scaling_row_against_the_one_rank_run(runs):
     assert f"{row.speedup:.2f}x" in table and "1.00x" in table
 
 
+@pytest.mark.slow
 def test_a_dying_rank_stops_the_run_and_resume_is_exact(runs, tmp_path):
     two, _ = runs
     reports = tmp_path / "reports"
@@ -262,6 +263,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_nodes_reach_the_two_rank_weights(tmp_path):
     """Multi-node as a cluster runs it: two torchrun agents, each a "node" with one rank, meet
     at a c10d rendezvous on localhost (Gloo) and must train exactly what one node with two

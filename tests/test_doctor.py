@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from resnest_bench.harness import accel, doctor, launcher
 from resnest_bench.harness.cli import main
 from resnest_bench.harness.config import load_suite, validate_suite
@@ -201,6 +203,7 @@ def test_smoke_suite_is_two_steps_of_the_tiny_model():
     assert small.transfer.epochs == small.train.epochs == 1 and small.train.compile
 
 
+@pytest.mark.slow
 def test_smoke_runs_every_stage_and_reports_a_failure(monkeypatch):
     suite = validate_suite(TINY, "tiny")
     check = doctor.smoke(suite)

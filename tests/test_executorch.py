@@ -113,6 +113,7 @@ def test_ranked_variants_keep_the_most_sensitive_convs_fp32(digits, tmp_path):
     assert attempts[-1].size_bytes > attempts[0].size_bytes  # fp32 weights weigh more
 
 
+@pytest.mark.slow
 def test_measured_side_by_side_by_the_deploy_path(tmp_path, monkeypatch):
     monkeypatch.setattr(build_onnx, "AUTO_ORDER", ("torchscript",))
     data = load_dataset("synthetic", root=tmp_path, train_subset=64, test_subset=24, image_size=16)

@@ -103,6 +103,7 @@ def test_digits_are_learnt_without_flips(trained: tuple[Path, str]) -> None:
     assert run.summary.best_test_top1 >= 0.6  # chance is 0.2
 
 
+@pytest.mark.slow
 def test_deploying_on_another_folder_keeps_the_checkpoints_preprocessing(
     trained: tuple[Path, str], tmp_path: Path
 ) -> None:

@@ -355,6 +355,7 @@ def test_resume_after_a_kill_finishes_the_same_run(tmp_path: Path, monkeypatch) 
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
+@pytest.mark.slow
 def test_export_builds_checked_artifacts_without_timing(tiny_run: Path, tmp_path: Path) -> None:
     model_file = tiny_run / "artifacts" / "model.pt"
     noise = ["--int8-max-drop", "100"]  # a briefly trained model: accuracy is noise here
@@ -376,6 +377,7 @@ EXPORT_SUITE = EXPORT_SUITE.replace("epochs = 2", "epochs = 1").replace(
 )
 
 
+@pytest.mark.slow
 def test_int8_outside_the_limit_is_reported_then_refused(tmp_path, monkeypatch, capsys):
     from resnest_bench.harness.build.gate import GateData
 

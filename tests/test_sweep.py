@@ -210,6 +210,7 @@ def deployed_sweep(tmp_path_factory) -> Path:
     return final
 
 
+@pytest.mark.slow
 def test_four_point_sweep_completes_with_report(deployed_sweep: Path) -> None:
     assert {p.name for p in deployed_sweep.iterdir()} == {"sweep.json", "report.md", "pareto.png"}
     result = read_record(SweepResult, deployed_sweep / "sweep.json")
@@ -238,6 +239,7 @@ def test_four_point_sweep_completes_with_report(deployed_sweep: Path) -> None:
     assert all(f"| {p.id[:3]} |" in report for p in result.points)
 
 
+@pytest.mark.slow
 def test_report_command_re_renders_a_sweep(deployed_sweep: Path, capsys) -> None:
     (deployed_sweep / "report.md").write_text("stale")
     assert main(["report", str(deployed_sweep)]) == 0
