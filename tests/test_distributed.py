@@ -174,6 +174,7 @@ def test_sync_batchnorm_is_refused_on_cpu_ranks(tmp_path):
     assert "sync_batchnorm needs CUDA ranks" in done.stderr
 
 
+@pytest.mark.slow
 def test_result_states_ranks_and_global_batch(runs):
     two, _ = runs
     run = read_result(_published(two)[0]).training.runs[0]
@@ -195,6 +196,7 @@ def test_result_states_ranks_and_global_batch(runs):
     assert "| 16 x 2 ranks = 32 |" in report
 
 
+@pytest.mark.slow
 def test_scaling_row_against_the_one_rank_run(runs):
     two, one = runs
     run2 = read_result(_published(two)[0]).training.runs[0]

@@ -56,6 +56,7 @@ def built(digits, tmp_path_factory):
     return record, folder
 
 
+@pytest.mark.slow
 def test_fp32_program_reproduces_pytorch(digits, built):
     data, model = digits
     record, folder = built
@@ -70,6 +71,7 @@ def test_fp32_program_reproduces_pytorch(digits, built):
     assert got.shape == want.shape and diff < 1e-4
 
 
+@pytest.mark.slow
 def test_int8_passes_the_gate_on_real_digits(built):
     record, folder = built
     int8 = record.int8
@@ -82,6 +84,7 @@ def test_int8_passes_the_gate_on_real_digits(built):
     assert sizes["model.int8.pte"] < 0.5 * sizes["model.pte"]  # int8 weights really
 
 
+@pytest.mark.slow
 def test_tiny_model_runs_entirely_in_xnnpack(built):
     """The goal of issue 11: split attention in the delegate, and the pools too: the program's
     input shape is fixed, so build.static_pools swaps the published pools (ceil_mode, counting
