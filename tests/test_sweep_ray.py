@@ -32,21 +32,27 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """`ray start --head` on 127.0.0.1 and one more worker node, one CPU each; stopped after."""
+    """`ray start --head` on 127.0.0.1 and one more worker node, one CPU each; stopped after.
+    A cluster on the loopback address only, so without Ray's token authentication (on by
+    default since Ray 2.5x: the second node and the driver would need the head's token)."""
     temp = tmp_path_factory.mktemp("ray")
     address = f"127.0.0.1:{_free_port()}"
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # the driver (this process) connects too
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}
     common = ["--num-cpus", "1", "--disable-usage-stats"]
     start = [RAY, "start", "--head", "--node-ip-address", "127.0.0.1"]
     start += ["--port", address.split(":")[1], "--include-dashboard", "false"]
     start += ["--temp-dir", str(temp), *common]
-    subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
+    head = subprocess.run(start, env=env, capture_output=True, text=True, timeout=120)
+    assert head.returncode == 0, head.stderr[-2000:]
     worker = [RAY, "start", "--address", address, "--node-ip-address", "127.0.0.1", *common]
     try:
-        subprocess.run(worker, env=env, check=True, capture_output=True, timeout=120)
+        started = subprocess.run(worker, env=env, capture_output=True, text=True, timeout=120)
+        assert started.returncode == 0, started.stderr[-2000:]
         yield address
     finally:
         subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        os.environ.pop("RAY_AUTH_MODE", None)
 
 
 def _kill_the_first_point_task(deadline: float, killed: list[int]) -> None:
