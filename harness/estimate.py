@@ -56,11 +56,6 @@ class StepCost:
     def times(self, steps: int) -> StepCost:
         return StepCost(self.launch * steps, self.compute * steps, self.memory * steps)
 
-    def plus(self, other: StepCost) -> StepCost:
-        return StepCost(
-            self.launch + other.launch, self.compute + other.compute, self.memory + other.memory
-        )
-
 
 def execution(compiled: bool, compile_mode: str | None) -> str:
     """The LAUNCH_S key a step runs under."""

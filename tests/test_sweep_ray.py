@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,17 +16,12 @@ from pathlib import Path
 import pytest
 
 from resnest_bench.harness import sweep
+from tests.test_distributed import _free_port
 from tests.test_sweep import _request
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
 RAY = str(Path(sys.executable).with_name("ray"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -127,25 +127,24 @@ def run_session(
     round_loads: list[hostload.HostLoad] = []
     pending = names[:]
     while pending:
-        group = [pending.pop(0)] if not group_rounds else [reference]
-        if group_rounds:
+        first = not group_rounds
+        if first:
+            group = [pending.pop(0)]
+            load(reference)
+        else:  # the reference, loaded since the first group, is timed again beside this one
+            group = [reference]
             total[0] += per_group
-        else:
-            load(group[0])
         while pending and (len(group) < 2 or fits_one_more()):
             name = pending.pop(0)
             load(name)
             group.append(name)
-        first = not group_rounds
         rounds, loads = _time_group(
             {n: handles[n] for n in group}, outcomes, section, ask, announce, snapshot
         )
         round_loads += loads
         group_rounds.append(rounds)
-        for name in group:
-            if first or name != reference:
-                outcomes[name].rounds = rounds[name]
-        for name in group if first else group[1:]:
+        for name in group if first else group[1:]:  # the reference's figures: its first group's
+            outcomes[name].rounds = rounds[name]
             announce(f"accuracy {name}")
             answer = ask(name, "accuracy", timed=timed_images)
             if answer is not None:
