@@ -279,6 +279,10 @@ def _check(request: RunRequest) -> SweepSection:
         raise BenchError(f"a sweep trains each point (steps: train, deploy), got {suite.steps}")
     if request.checkpoint is not None:
         raise BenchError("a sweep trains its own points; --checkpoint does not apply")
+    if request.ray_address is not None:
+        from resnest_bench.harness.sweep_ray import check_reachable
+
+        check_reachable(request.ray_address)
     return suite.sweep
 
 

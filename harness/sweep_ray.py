@@ -41,6 +41,20 @@ def _run_point_here(request: RunRequest, point: Candidate, dataset: Any) -> Swee
         return run_point(request, point, dataset, device, Path(folder))
 
 
+def check_reachable(address: str) -> None:
+    """A HOST:PORT address must answer before anything is claimed: Ray itself keeps retrying
+    an address nobody listens on for minutes. "auto" and "local" are Ray's to resolve."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if address in ("auto", "local") or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.removeprefix("ray://"), int(port)), timeout=5).close()
+    except OSError as exc:
+        raise BenchError(f"--ray {address}: no Ray cluster answers there ({exc})") from None
+
+
 def _resources(request: RunRequest) -> dict[str, float]:
     suite = request.suite
     if suite.device.startswith("cuda"):

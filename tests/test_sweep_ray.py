@@ -17,7 +17,7 @@ import pytest
 
 from resnest_bench.harness import sweep
 from tests.test_distributed import _free_port
-from tests.test_sweep import _request
+from tests.test_sweep import TINY_SWEEP, _request
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -85,3 +85,19 @@ def test_ray_sweep_equals_the_sequential_one_and_survives_a_killed_worker(cluste
     # only the driver wrote: the sweep's own folders, no point's train/ folder anywhere
     work = tmp_path / "ray" / "reports" / "work"
     assert not list(work.glob("*/points/*/train")) and (final / "report.md").is_file()
+
+
+def test_an_address_nobody_answers_is_one_line_before_anything_is_written(tmp_path, capsys):
+    """Ray would retry such an address for minutes; the sweep says so at once, exit 2."""
+    from resnest_bench.harness.cli import main
+
+    suite = tmp_path / "tiny-sweep.toml"
+    suite.write_text(TINY_SWEEP)
+    port = _free_port()  # bound and released: nothing listens there
+    argv = ["sweep", str(suite), "--ray", f"127.0.0.1:{port}", "--reports", str(tmp_path / "r")]
+    assert main([*argv, "--data-dir", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(
+        f"resnest-bench: error: --ray 127.0.0.1:{port}: no Ray cluster answers"
+    )
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
