@@ -24,11 +24,11 @@ from pydantic import ValidationError
 from torch import nn
 
 from resnest_bench import models
-from resnest_bench.harness.atomic import atomic_torch_save
 from resnest_bench.harness.data.types import Preprocessing
 from resnest_bench.harness.errors import BenchError, one_line
 from resnest_bench.harness.results.training import EpochRecord
-from resnest_bench.harness.storage import os_error_message
+from resnest_bench.harness.store.atomic import atomic_torch_save
+from resnest_bench.harness.store.storage import os_error_message
 from resnest_bench.models.weights import detect_source, load_file, load_state, state_dict_of
 
 TRAIN_FORMAT = "resnest-bench/train-checkpoint"

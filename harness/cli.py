@@ -19,7 +19,7 @@ from resnest_bench.harness import console
 from resnest_bench.harness.config import CompileMode, Precision, Suite, load_suite, step_suite
 from resnest_bench.harness.errors import BenchError, Int8Rejected, PartlyFailed
 from resnest_bench.harness.signals import Stopped, stop_on_signals
-from resnest_bench.harness.storage import os_error_message
+from resnest_bench.harness.store.storage import os_error_message
 from resnest_bench.models import ModelError
 
 if TYPE_CHECKING:
@@ -184,7 +184,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from resnest_bench.harness.sweep import run_sweep
+    from resnest_bench.harness.sweep.run import run_sweep
 
     suite, path = load_suite(args.suite, quick=args.quick, overrides=overrides_from(args))
     final, result = run_sweep(_request(args, suite, path))
@@ -209,7 +209,7 @@ def cmd_step(args: argparse.Namespace) -> int:
 
 
 def cmd_scaling(args: argparse.Namespace) -> int:
-    from resnest_bench.harness.scaling import SCALING_MD, run_scaling
+    from resnest_bench.harness.sweep.scaling import SCALING_MD, run_scaling
 
     given, rest = list(args.given), []
     given.remove("scaling")
@@ -225,7 +225,7 @@ def cmd_scaling(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from resnest_bench.harness.plan import make_plan
+    from resnest_bench.harness.gpu.plan import make_plan
 
     suite, _ = load_suite(args.suite, quick=args.quick)
     plan = make_plan(suite, quick=args.quick, gpu=args.gpu, driver=args.driver)
@@ -234,7 +234,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from resnest_bench.harness.compare import write_comparison
+    from resnest_bench.harness.report.compare import write_comparison
 
     final = write_comparison(
         [Path(p) for p in args.results], reports_root(args.reports), seed_reference=args.seed_ref
@@ -261,11 +261,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     if path.is_dir():
         path = path / (SWEEP_NAME if (path / SWEEP_NAME).is_file() else "result.json")
     if path.name == SWEEP_NAME:
-        from resnest_bench.harness.sweep_report import write_sweep_report
+        from resnest_bench.harness.report.sweep import write_sweep_report
 
         written = write_sweep_report(path.parent, read_record(SweepResult, path))
     else:
-        from resnest_bench.harness.report import write_report
+        from resnest_bench.harness.report.run import write_report
         from resnest_bench.harness.results import read_result
 
         written = write_report(path.parent, read_result(path))
@@ -275,7 +275,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    from resnest_bench.harness.clean import remove, survey
+    from resnest_bench.harness.store.clean import remove, survey
 
     root = reports_root(args.reports)
     entries = survey(root)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from resnest_bench.harness.errors import BenchError, validation_message
 from resnest_bench.harness.names import checked_name, name_problem
-from resnest_bench.harness.readfile import read_text
+from resnest_bench.harness.store.readfile import read_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -34,9 +34,13 @@ SUITES_DIR = Path(
 SUITE_MAX_BYTES = 2**20  # the bundled suites are under 4 KB
 Step = Literal["train", "transfer", "export", "deploy"]
 DatasetName = Literal["cifar10", "cifar100", "synthetic", "folder"]
-Precision = Literal["auto", "fp32", "tf32", "bf16", "fp16"]  # auto: by the card (harness.gpus)
+Precision = Literal[
+    "auto", "fp32", "tf32", "bf16", "fp16"
+]  # auto: by the card (harness.gpu.catalog)
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
-Compile = bool | Literal["auto"]  # auto: where Triton runs the card (harness.gpus.resolve_compile)
+Compile = (
+    bool | Literal["auto"]
+)  # auto: where Triton runs the card (harness.gpu.catalog.resolve_compile)
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 

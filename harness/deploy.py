@@ -2,7 +2,7 @@
 
     deployment = run_deploy(model, dataset, out_dir, suite.deploy, small_subset=50)
 
-Building (harness.build) writes and checks the files; measuring (harness.measure) times each
+Building (harness.export) writes and checks the files; measuring (harness.measure) times each
 target in its own process. The files are published into `out_dir` only if everything succeeds.
 """
 
@@ -13,14 +13,14 @@ from pathlib import Path
 
 from torch import nn
 
-from resnest_bench.harness.atomic import staged_dir
-from resnest_bench.harness.build import build_artifacts
 from resnest_bench.harness.config import DeploySection
 from resnest_bench.harness.data import Dataset
-from resnest_bench.harness.envinfo import cgroup_limits, cpu_info, usable_cpus
+from resnest_bench.harness.export import build_artifacts
+from resnest_bench.harness.host.envinfo import cgroup_limits, cpu_info, usable_cpus
+from resnest_bench.harness.host.peak import cpu_peak, with_shares
 from resnest_bench.harness.measure import demo, measure_artifacts, select_targets
-from resnest_bench.harness.peak import cpu_peak, with_shares
 from resnest_bench.harness.results.deployment import DeployEnvironment, Deployment, ThreadPolicy
+from resnest_bench.harness.store.atomic import staged_dir
 
 
 def run_deploy(

@@ -19,9 +19,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from resnest_bench.harness import gpus
 from resnest_bench.harness.config import Suite, merge, validate_suite
 from resnest_bench.harness.errors import BenchError, PartlyFailed, one_line
+from resnest_bench.harness.gpu import catalog as gpus
 
 Status = Literal["OK", "WARN", "SKIP", "FAIL"]
 # Disk a run needs per trained parameter (bytes): each model's checkpoint (fp32 weights and SGD
@@ -47,7 +47,7 @@ def host_gpus(query: Callable[[], list] | None = None) -> list | str:
     """The host's GPUs as the driver lists them (nvidia-smi/NVML), read before torch: a driver
     too old for this torch build makes torch see no GPU at all, and only the driver can say
     which image fits. A string: why they could not be read."""
-    from resnest_bench.harness import launcher
+    from resnest_bench.harness.gpu import launcher
 
     try:
         return (query or launcher.query_gpus)()
@@ -95,7 +95,7 @@ def check_gpu(suite: Suite, host: list | str = "") -> tuple[Check, tuple[int, in
     """The suite's device is there; returns the GPU's compute capability for the next checks.
     When torch sees no GPU but the driver lists one (`host`), the failure names the image the
     driver and card need instead of "check the driver"."""
-    from resnest_bench.harness.accel import device_capability, device_name, select_device
+    from resnest_bench.harness.gpu.accel import device_capability, device_name, select_device
 
     try:
         device = select_device(suite.device)
@@ -150,7 +150,7 @@ def check_image_kernels() -> Check:
     here = _this_image()
     if here is None:
         return Check(name="image kernels", status="SKIP", detail="not in a GPU image")
-    from resnest_bench.harness.image_kernels import table_mismatches
+    from resnest_bench.harness.gpu.image_kernels import table_mismatches
 
     wrong = table_mismatches(here)
     if wrong:
@@ -168,7 +168,7 @@ def check_compute_mode(suite: Suite, run: Callable[..., object] | None = None) -
     holds its CUDA context: in EXCLUSIVE_PROCESS mode the first worker cannot open the GPU."""
     import subprocess
 
-    from resnest_bench.harness import launcher
+    from resnest_bench.harness.gpu import launcher
 
     if "deploy" not in suite.steps:
         return Check(name="compute mode", status="SKIP", detail="no deploy step")
@@ -247,7 +247,7 @@ def check_tensorrt(suite: Suite) -> Check:
 def check_compiler(suite: Suite, cc: tuple[int, int] | None) -> Check:
     """compile = true needs Triton's sm_70+ and gcc/g++ (FAIL without); "auto" says what it
     resolves to here (eager where compile cannot run, never a failure)."""
-    from resnest_bench.harness.accel import missing_compilers
+    from resnest_bench.harness.gpu.accel import missing_compilers
 
     asked = {s: getattr(suite, s).compile for s in ("train", "transfer") if s in suite.steps}
     if cc is None or not any(asked.values()):

@@ -1,11 +1,11 @@
-"""What the build stage (harness.build) can write, by format name (`export --formats`), and
+"""What the build stage (harness.export) can write, by format name (`export --formats`), and
 which artifact kinds (harness.artifacts) each name stands for. Torch-free, so
 the CLI's --help and config validation can name the formats without importing torch.
 
 A format may need another built first (int8 quantizes the ONNX graph, OpenVINO converts it);
 those are built too and kept. A runtime's own format is built by default only when that runtime
 is wanted (selected, or installed when none are selected); naming it builds it regardless.
-Adding a format is one entry here and one block in harness.build.build_artifacts.
+Adding a format is one entry here and one block in harness.export.build_artifacts.
 """
 
 from __future__ import annotations

@@ -26,9 +26,7 @@ import torch
 
 from resnest_bench import models
 from resnest_bench.harness import console
-from resnest_bench.harness.accel import release_device_memory, select_device
 from resnest_bench.harness.artifacts import MODEL_FILE
-from resnest_bench.harness.atomic import atomic_write_text, staged_dir
 from resnest_bench.harness.checkpoints import (
     PRETRAINED,
     CheckpointWriteError,
@@ -39,16 +37,18 @@ from resnest_bench.harness.config import Suite
 from resnest_bench.harness.data import Dataset, load_dataset
 from resnest_bench.harness.data.types import Preprocessing
 from resnest_bench.harness.deploy import run_deploy
-from resnest_bench.harness.envinfo import fingerprint
 from resnest_bench.harness.errors import BenchError, Int8Rejected, PartlyFailed, one_line
-from resnest_bench.harness.report import write_report
+from resnest_bench.harness.gpu.accel import release_device_memory, select_device
+from resnest_bench.harness.host.envinfo import fingerprint
+from resnest_bench.harness.report.run import write_report
 from resnest_bench.harness.results import RunConfig, RunResult, write_result
 from resnest_bench.harness.results.deployment import DataUse, Deployment
 from resnest_bench.harness.results.training import EpochRecord, Training, TrainingRun
-from resnest_bench.harness.reuse import newest_model
-from resnest_bench.harness.runs import LOG_NAME, Claim, claimed, discard
 from resnest_bench.harness.signals import as_stopped
-from resnest_bench.harness.storage import (
+from resnest_bench.harness.store.atomic import atomic_write_text, staged_dir
+from resnest_bench.harness.store.reuse import newest_model
+from resnest_bench.harness.store.runs import LOG_NAME, Claim, claimed, discard
+from resnest_bench.harness.store.storage import (
     check_free_space,
     no_empty_folders_left,
     probe_writable,
@@ -228,7 +228,7 @@ def _data_use(
     """Which images each figure came from and how the subsets were picked: class-balanced
     (classes taking turns, harness.data.split), never a sorted folder's first files. The
     counts that ran (parity, gate) are in the build's records; the report states them."""
-    from resnest_bench.harness.build import EVAL_SEED
+    from resnest_bench.harness.export import EVAL_SEED
 
     int8 = deployment.artifacts.int8
     balanced = f"class-balanced (classes taking turns, seed {EVAL_SEED})"
@@ -586,7 +586,7 @@ def _refuse_rejected_int8(deployment: Deployment | None, final: Path) -> None:
     """After the report is published: an int8 model outside the limit, not allowed, ends the
     run with one line (exit 3) naming every rejected target, so that no script ships one
     unknowingly."""
-    from resnest_bench.harness.deploy_report import rejected_int8_text
+    from resnest_bench.harness.report.deployment import rejected_int8_text
 
     rejected = rejected_int8_text(deployment) if deployment else None
     if rejected is not None:

@@ -9,15 +9,15 @@ import stat
 import pytest
 import torch
 
-from resnest_bench.harness import atomic
-from resnest_bench.harness.atomic import (
+from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.store import atomic
+from resnest_bench.harness.store.atomic import (
     atomic_torch_save,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
     staged_dir,
 )
-from resnest_bench.harness.errors import BenchError
 
 
 def test_write_bytes_text_json_round_trip(tmp_path):

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from resnest_bench import models
-from resnest_bench.harness import envinfo
 from resnest_bench.harness.checkpoints import save_torch_artifact
 from resnest_bench.harness.config import DeploySection
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.formats import formats_to_build
+from resnest_bench.harness.host import envinfo
 from resnest_bench.harness.measure import select_targets
 from resnest_bench.harness.runtimes import get_runtime
 

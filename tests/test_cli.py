@@ -67,8 +67,9 @@ HEAVY = "bad = {'torch', 'onnxruntime'} & set(sys.modules); assert not bad, bad"
 def test_reading_commands_import_neither_torch_nor_onnxruntime() -> None:
     """--help, compare and report only read results: they must start fast on any machine."""
     code = (
-        "import sys, resnest_bench.harness.compare, resnest_bench.harness.cli, "
-        "resnest_bench.harness.report, resnest_bench.harness.config, resnest_bench.models; " + HEAVY
+        "import sys, resnest_bench.harness.report.compare, resnest_bench.harness.cli, "
+        "resnest_bench.harness.report.run, resnest_bench.harness.config, resnest_bench.models; "
+        + HEAVY
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from resnest_bench.harness import gpus, launcher
+from resnest_bench.harness.gpu import catalog as gpus
+from resnest_bench.harness.gpu import launcher
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
@@ -97,7 +98,7 @@ def test_gpu_services_reserve_a_gpu_and_run_the_gpu_suite(compose, name):
 
 
 def test_image_table_matches_compose(compose):
-    """harness.gpus.IMAGES (launcher, plan, README) says what compose.yaml builds."""
+    """harness.gpu.catalog.IMAGES (launcher, plan, README) says what compose.yaml builds."""
     services = compose["services"]
     assert {i.service for i in gpus.IMAGES} == set(GPU_SERVICES)
     for image in gpus.IMAGES:

@@ -14,7 +14,7 @@ from resnest_bench.harness.config import DeploySection, TimingSection
 from resnest_bench.harness.crosscheck import peers
 from resnest_bench.harness.crosscheck.stage import compare, crosscheck_published, run_crosscheck
 from resnest_bench.harness.errors import BenchError
-from resnest_bench.harness.report import render
+from resnest_bench.harness.report.run import render
 from resnest_bench.harness.results.crosscheck import Crosscheck
 from resnest_bench.harness.results.deployment import Target, ThreadPolicy
 from tests.test_report_summary import QUIET, _first_screen, _result

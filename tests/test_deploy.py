@@ -10,16 +10,16 @@ import torch
 
 from resnest_bench import models
 from resnest_bench.harness.artifacts import ARTIFACTS
-from resnest_bench.harness.build import ALWAYS_BUILT, build_artifacts
-from resnest_bench.harness.build import onnx as build_onnx
-from resnest_bench.harness.build.gate import GateData
-from resnest_bench.harness.build.int8_schemes import schemes_for_this_cpu
 from resnest_bench.harness.config import DeploySection, TimingSection
 from resnest_bench.harness.data import load_dataset
 from resnest_bench.harness.deploy import run_deploy
-from resnest_bench.harness.deploy_report import deployment_section
 from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.export import ALWAYS_BUILT, build_artifacts
+from resnest_bench.harness.export import onnx as build_onnx
+from resnest_bench.harness.export.gate import GateData
+from resnest_bench.harness.export.int8_schemes import schemes_for_this_cpu
 from resnest_bench.harness.measure import DEMO_INDEX, measure_artifacts
+from resnest_bench.harness.report.deployment import deployment_section
 from resnest_bench.harness.results.deployment import ArtifactsRecord
 from resnest_bench.harness.runtimes import executorch as executorch_module
 from resnest_bench.harness.runtimes import torch_compile as torch_compile_module
@@ -188,7 +188,7 @@ def test_a_runtime_whose_build_fails_fails_its_rows_only(model, data, tmp_path, 
     """A converter that raises (here after writing its fp32 file) costs its own runtime's rows,
     with the reason, and leaves none of its files; ONNX Runtime and PyTorch are still measured."""
     pytest.importorskip("executorch")
-    from resnest_bench.harness.build import executorch as build_executorch_module
+    from resnest_bench.harness.export import executorch as build_executorch_module
 
     def broken(_model, fp32, _int8, _gate):
         fp32.write_bytes(b"half a file")

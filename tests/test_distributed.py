@@ -23,11 +23,11 @@ from resnest_bench.harness.checkpoints import read_checkpoint
 from resnest_bench.harness.cli import main
 from resnest_bench.harness.config import TrainSection
 from resnest_bench.harness.data import DeviceLoader, load_dataset
+from resnest_bench.harness.report.scaling import render
 from resnest_bench.harness.results import read_result
 from resnest_bench.harness.results.scaling import ScalingResult
 from resnest_bench.harness.results.training import EpochRecord
-from resnest_bench.harness.scaling import _row
-from resnest_bench.harness.scaling_report import render
+from resnest_bench.harness.sweep.scaling import _row
 from resnest_bench.harness.train.distributed import CRASH_ENV, Ranks, scaled_section
 from tests import ddp_worker
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from resnest_bench.harness import accel, doctor, launcher
+from resnest_bench.harness import doctor
 from resnest_bench.harness.cli import main
 from resnest_bench.harness.config import load_suite, validate_suite
 from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.gpu import accel, launcher
 
 
 def host(driver, name="NVIDIA H100 80GB HBM3", cc=(9, 0)):

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from resnest_bench.harness import envinfo
-from resnest_bench.harness.envinfo import (
+from resnest_bench.harness.host import envinfo
+from resnest_bench.harness.host.envinfo import (
     CgroupLimits,
     cgroup_limits,
     fingerprint,

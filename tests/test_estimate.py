@@ -1,11 +1,12 @@
-"""The training-time model (harness.estimate) against figures it was not computed from: the seed
+"""The training-time model (harness.gpu.estimate) against figures it was not computed from: the seed
 study's measured epochs, the published MACs and the ResNeSt-50 layer count from the paper."""
 
 from __future__ import annotations
 
 import pytest
 
-from resnest_bench.harness import estimate, gpus
+from resnest_bench.harness.gpu import catalog as gpus
+from resnest_bench.harness.gpu import estimate
 
 IMAGENET_STEM = (("stem", "imagenet"),)
 

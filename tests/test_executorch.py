@@ -11,14 +11,14 @@ import pytest
 import torch
 
 from resnest_bench import models
-from resnest_bench.harness.build import onnx as build_onnx
-from resnest_bench.harness.build.executorch import build_executorch
-from resnest_bench.harness.build.gate import GateData
 from resnest_bench.harness.config import DeploySection, TimingSection
 from resnest_bench.harness.data import load_dataset, normalize
 from resnest_bench.harness.data.split import stratified_subset
 from resnest_bench.harness.deploy import run_deploy
-from resnest_bench.harness.deploy_report import coverage_table
+from resnest_bench.harness.export import onnx as build_onnx
+from resnest_bench.harness.export.executorch import build_executorch
+from resnest_bench.harness.export.gate import GateData
+from resnest_bench.harness.report.deployment import coverage_table
 from resnest_bench.harness.runtimes import get_runtime
 from tests.digits import write_digits
 from tests.training import train_steps

@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from resnest_bench import models
-from resnest_bench.harness.build.onnx import (
+from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.export.onnx import (
     check_input_fits,
     export_onnx,
     load_onnx,
     parity_problem,
 )
-from resnest_bench.harness.build.ort_format import convert_to_ort
-from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.export.ort_format import convert_to_ort
 from resnest_bench.harness.results.deployment import Parity
 from resnest_bench.harness.runtimes import get_runtime
 

@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from resnest_bench.harness.compare import render_comparison
 from resnest_bench.harness.config import SUITES_DIR, load_suite
 from resnest_bench.harness.data.folder import load_folder
 from resnest_bench.harness.errors import BenchError
-from resnest_bench.harness.report import render
+from resnest_bench.harness.report.compare import render_comparison
+from resnest_bench.harness.report.run import render
 from resnest_bench.harness.results import read_result
 
 BOUNDED = settings(

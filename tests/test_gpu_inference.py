@@ -17,7 +17,6 @@ from resnest_bench import models
 from resnest_bench.harness.checkpoints import save_torch_artifact
 from resnest_bench.harness.config import DeploySection, TimingSection
 from resnest_bench.harness.data import load_dataset
-from resnest_bench.harness.deploy_report import _host_lines
 from resnest_bench.harness.measure import measure_artifacts
 from resnest_bench.harness.measure import target as target_module
 from resnest_bench.harness.measure.target import (
@@ -29,6 +28,7 @@ from resnest_bench.harness.measure.target import (
     Worker,
     serve,
 )
+from resnest_bench.harness.report.deployment import _host_lines
 from resnest_bench.harness.results.deployment import (
     ArtifactsRecord,
     Demo,

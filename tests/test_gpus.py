@@ -1,10 +1,10 @@
-"""harness.gpus: the GPU table and each decision made from it, per generation, without a GPU."""
+"""harness.gpu.catalog: the GPU table and each decision made from it, per generation, no GPU."""
 
 import sys
 
 import pytest
 
-from resnest_bench.harness import gpus
+from resnest_bench.harness.gpu import catalog as gpus
 
 
 @pytest.mark.parametrize(
@@ -251,7 +251,7 @@ def test_cudnn_is_off_on_kepler_only():
 def test_the_table_imports_without_torch():
     import subprocess
 
-    code = "import resnest_bench.harness.gpus, sys; assert 'torch' not in sys.modules"
+    code = "import resnest_bench.harness.gpu.catalog, sys; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -18,7 +18,6 @@ import torch
 from PIL import Image
 
 from resnest_bench import models
-from resnest_bench.harness import readfile, runs
 from resnest_bench.harness.checkpoints import read_model_file, save_torch_artifact
 from resnest_bench.harness.cli import main
 from resnest_bench.harness.data import cifar, load_dataset
@@ -26,8 +25,9 @@ from resnest_bench.harness.data.folder import load_folder
 from resnest_bench.harness.data.types import Preprocessing
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.names import checked_name
-from resnest_bench.harness.report import plot_title, render
+from resnest_bench.harness.report.run import plot_title, render
 from resnest_bench.harness.results import RunResult
+from resnest_bench.harness.store import readfile, runs
 from tests.test_data import RECORDS, _cifar10_files, cifar10_archive
 from tests.test_markdown_escape import EXAMPLE
 from tests.test_reliability import _one_error, _train

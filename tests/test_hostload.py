@@ -1,10 +1,10 @@
-"""harness.hostload: the busy-host verdict and the row cross-check, on constructed counters."""
+"""harness.host.load: the busy-host verdict and the row cross-check, on constructed counters."""
 
 import sys
 
 import pytest
 
-from resnest_bench.harness.hostload import HostSnapshot, host_load, row_disagreement, snapshot
+from resnest_bench.harness.host.load import HostSnapshot, host_load, row_disagreement, snapshot
 
 
 def _snap(wall, busy, own, steal=0.0, total=None):

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import pytest
 
-from resnest_bench.harness.build import build_artifacts
 from resnest_bench.harness.config import DeploySection
+from resnest_bench.harness.export import build_artifacts
 
 pytest.importorskip("sklearn")
 pytestmark = pytest.mark.slow

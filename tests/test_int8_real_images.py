@@ -12,12 +12,12 @@ import platform
 
 import pytest
 
-from resnest_bench.harness.build.gate import GateData
-from resnest_bench.harness.build.int8 import quantize_int8
-from resnest_bench.harness.build.int8_schemes import U8S8, schemes_for, schemes_for_this_cpu
-from resnest_bench.harness.build.onnx import export_onnx
 from resnest_bench.harness.data import normalize
-from resnest_bench.harness.envinfo import isa_flags
+from resnest_bench.harness.export.gate import GateData
+from resnest_bench.harness.export.int8 import quantize_int8
+from resnest_bench.harness.export.int8_schemes import U8S8, schemes_for, schemes_for_this_cpu
+from resnest_bench.harness.export.onnx import export_onnx
+from resnest_bench.harness.host.envinfo import isa_flags
 from tests.training import trained_on_digits
 
 pytest.importorskip("sklearn")

@@ -11,13 +11,12 @@ import pytest
 import torch
 
 from resnest_bench import models
-from resnest_bench.harness import hostload
-from resnest_bench.harness.build import build_artifacts
-from resnest_bench.harness.build import onnx as build_onnx
 from resnest_bench.harness.clock import sample
 from resnest_bench.harness.config import DeploySection, TimingSection
 from resnest_bench.harness.data import load_dataset
-from resnest_bench.harness.deploy_report import deployment_section
+from resnest_bench.harness.export import build_artifacts
+from resnest_bench.harness.export import onnx as build_onnx
+from resnest_bench.harness.host import load as hostload
 from resnest_bench.harness.measure import (
     REFERENCE,
     _speedups,
@@ -26,6 +25,7 @@ from resnest_bench.harness.measure import (
     session_speedups,
 )
 from resnest_bench.harness.measure.interleaved import run_session
+from resnest_bench.harness.report.deployment import deployment_section
 from resnest_bench.harness.results.deployment import Deployment, Target
 
 TIMING = TimingSection(warmup=0, min_iters=20, min_seconds=0.0)

@@ -1,4 +1,4 @@
-"""The kernel table of harness.gpus against the torch and onnxruntime installed here: only
+"""The kernel table of harness.gpu.catalog against the torch and onnxruntime installed here: only
 meaningful where they are one of the images' CUDA builds (inside a GPU image). Elsewhere, with
 a CPU torch (get_arch_list() is []), it skips with the reason; CI checks the same thing in the
 built bench-gpu image through doctor's "image kernels" line (.ci/docker.sh)."""
@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from resnest_bench.harness import gpus
-from resnest_bench.harness.image_kernels import ort_cuda_provider, table_mismatches
+from resnest_bench.harness.gpu import catalog as gpus
+from resnest_bench.harness.gpu.image_kernels import ort_cuda_provider, table_mismatches
 
 
 def _this_build() -> gpus.Image | None:

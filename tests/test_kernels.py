@@ -1,4 +1,4 @@
-"""harness.kernels: a fatbin reader checked on ELF files written here in the documented layout,
+"""harness.gpu.kernels: a fatbin reader checked on ELF files written here in the documented layout,
 and the kernel tables' "does this card find a kernel" answers, written out from the real wheels.
 The tables themselves are checked against the installed libraries in tests/test_kernel_tables.py
 (inside a GPU image) and by doctor's "image kernels" line, which CI runs in the built image."""
@@ -9,7 +9,7 @@ import struct
 
 import pytest
 
-from resnest_bench.harness.kernels import Kernels, fatbin_kernels, library_kernels
+from resnest_bench.harness.gpu.kernels import Kernels, fatbin_kernels, library_kernels
 
 PTX, CUBIN = 1, 2
 
@@ -71,7 +71,7 @@ def test_no_fatbin_section_is_no_kernels_and_a_non_elf_is_refused():
         fatbin_kernels(b"PK\x03\x04 a zip, not a library")
 
 
-# Read with harness.kernels from each wheel's onnxruntime/capi/libonnxruntime_providers_cuda.so
+# Read with harness.gpu.kernels from each wheel's onnxruntime/capi/libonnxruntime_providers_cuda.so
 # (pip download --no-deps onnxruntime-gpu==X on 2026-12-07), and torch 2.13.0's gencode flags.
 ORT_1_26 = Kernels(frozenset({60, 70, 75, 80, 86, 90}), frozenset({90}))
 ORT_1_28 = Kernels(frozenset({75, 80, 86, 89, 90, 100, 120}), frozenset({120}))

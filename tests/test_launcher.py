@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from resnest_bench.harness import launcher
 from resnest_bench.harness.errors import BenchError, GpuRequiredError
+from resnest_bench.harness.gpu import launcher
 
 try:
     docker = launcher.docker_sdk()

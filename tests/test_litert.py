@@ -14,13 +14,13 @@ import pytest
 import torch
 
 from resnest_bench.harness.artifacts import ARTIFACTS, kinds_of
-from resnest_bench.harness.build import build_artifacts
-from resnest_bench.harness.build import onnx as build_onnx
-from resnest_bench.harness.build.gate import GateData, minmax_only
-from resnest_bench.harness.build.int8 import quantize_int8
 from resnest_bench.harness.config import DeploySection, TimingSection
 from resnest_bench.harness.data import normalize
 from resnest_bench.harness.data.split import stratified_subset
+from resnest_bench.harness.export import build_artifacts
+from resnest_bench.harness.export import onnx as build_onnx
+from resnest_bench.harness.export.gate import GateData, minmax_only
+from resnest_bench.harness.export.int8 import quantize_int8
 from resnest_bench.harness.formats import FORMATS
 from resnest_bench.harness.measure import measure_artifacts
 from resnest_bench.harness.runtimes import get_runtime
@@ -56,7 +56,7 @@ def _x(data) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def built(digits, tmp_path_factory):
     pytest.importorskip("litert_torch")
-    from resnest_bench.harness.build.litert import build_litert
+    from resnest_bench.harness.export.litert import build_litert
 
     data, model = digits
     folder = tmp_path_factory.mktemp("tflite")
@@ -94,7 +94,7 @@ def test_fp32_matches_pytorch_and_int8_passes_the_gate(built, digits):
 
 @needs_converter
 def test_xnnpack_takes_every_op_split_attention_included(built):
-    from resnest_bench.harness.build.litert import _graph
+    from resnest_bench.harness.export.litert import _graph
 
     record, folder = built
     for kind, name in (("litert_fp32", "model.tflite"), ("litert_int8", "model.int8.tflite")):
@@ -108,7 +108,7 @@ def test_xnnpack_takes_every_op_split_attention_included(built):
 @needs_converter
 def test_coverage_counts_what_falls_back(built):
     """Softmax and average pooling quantized to int8 leave XNNPACK: the count shows them."""
-    from resnest_bench.harness.build import litert as build_litert_module
+    from resnest_bench.harness.export import litert as build_litert_module
 
     _, folder = built
     images = np.random.default_rng(0).standard_normal((8, 3, 16, 16)).astype(np.float32)
@@ -131,8 +131,8 @@ def test_ranked_variants_keep_their_layers_fp32_in_the_int8_file(digits, built, 
     pattern never matched: every fallback once shipped the same all-int8 file)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from resnest_bench.harness.build import litert as build_litert_module
-    from resnest_bench.harness.build.litert import build_litert, weighted_layers
+    from resnest_bench.harness.export import litert as build_litert_module
+    from resnest_bench.harness.export.litert import build_litert, weighted_layers
 
     _, folder = built
     layers = weighted_layers(folder / "model.tflite")
@@ -165,7 +165,7 @@ def test_int8_ranges_cover_every_calibration_image(digits, built):
     moving average would forget a bright first image (0.95 per image) and clip it."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from resnest_bench.harness.build import litert as build_litert_module
+    from resnest_bench.harness.export import litert as build_litert_module
 
     _, folder = built
     data, _ = digits
@@ -190,7 +190,7 @@ def test_max_pool_padding_gets_a_finite_int8_range(digits, tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
     from resnest_bench import models
-    from resnest_bench.harness.build import litert as build_litert_module
+    from resnest_bench.harness.export import litert as build_litert_module
 
     data, _ = digits
     model = models.create_model("resnest-tiny", stem="imagenet", num_classes=10).eval()
@@ -213,7 +213,7 @@ def test_max_pool_padding_gets_a_finite_int8_range(digits, tmp_path):
 
 
 def test_missing_runtime_and_converter_are_skipped_rows_with_reasons(digits, tmp_path, monkeypatch):
-    from resnest_bench.harness.build import litert as build_litert_module
+    from resnest_bench.harness.export import litert as build_litert_module
 
     assert "ai-edge-litert" in _missing(monkeypatch, "ai_edge_litert", litert_runtime.LiteRt)
     monkeypatch.undo()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from resnest_bench.harness import markdown as md
 from resnest_bench.harness.cli import main
+from resnest_bench.harness.report import markdown as md
 from tests.test_results import RUN
 
 EXAMPLE = Path(__file__).parent.parent / "reports" / "examples" / "all-runtimes-digits-zen5"

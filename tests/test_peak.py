@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from resnest_bench.harness.peak import achieved_gops, cpu_peak, precision_of
+from resnest_bench.harness.host.peak import achieved_gops, cpu_peak, precision_of
 from resnest_bench.harness.results.environment import CpuInfo
 
 ZEN3 = CpuInfo(vendor="AuthenticAMD", family=25, mhz=2450.0, isa_flags=["avx2"])

@@ -13,8 +13,8 @@ import torch
 
 from resnest_bench.harness import pipeline
 from resnest_bench.harness.cli import main
-from resnest_bench.harness.compare import write_comparison
 from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.report.compare import write_comparison
 from resnest_bench.harness.results import RunResult, read_result, write_result
 from resnest_bench.harness.results.environment import GpuInfo
 from resnest_bench.models.weights import read_state_dict
@@ -379,7 +379,7 @@ EXPORT_SUITE = EXPORT_SUITE.replace("epochs = 2", "epochs = 1").replace(
 
 @pytest.mark.slow
 def test_int8_outside_the_limit_is_reported_then_refused(tmp_path, monkeypatch, capsys):
-    from resnest_bench.harness.build.gate import GateData
+    from resnest_bench.harness.export.gate import GateData
 
     scores = iter([90.0] + [10.0] * 20)  # fp32, then every int8 attempt loses 80 points
     monkeypatch.setattr(GateData, "top1", lambda *_: next(scores))

@@ -1,5 +1,6 @@
 """`resnest-bench plan`: the gpu suite resolved for every GPU in the table, and for a faked
-present GPU, without a GPU (named GPUs come from harness.gpus; present ones are monkeypatched)."""
+present GPU, without a GPU (named GPUs come from harness.gpu.catalog; present ones are
+monkeypatched)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,15 @@ import json
 import pytest
 import torch
 
-from resnest_bench.harness import gpus, launcher
 from resnest_bench.harness.cli import main
 from resnest_bench.harness.config import load_suite
 from resnest_bench.harness.errors import BenchError
-from resnest_bench.harness.plan import Plan, make_plan
+from resnest_bench.harness.gpu import catalog as gpus
+from resnest_bench.harness.gpu import launcher
+from resnest_bench.harness.gpu.plan import Plan, make_plan
 
 # name -> (precision auto picks, image service, cuDNN on, torch.compile runs, ort-cuda runs,
-# an estimate). Written out, not read from harness.gpus: precision from each card's tensor
+# an estimate). Written out, not read from harness.gpu.catalog: precision from each card's tensor
 # cores (bf16 from Ampere sm_80, fp16 on Volta/Turing); image from the kernels the wheels carry
 # (cu130: sm_75+, so P100/V100 get cu126; only cu118 has sm_37); compile needs Triton's sm_70+
 # and the CPU onnxruntime of the Kepler image has no CUDA; an estimate needs a datasheet peak.
@@ -106,7 +108,7 @@ def test_pascal_volta_on_an_r580_driver_get_the_cu126_image(gpu_suite, name):
 def test_b200_ort_cuda_follows_the_wheels_kernels(gpu_suite):
     from dataclasses import replace
 
-    from resnest_bench.harness.kernels import Kernels
+    from resnest_bench.harness.gpu.kernels import Kernels
     from resnest_bench.harness.runtimes.base import Machine
     from resnest_bench.harness.runtimes.ort import OrtCuda
 

@@ -12,20 +12,20 @@ import pytest
 import torch
 
 from resnest_bench import models
-from resnest_bench.harness.build import int8 as quantize_module
-from resnest_bench.harness.build.gate import GateData, top1_percent
-from resnest_bench.harness.build.int8 import quantize_int8
-from resnest_bench.harness.build.int8_schemes import (
+from resnest_bench.harness.config import DeploySection
+from resnest_bench.harness.data import load_dataset, normalize
+from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.export import int8 as quantize_module
+from resnest_bench.harness.export.gate import GateData, top1_percent
+from resnest_bench.harness.export.int8 import quantize_int8
+from resnest_bench.harness.export.int8_schemes import (
     U8S8,
     U8S8_REDUCED,
     U8U8,
     schemes_for,
     schemes_for_this_cpu,
 )
-from resnest_bench.harness.build.onnx import export_onnx
-from resnest_bench.harness.config import DeploySection
-from resnest_bench.harness.data import load_dataset, normalize
-from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.export.onnx import export_onnx
 from resnest_bench.harness.runtimes import get_runtime
 from tests.training import train_steps
 
@@ -202,7 +202,7 @@ def _irs(folder: Path) -> tuple[Path, Path]:
 def test_openvino_ir_matches_and_its_int8_passes_the_same_gate(trained, tmp_path):
     pytest.importorskip("openvino")
     pytest.importorskip("nncf")
-    from resnest_bench.harness.build.openvino import build_openvino
+    from resnest_bench.harness.export.openvino import build_openvino
 
     data, fp32 = trained
     record = build_openvino(fp32, *_irs(tmp_path), _gate(data))
@@ -230,7 +230,7 @@ def test_openvino_keeps_ranked_layers_fp32_by_their_names_in_the_ir(trained, tmp
     pytest.importorskip("nncf")
     import openvino as ov
 
-    from resnest_bench.harness.build.openvino import build_openvino
+    from resnest_bench.harness.export.openvino import build_openvino
 
     data, fp32 = trained
     # nothing passes: every ranked variant is tried and recorded, the least lossy one kept
@@ -254,7 +254,7 @@ def test_openvino_keeps_ranked_layers_fp32_by_their_names_in_the_ir(trained, tmp
 def test_gate_records_a_variant_that_cannot_be_built_and_tries_the_next(tmp_path):
     """A candidate whose build or load raises is an attempt with its one-line error, not the
     end of the ladder; when none can be scored the gate says why in one line."""
-    from resnest_bench.harness.build.gate import Candidate, run_gate
+    from resnest_bench.harness.export.gate import Candidate, run_gate
 
     def build(name: str, fails: bool):
         def make() -> Path:

@@ -19,13 +19,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnest_bench.harness import atomic, checkpoints, runs
-from resnest_bench.harness.atomic import staged_dir
+from resnest_bench.harness import checkpoints
 from resnest_bench.harness.cli import main
 from resnest_bench.harness.data import load_dataset
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.results import read_result
-from resnest_bench.harness.storage import check_free_space, os_error_message
+from resnest_bench.harness.store import atomic, runs
+from resnest_bench.harness.store.atomic import staged_dir
+from resnest_bench.harness.store.storage import check_free_space, os_error_message
 
 
 def _train(reports: Path, data: Path, *extra: str, epochs: int = 1) -> list[str]:
@@ -232,7 +233,7 @@ def test_two_runs_started_together_both_complete(tmp_path) -> None:
 HOLDER = """
 import sys, time
 from pathlib import Path
-from resnest_bench.harness import runs
+from resnest_bench.harness.store import runs
 claim = runs.hold(Path(sys.argv[1]), sys.argv[2])
 print("held", flush=True)
 time.sleep(120)
@@ -271,7 +272,7 @@ def test_refused_run_leaves_no_work_folder(tmp_path, capsys) -> None:
 KILLED_PUBLISH = """
 import os, signal, sys
 from pathlib import Path
-from resnest_bench.harness.atomic import staged_dir
+from resnest_bench.harness.store.atomic import staged_dir
 with staged_dir(Path(sys.argv[1])) as stage:
     (stage / ".result.json.abc.tmp").write_bytes(b"torn")
     os.kill(os.getpid(), signal.SIGKILL)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from resnest_bench.harness.compare import render_comparison
-from resnest_bench.harness.report import render, write_report
+from resnest_bench.harness.report.compare import render_comparison
+from resnest_bench.harness.report.run import render, write_report
 from resnest_bench.harness.results import RunResult
 from resnest_bench.harness.results.stats import Stats
 
@@ -184,7 +184,7 @@ def test_each_runtimes_fp32_is_held_against_ort_fp32_and_a_slower_one_says_why()
     in reference kernels, or none, which leaves the delegate's own kernels."""
     from types import SimpleNamespace
 
-    from resnest_bench.harness.deploy_report import _fp32_against_ort
+    from resnest_bench.harness.report.deployment import _fp32_against_ort
     from resnest_bench.harness.results.deployment import DelegateCoverage, Speedup
 
     def timed(name: str, median: float) -> SimpleNamespace:
@@ -340,7 +340,7 @@ def test_every_int8_attempt_shows_its_fp32_layers_and_its_cost():
 
 
 def test_percentiles_are_shown_only_where_the_count_supports_them():
-    from resnest_bench.harness.markdown import stats
+    from resnest_bench.harness.report.markdown import stats
     from resnest_bench.harness.results.stats import Stats
 
     two_epochs = Stats.from_samples([10.0, 12.0])

@@ -285,7 +285,7 @@ def test_results_import_neither_torch_nor_numpy():
 def test_report_states_gpu_driver_cuda_and_cudnn():
     """The report once read keys the fingerprint never wrote (driver, cuda, cudnn) and printed
     None; it now reads the typed fields."""
-    from resnest_bench.harness.report import environment_lines
+    from resnest_bench.harness.report.run import environment_lines
 
     gpu = {
         "name": "NVIDIA H100",
@@ -300,7 +300,7 @@ def test_report_states_gpu_driver_cuda_and_cudnn():
 
 
 def test_delegate_coverage_round_trips_and_renders() -> None:
-    from resnest_bench.harness.deploy_report import coverage_table
+    from resnest_bench.harness.report.deployment import coverage_table
     from resnest_bench.harness.results.deployment import Deployment
 
     int8 = {

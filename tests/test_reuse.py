@@ -9,7 +9,7 @@ from pathlib import Path
 from resnest_bench.harness.artifacts import MODEL_FILE
 from resnest_bench.harness.config import load_suite
 from resnest_bench.harness.pipeline import RunRequest, with_reused_model
-from resnest_bench.harness.reuse import newest_model
+from resnest_bench.harness.store.reuse import newest_model
 from tests.test_results import make_result
 
 

@@ -11,10 +11,10 @@ import torch
 
 from resnest_bench import models
 from resnest_bench.harness.artifacts import ARTIFACTS
-from resnest_bench.harness.build.onnx import export_onnx
 from resnest_bench.harness.checkpoints import save_torch_artifact
-from resnest_bench.harness.envinfo import usable_cpus
 from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.export.onnx import export_onnx
+from resnest_bench.harness.host.envinfo import usable_cpus
 from resnest_bench.harness.measure import REFERENCE, select_targets
 from resnest_bench.harness.runtimes import RUNTIMES, Runtime, get_runtime, runtime_class
 from resnest_bench.harness.runtimes import torch_compile as torch_compile_module
@@ -175,7 +175,7 @@ def test_a_new_runtime_is_one_module(files):
     its file is built, plan lists it, and it runs. Here: onnx's own reference evaluator."""
     from resnest_bench.harness.config import DeploySection, load_suite
     from resnest_bench.harness.formats import formats_to_build
-    from resnest_bench.harness.plan import make_plan
+    from resnest_bench.harness.gpu.plan import make_plan
     from resnest_bench.harness.runtimes.base import register
 
     class OnnxReference(Runtime):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from resnest_bench.harness.build.sensitivity import (
+from resnest_bench.harness.export.sensitivity import (
     keep_counts,
     mean_kl,
     rank_layers,
@@ -52,7 +52,7 @@ def test_the_ladder_takes_fine_steps_first_and_stops_at_half_the_layers(layers, 
 
 
 def test_plans_keep_the_top_layers_and_a_failed_ranking_is_one_error_plan():
-    from resnest_bench.harness.build.sensitivity import Ranking
+    from resnest_bench.harness.export.sensitivity import Ranking
 
     ranking = Ranking(("x", "y", "z", "w"), (3.0, 2.0, 1.0, 0.0), 5.0)
     assert list(ranked_plans("u8s8", lambda: ranking)) == [

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from resnest_bench import models
-from resnest_bench.harness.build.static_pools import static_pools
+from resnest_bench.harness.export.static_pools import static_pools
 
 
 def _pools(model: nn.Module) -> list[nn.Module]:

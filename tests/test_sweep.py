@@ -10,19 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from resnest_bench.harness import sweep
 from resnest_bench.harness.cli import main
 from resnest_bench.harness.config import SweepSection, load_suite
 from resnest_bench.harness.errors import BenchError
-from resnest_bench.harness.pareto import pareto_front
 from resnest_bench.harness.pipeline import RunRequest
-from resnest_bench.harness.results.sweep import SweepPoint, SweepResult, read_record
-from resnest_bench.harness.sweep_report import (
+from resnest_bench.harness.report.pareto import pareto_front
+from resnest_bench.harness.report.sweep import (
     SEED_BASIC_PARAMS,
     SEED_BOTTLENECK_PARAMS,
     latency_front,
     params_front,
 )
+from resnest_bench.harness.results.sweep import SweepPoint, SweepResult, read_record
+from resnest_bench.harness.sweep import run as sweep
 from resnest_bench.models import get_config
 from resnest_bench.models.profile import model_summary
 
@@ -349,7 +349,7 @@ def test_sweep_report_renders_without_torch(deployed_sweep: Path, tmp_path: Path
         "import sys\n"
         "from pathlib import Path\n"
         "from resnest_bench.harness.results.sweep import SweepResult, read_record\n"
-        "from resnest_bench.harness.sweep_report import write_sweep_report\n"
+        "from resnest_bench.harness.report.sweep import write_sweep_report\n"
         f"result = read_record(SweepResult, {str(deployed_sweep / 'sweep.json')!r})\n"
         f"print(write_sweep_report(Path({str(out)!r}), result))\n"
         "bad = {'torch', 'onnxruntime'} & set(sys.modules); assert not bad, bad\n"

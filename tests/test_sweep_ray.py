@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from resnest_bench.harness import sweep
+from resnest_bench.harness.sweep import run as sweep
 from tests.test_distributed import _free_port
 from tests.test_sweep import TINY_SWEEP, _request
 

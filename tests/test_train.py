@@ -1,4 +1,4 @@
-"""harness.train and harness.accel on CPU: the tiny model on learnable 8x8 synthetic data.
+"""harness.train and harness.gpu.accel on CPU: the tiny model on learnable 8x8 synthetic data.
 
 Every run is a few dozen SGD steps on a few hundred images, so the file stays fast; CUDA-only
 paths (NVML, cuDNN, capability checks) are exercised through fakes where that is honest.
@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnest_bench.harness.accel import Accel, PowerMeter, select_device
 from resnest_bench.harness.checkpoints import read_checkpoint
 from resnest_bench.harness.config import TrainSection, TransferSection, step_suite
 from resnest_bench.harness.data import load_dataset
 from resnest_bench.harness.errors import BenchError, GpuRequiredError
+from resnest_bench.harness.gpu.accel import Accel, PowerMeter, select_device
 from resnest_bench.harness.results.training import EpochRecord, TrainingRun
 from resnest_bench.harness.train import (
     CHECKPOINT_NAME,

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnest_bench.harness.accel import Accel
 from resnest_bench.harness.config import TrainSection
 from resnest_bench.harness.data import load_dataset, normalize
+from resnest_bench.harness.gpu.accel import Accel
 from resnest_bench.harness.train import create_seeded_model
 from resnest_bench.harness.train.loop import Trainer, _train_step
 from resnest_bench.harness.train.opcount import OpCounter

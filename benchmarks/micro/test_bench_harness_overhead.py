@@ -4,7 +4,7 @@
 
 The harness adds a pipe round-trip per round, a cycle over test images and the timing loop's
 bookkeeping; none of it may show in the figure. On a quiet host the two medians must sit
-within 5%; on a busy one (harness.hostload) the comparison means nothing and is skipped.
+within 5%; on a busy one (harness.host.load) the comparison means nothing and is skipped.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from resnest_bench import models
-from resnest_bench.harness import hostload
 from resnest_bench.harness.config import TimingSection
 from resnest_bench.harness.data import load_dataset
+from resnest_bench.harness.host import load as hostload
 from resnest_bench.harness.measure import threads
 from resnest_bench.harness.measure.target import Job, Worker
 

@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from resnest_bench import models
-from resnest_bench.harness.accel import Accel
 from resnest_bench.harness.config import TrainSection
 from resnest_bench.harness.data import load_dataset
+from resnest_bench.harness.gpu.accel import Accel
 from resnest_bench.harness.train.loop import Trainer, _train_step
 from resnest_bench.harness.train.opcount import OpCounter
 

@@ -163,9 +163,9 @@ def _described(policy_env: dict[str, str]) -> str:
 def crosscheck_published(run_dir: Path, *, rounds: int | None = None) -> list[str]:
     """Cross-check a published run's CPU targets on its own artifacts (run_dir/artifacts), then
     write the updated result.json and re-render its report; returns the files written."""
-    from resnest_bench.harness.atomic import atomic_write_json
-    from resnest_bench.harness.report import write_report
+    from resnest_bench.harness.report.run import write_report
     from resnest_bench.harness.results import read_result
+    from resnest_bench.harness.store.atomic import atomic_write_json
 
     result = read_result(run_dir / "result.json")
     deployment = result.deployment

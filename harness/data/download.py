@@ -2,7 +2,7 @@
 
 The cache holds either nothing or a complete state: downloads stream into a temp file that is
 renamed into place only after its md5 matches, and extraction builds the folder under a temp
-name (harness.atomic.staged_dir) and publishes it only when every expected file is there.
+name (harness.store.atomic.staged_dir) and publishes it only when every expected file is there.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from resnest_bench.harness.atomic import staged_dir
 from resnest_bench.harness.errors import BenchError
-from resnest_bench.harness.storage import os_error_message, probe_writable
+from resnest_bench.harness.store.atomic import staged_dir
+from resnest_bench.harness.store.storage import os_error_message, probe_writable
 
 DATA_FOLDER = "data folder (--data-dir or $RESNEST_BENCH_DATA)"
 

@@ -1,6 +1,6 @@
 """Measure stage: every selected runtime on every artifact kind it runs, one process each,
 all timed side by side in interleaved rounds (measure.interleaved) under one thread policy
-(measure.threads); every ratio is per round, every row cross-checked (harness.hostload).
+(measure.threads); every ratio is per round, every row cross-checked (harness.host.load).
 
 A target is one runtime on one artifact kind; the kinds come from the runtime itself
 (`Runtime.artifacts`: ORT CPU runs the fp32 ONNX, the int8 ONNX and the .ort file). The first
@@ -20,9 +20,9 @@ import numpy as np
 from resnest_bench.harness.artifacts import ARTIFACTS
 from resnest_bench.harness.config import DeploySection
 from resnest_bench.harness.data import Dataset
-from resnest_bench.harness.envinfo import memory_room
 from resnest_bench.harness.errors import BenchError
-from resnest_bench.harness.hostload import row_disagreement
+from resnest_bench.harness.host.envinfo import memory_room
+from resnest_bench.harness.host.load import row_disagreement
 from resnest_bench.harness.measure import threads
 from resnest_bench.harness.results.deployment import (
     ArtifactsRecord,
@@ -87,7 +87,7 @@ def measure_artifacts(
     tests); returns them, the demo table, the host check and the thread policy used.
     `device` is the suite's: PyTorch and the GPU runtimes run there, the rest on the CPU."""
     # Here, not at the top: ONNX and the worker machinery load only when something is measured.
-    from resnest_bench.harness.build.onnx import check_input_fits, load_onnx
+    from resnest_bench.harness.export.onnx import check_input_fits, load_onnx
     from resnest_bench.harness.measure.interleaved import run_session
     from resnest_bench.harness.measure.target import InProcess, Job, TargetProcess
 
@@ -203,7 +203,7 @@ def _target(
     """The Target record of one outcome: failed with its reason, or every figure. `small`:
     the class-balanced small subset's indices (its time per image is the first len(small)
     images': a batch-1 call's time does not depend on which image it is)."""
-    from resnest_bench.harness.build.gate import top1_percent
+    from resnest_bench.harness.export.gate import top1_percent
 
     if outcome.failure is not None:
         return Target(**_names(spec), status="failed", reason=outcome.failure)

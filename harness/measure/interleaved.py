@@ -21,8 +21,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from resnest_bench.harness import hostload
 from resnest_bench.harness.config import DeploySection, TimingSection
+from resnest_bench.harness.host import load as hostload
 from resnest_bench.harness.measure.target import OutOfMemory, TargetFailed
 from resnest_bench.harness.results.stats import Stats
 from resnest_bench.harness.rounds import run_rounds

@@ -37,8 +37,8 @@ import numpy as np
 from resnest_bench.harness.clock import sample
 from resnest_bench.harness.config import TimingSection
 from resnest_bench.harness.data import ImageSet, normalize
-from resnest_bench.harness.envinfo import peak_rss_bytes
 from resnest_bench.harness.errors import one_line
+from resnest_bench.harness.host.envinfo import peak_rss_bytes
 from resnest_bench.harness.measure.threads import child_environment
 from resnest_bench.harness.results.deployment import ThreadPolicy
 from resnest_bench.harness.runtimes import get_runtime

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
 
-from resnest_bench.harness import hostload
-from resnest_bench.harness.envinfo import cgroup_limits, usable_cpus
+from resnest_bench.harness.host import load as hostload
+from resnest_bench.harness.host.envinfo import cgroup_limits, usable_cpus
 from resnest_bench.harness.results.deployment import ThreadPolicy
 
 # Others using more than this share of the usable CPUs just before timing: someone else runs.

@@ -19,13 +19,13 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from resnest_bench.harness.atomic import atomic_write_json
 from resnest_bench.harness.errors import BenchError, validation_message
-from resnest_bench.harness.readfile import read_json
 from resnest_bench.harness.results.deployment import Deployment
 from resnest_bench.harness.results.environment import Environment
 from resnest_bench.harness.results.record import Record
 from resnest_bench.harness.results.training import Training, TrainingRun
+from resnest_bench.harness.store.atomic import atomic_write_json
+from resnest_bench.harness.store.readfile import read_json
 
 RESULT_VERSION = 2
 Kind = Literal["train", "transfer", "deploy", "suite"]

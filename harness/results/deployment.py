@@ -1,7 +1,7 @@
 """What a deployment run built and measured: artifacts with their build evidence (export
 parity, int8 accuracy, .ort conversion) and one Target per runtime x artifact.
 
-The seed study's Tables 4 and 5 are rendered from these (harness.deploy_report). Accuracies
+The seed study's Tables 4 and 5 are rendered from these (harness.report.deployment). Accuracies
 here are percent (0-100), as the seed reported them; times are in the unit the key names.
 """
 
@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from resnest_bench.harness.hostload import HostLoad
+from resnest_bench.harness.host.load import HostLoad
 from resnest_bench.harness.results.crosscheck import Crosscheck
 from resnest_bench.harness.results.environment import CgroupLimits
 from resnest_bench.harness.results.record import Record
@@ -289,7 +289,7 @@ class HostCheck(Record):
 
 class CpuPeak(Record):
     """This CPU's paper peak in GOP/s per precision (fp32, int8, bf16) on the measuring
-    threads' cores, and how it was derived (harness.peak)."""
+    threads' cores, and how it was derived (harness.host.peak)."""
 
     gops: dict[str, float]
     how: str

@@ -1,6 +1,6 @@
 """Where a number was measured: the machine, its limits, the software, the container, the commit.
 
-harness.envinfo probes these (torch and onnxruntime imported there, never here); the report
+harness.host.envinfo probes these (torch and onnxruntime imported there, never here); the report
 reads them by attribute, so a renamed key is a type error, not a silently empty cell.
 Every probe may fail, so almost every field may be None.
 """
@@ -79,7 +79,7 @@ class ContainerInfo(Record):
 
 
 class Environment(Record):
-    """The fingerprint of one run (harness.envinfo.fingerprint())."""
+    """The fingerprint of one run (harness.host.envinfo.fingerprint())."""
 
     python: PythonInfo
     platform: PlatformInfo = PlatformInfo()

@@ -2,7 +2,7 @@
 
 Each point that trained carries the same TrainingRun and Deployment records a suite run does;
 a point over budget carries only its size, a failed one its one-line reason (and whatever
-stage finished before the failure). No torch here: harness.sweep_report renders from these.
+stage finished before the failure). No torch here: harness.report.sweep renders from these.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import ValidationError
 
-from resnest_bench.harness.atomic import atomic_write_json
 from resnest_bench.harness.errors import BenchError, validation_message
-from resnest_bench.harness.readfile import read_json
 from resnest_bench.harness.results import RunConfig
 from resnest_bench.harness.results.deployment import Deployment
 from resnest_bench.harness.results.environment import Environment
 from resnest_bench.harness.results.record import Record
 from resnest_bench.harness.results.training import TrainingRun
+from resnest_bench.harness.store.atomic import atomic_write_json
+from resnest_bench.harness.store.readfile import read_json
 
 SWEEP_VERSION = 1
 PointStatus = Literal["ok", "failed", "over-budget"]

@@ -1,7 +1,7 @@
 """What a training (or fine-tuning) run measured: per-epoch records, their summary, and the
 recipe, speed settings, hardware, data and model they were measured with.
 
-The seed study's Tables 2 and 3 are rendered from these (harness.report); `epochs` is also
+The seed study's Tables 2 and 3 are rendered from these (harness.report.run); `epochs` is also
 the per-epoch log (one EpochRecord per line of epochs.jsonl).
 """
 
@@ -72,7 +72,7 @@ class RunOptions(Record):
 
 
 class AccelInfo(Record):
-    """The speed settings in force on the device (harness.accel.Accel.describe()).
+    """The speed settings in force on the device (harness.gpu.accel.Accel.describe()).
 
     precision is what ran and precision_reason why (auto: the card's tensor cores; or as
     requested); cudnn_enabled is False where cuDNN has no kernels for the GPU (Kepler)."""

@@ -20,9 +20,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from resnest_bench.harness.envinfo import usable_cpus
 from resnest_bench.harness.errors import BenchError
-from resnest_bench.harness.gpus import Image
+from resnest_bench.harness.gpu.catalog import Image
+from resnest_bench.harness.host.envinfo import usable_cpus
 
 RUNTIMES: dict[str, type[Runtime]] = {}
 

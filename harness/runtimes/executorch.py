@@ -1,5 +1,5 @@
 """ExecuTorch's Python runtime on a .pte lowered to the XNNPACK delegate: fp32, and int8 from
-PT2E quantization (harness.build.executorch).
+PT2E quantization (harness.export.executorch).
 
 The program has a static batch of 1 (see the build module), so a batch of N runs as N
 batch-1 calls. Threads: XNNPACK runs on ExecuTorch's process-wide threadpool, whose size the

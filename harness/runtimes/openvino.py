@@ -1,5 +1,5 @@
 """OpenVINO's CPU plugin on an IR (.xml + .bin): fp32, and int8 from NNCF post-training
-quantization (harness.build.openvino).
+quantization (harness.export.openvino).
 
 Compiled for latency with the runtime's threads. Inference precision is pinned to f32: on CPUs
 with AVX512-BF16 or AMX, OpenVINO otherwise runs an fp32 model in bf16, and the fp32 row would
@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from resnest_bench.harness.envinfo import bf16_missing
+from resnest_bench.harness.host.envinfo import bf16_missing
 from resnest_bench.harness.runtimes.base import Machine, Runtime, register
 
 

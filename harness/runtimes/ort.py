@@ -242,7 +242,7 @@ class OrtCuda(OrtRuntime):
     @classmethod
     def plan_skip_reason(cls, machine: Machine) -> str | None:
         """Needs a GPU and an image whose onnxruntime is a CUDA build (not the Kepler one)
-        with kernels for the GPU (its table in harness.gpus, read from the wheel)."""
+        with kernels for the GPU (its table in harness.gpu.catalog, read from the wheel)."""
         cc, image = machine.cc, machine.image
         if cc is None:
             return "no GPU"

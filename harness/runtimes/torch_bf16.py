@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from resnest_bench.harness.envinfo import bf16_missing
+from resnest_bench.harness.host.envinfo import bf16_missing
 from resnest_bench.harness.runtimes.base import register
 from resnest_bench.harness.runtimes.torch_eager import TorchEager
 

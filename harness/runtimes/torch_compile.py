@@ -11,7 +11,7 @@ import os
 import shutil
 from typing import TYPE_CHECKING
 
-from resnest_bench.harness import gpus
+from resnest_bench.harness.gpu import catalog as gpus
 from resnest_bench.harness.runtimes.base import Machine, register
 from resnest_bench.harness.runtimes.torch_eager import TorchEager
 

@@ -31,8 +31,8 @@ class TorchEager(Runtime):
     def _load(self, path: Path) -> None:
         import torch
 
-        from resnest_bench.harness.accel import configure_inference_backends
         from resnest_bench.harness.checkpoints import load_torch_artifact
+        from resnest_bench.harness.gpu.accel import configure_inference_backends
 
         configure_inference_backends(self.device)  # cuDNN where it has kernels; fp32, not TF32
         torch.set_num_threads(self.threads)

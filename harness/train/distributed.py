@@ -27,10 +27,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from resnest_bench import models
-from resnest_bench.harness.accel import Accel
 from resnest_bench.harness.config import TrainSection
 from resnest_bench.harness.data import Dataset
 from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.gpu.accel import Accel
 from resnest_bench.harness.results.training import DistributedRun
 from resnest_bench.harness.train.loop import Trainer
 

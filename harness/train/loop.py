@@ -21,14 +21,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnest_bench import models
-from resnest_bench.harness import hostload
-from resnest_bench.harness.accel import Accel, PowerMeter, peak_memory_bytes, reset_peak_memory
-from resnest_bench.harness.atomic import atomic_write_text
 from resnest_bench.harness.checkpoints import TrainCheckpoint, write_checkpoint
 from resnest_bench.harness.clock import cuda_sync
 from resnest_bench.harness.config import TrainSection
 from resnest_bench.harness.data import Dataset, DeviceLoader
+from resnest_bench.harness.gpu.accel import Accel, PowerMeter, peak_memory_bytes, reset_peak_memory
+from resnest_bench.harness.host import load as hostload
 from resnest_bench.harness.results.training import EpochRecord
+from resnest_bench.harness.store.atomic import atomic_write_text
 
 CHECKPOINT_NAME = "checkpoint.pt"
 EPOCH_LOG_NAME = "epochs.jsonl"

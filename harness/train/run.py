@@ -16,11 +16,11 @@ from typing import Any
 import torch
 
 from resnest_bench import models
-from resnest_bench.harness.accel import Accel, select_device
 from resnest_bench.harness.checkpoints import TrainCheckpoint, config_to_dict, read_checkpoint
 from resnest_bench.harness.config import TrainSection
 from resnest_bench.harness.data import Dataset
 from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.gpu.accel import Accel, select_device
 from resnest_bench.harness.measure.threads import training_threads
 from resnest_bench.harness.results.training import (
     DatasetInfo,

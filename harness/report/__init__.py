@@ -1,0 +1,1 @@
+"""Reports: markdown, plots and JSON rendered from typed results; nothing here measures."""

@@ -1,0 +1,1 @@
+"""Files on disk: atomic writes, capped reads, run folders, clean-up and reuse."""
