@@ -350,7 +350,11 @@ def load_suite(
     return validate_suite(settings, str(path)), path
 
 
-def step_suite(step: Step, overrides: dict[str, Any]) -> Suite:
+STEP_OF_COMMAND: dict[str, Step] = {"infer": "deploy"}  # the other step commands are their step
+
+
+def step_suite(command: str, overrides: dict[str, Any]) -> Suite:
     """A one-step suite for the step commands (`train`, `transfer`, `export`, `infer`)."""
+    step = STEP_OF_COMMAND.get(command, command)
     base = {"name": step, "steps": [step]}
-    return validate_suite(merge(base, overrides), f"<{step} command>")
+    return validate_suite(merge(base, overrides), f"<{command} command>")

@@ -360,7 +360,8 @@ def _failed_reasons(reports: Path) -> list[str]:
 
 def smoke(suite: Suite) -> Check:
     """Run every stage of the smoke suite into a temporary folder (removed afterwards)."""
-    from resnest_bench.harness.pipeline import RunRequest, run_suite
+    from resnest_bench.harness.pipeline import run_suite
+    from resnest_bench.harness.stages import RunRequest
 
     small = smoke_suite(suite)
     with tempfile.TemporaryDirectory(prefix="resnest-bench-doctor-") as tmp:

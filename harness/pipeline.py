@@ -1,7 +1,8 @@
 """Run a suite end to end: data -> train -> transfer -> build/measure -> result.json + report.md.
 
 Every step command of the CLI is a one-step suite, so there is one path through the harness.
-Each stage gets only its own section of the typed Suite (suite.train, suite.transfer,
+This module orders the stages (harness.stages), claims the run and publishes it. Each stage
+gets only its own section of the typed Suite (suite.train, suite.transfer,
 suite.deploy, suite.data, suite.model) and returns a typed result; nothing is restated here.
 Layout under the reports folder:
 
@@ -16,11 +17,9 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -28,23 +27,28 @@ from resnest_bench import models
 from resnest_bench.harness import console
 from resnest_bench.harness.artifacts import MODEL_FILE
 from resnest_bench.harness.checkpoints import (
-    PRETRAINED,
     CheckpointWriteError,
-    read_model_file,
     save_torch_artifact,
 )
 from resnest_bench.harness.config import Suite
-from resnest_bench.harness.data import Dataset, load_dataset
-from resnest_bench.harness.data.types import Preprocessing
-from resnest_bench.harness.deploy import run_deploy
+from resnest_bench.harness.data import Dataset
 from resnest_bench.harness.errors import BenchError, Int8Rejected, PartlyFailed, one_line
 from resnest_bench.harness.gpu.accel import release_device_memory, select_device
 from resnest_bench.harness.host.envinfo import fingerprint
 from resnest_bench.harness.report.run import write_report
-from resnest_bench.harness.results import RunConfig, RunResult, write_result
-from resnest_bench.harness.results.deployment import DataUse, Deployment
-from resnest_bench.harness.results.training import EpochRecord, Training, TrainingRun
+from resnest_bench.harness.results import RunResult, write_result
+from resnest_bench.harness.results.deployment import Deployment
+from resnest_bench.harness.results.training import Training, TrainingRun
 from resnest_bench.harness.signals import as_stopped
+from resnest_bench.harness.stages import (
+    RunRequest,
+    build_model,
+    deploy_model,
+    fine_tune,
+    load_data,
+    run_config,
+    train_one,
+)
 from resnest_bench.harness.store.atomic import atomic_write_text, staged_dir
 from resnest_bench.harness.store.reuse import newest_model
 from resnest_bench.harness.store.runs import LOG_NAME, Claim, claimed, discard
@@ -55,14 +59,10 @@ from resnest_bench.harness.store.storage import (
     run_bytes,
 )
 from resnest_bench.harness.train import (
-    Callbacks,
-    create_seeded_model,
-    load_transfer_weights,
     train,
 )
 from resnest_bench.harness.train.distributed import (
     Ranks,
-    local_first,
     process_group,
     ranks_from_env,
 )
@@ -71,260 +71,6 @@ from resnest_bench.models.profile import count_params
 
 RESULT_NAME = "result.json"
 TRAINING_RESULT_NAME = "training-result.json"  # in work/<run_id>, written when training ends
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    """A validated suite (flags already merged in) and where to read and write."""
-
-    suite: Suite
-    suite_path: Path | None  # None for the step commands (their suite has no file)
-    quick: bool
-    reports_root: Path
-    data_root: Path
-    checkpoint: Path | None = None  # deploy/transfer from this instead of training
-    resume: str | None = None  # a run id whose work dir holds checkpoints to continue
-    keep_checkpoints: bool = False  # else work/<run_id> goes once the run is published
-    download: bool = True
-    argv: list[str] = field(default_factory=lambda: list(sys.argv))
-    ray_address: str | None = None  # a sweep's points as tasks on this Ray cluster ("auto")
-
-
-def load_data(request: RunRequest, name: str, image_size: int = 32) -> Dataset:
-    """The named data set with the suite's subsets; a synthetic suite stays synthetic in every
-    step (transfer to cifar100 then gets 100 synthetic classes)."""
-    data = request.suite.data
-    dataset = "synthetic" if data.dataset == "synthetic" else name
-    with local_first(ranks_from_env()), console.progress() as bar:
-        task = bar.add_task(f"data: {dataset}", total=None)
-        loaded = load_dataset(
-            dataset,
-            root=request.data_root,
-            download=request.download,
-            folder=data.folder,
-            train_subset=data.train_subset,
-            test_subset=data.test_subset,
-            image_size=image_size,
-            seed=request.suite.seed,
-            val_fraction=data.val_fraction,
-            num_classes=100 if name == "cifar100" and dataset == "synthetic" else None,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
-        bar.remove_task(task)
-    return loaded
-
-
-def training_callbacks(bar: Any, label: str, epochs: int) -> Callbacks:
-    epoch_task = bar.add_task(f"{label}: epochs", total=epochs)
-    batch_task = bar.add_task(f"{label}: batches", total=None)
-
-    def on_batch(i: int, n: int) -> None:
-        bar.update(batch_task, completed=i, total=n)
-
-    def on_epoch_end(record: EpochRecord) -> None:
-        bar.update(epoch_task, completed=record.epoch)
-        bar.reset(batch_task)  # the next epoch's batches from zero, with their own ETA
-        loss = record.train_loss
-        console.log(
-            f"{label} epoch {record.epoch}: {record.train_s:.1f} s, "
-            f"loss {'nan' if loss is None else f'{loss:.4f}'}, "
-            f"test top-1 {100 * record.test_top1:.2f}%"
-        )
-
-    return Callbacks(on_epoch_end=on_epoch_end, on_batch=on_batch)
-
-
-def _build_model(suite: Suite, name: str, num_classes: int) -> models.ResNeSt:
-    section = suite.model
-    return create_seeded_model(
-        name,
-        seed=suite.seed,
-        num_classes=num_classes,
-        stem=section.stem,
-        radix=section.radix,
-        cardinality=section.cardinality,
-    )
-
-
-def _train_one(
-    request: RunRequest,
-    model: models.ResNeSt,
-    dataset: Dataset,
-    work_dir: Path,
-    stage_log: Path,
-    *,
-    transfer: bool,
-    device: str,
-    init: Any = None,
-) -> TrainingRun:
-    """Train (or fine-tune) one model; its per-epoch log is copied into the run directory."""
-    suite = request.suite
-    section = suite.transfer if transfer else suite.train
-    with console.progress() as bar:
-        run = train(
-            model,
-            dataset,
-            work_dir,
-            section,
-            device=device,
-            seed=suite.seed,
-            resume=request.resume is not None,
-            callbacks=training_callbacks(bar, work_dir.name, section.epochs),
-            init=init,
-            suite=suite.name,
-            ranks=ranks_from_env(),
-        )
-    shutil.copyfile(work_dir / run.files.epoch_log, stage_log)
-    return run
-
-
-def _load_checkpoint_model(
-    request: RunRequest, dataset: Dataset
-) -> tuple[models.ResNeSt, Dataset, str]:
-    """A model from --checkpoint: its own config when it carries one (ours), else the suite's
-    first model (official/timm ImageNet weights, plain state dicts); the data set fed with the
-    preprocessing the file carries (never recomputed from the folder given now), and where
-    that preprocessing came from."""
-    model, pre = read_model_file(
-        request.checkpoint,
-        fallback=lambda: _build_model(
-            request.suite, request.suite.model.names[0], dataset.num_classes
-        ),
-        num_classes=dataset.num_classes,
-    )
-    if pre is None:
-        return model, dataset, f"the training images of {dataset.source} (the file carries none)"
-    origin = f"checkpoint {request.checkpoint}"
-    if pre.source == PRETRAINED:
-        source = (
-            f"ImageNet's mean/std and {model.config.name}'s {pre.image_size} px model-card "
-            f"input (the {origin} holds official/timm pretrained weights, which carry none)"
-        )
-        return model, _as_pretrained(request, dataset, pre, origin), source
-    return model, dataset.preprocessed_as(pre, origin), f"the {origin}"
-
-
-def _as_pretrained(
-    request: RunRequest, dataset: Dataset, pre: Preprocessing, origin: str
-) -> Dataset:
-    """The data fed as official/timm weights expect: ImageNet's mean/std, and the images read
-    again at the model's input size (a folder or synthetic data resizes; CIFAR cannot)."""
-    size = pre.image_size
-    if dataset.image_size != size:
-        try:
-            dataset = load_data(request, request.suite.data.dataset, image_size=size)
-        except BenchError as exc:
-            raise BenchError(
-                f"{origin} holds pretrained weights for {size}x{size} images but "
-                f"{dataset.source} gives {dataset.image_size}x{dataset.image_size} ({exc}); "
-                "use --dataset folder, which resizes, or fine-tune with the transfer step"
-            ) from None
-    return replace(dataset, mean=pre.mean, std=pre.std)
-
-
-def _data_use(
-    dataset: Dataset, deployment: Deployment, preprocessing_from: str, small_subset: int
-) -> DataUse:
-    """Which images each figure came from and how the subsets were picked: class-balanced
-    (classes taking turns, harness.data.split), never a sorted folder's first files. The
-    counts that ran (parity, gate) are in the build's records; the report states them."""
-    from resnest_bench.harness.export import EVAL_SEED
-
-    int8 = deployment.artifacts.int8
-    balanced = f"class-balanced (classes taking turns, seed {EVAL_SEED})"
-    # the images calibration really used: none when no int8 model was built
-    calibration = (
-        f"{int8.calibration_images} of {dataset.train_split}, {balanced}" if int8 else "none"
-    )
-    small = min(small_subset, len(dataset.test))
-    return DataUse(
-        dataset=dataset.source,
-        calibration=calibration,
-        evaluation=f"{dataset.test_split}; subsets (parity, gate, small {small}) {balanced}",
-        mean=list(dataset.mean),
-        std=list(dataset.std),
-        image_size=dataset.image_size,
-        preprocessing_from=preprocessing_from,
-    )
-
-
-def _transfer(
-    request: RunRequest, best: tuple[str, TrainingRun] | None, work: Path, stage: Path, device: str
-) -> TrainingRun:
-    """Fine-tune the best CIFAR-10 block (or --checkpoint) on the transfer data set."""
-    suite = request.suite
-    dataset = load_data(request, suite.transfer.dataset)
-    name = best[0] if best else suite.model.names[0]
-    if best:
-        source = work / f"train-{name}" / best[1].files.checkpoint
-    elif request.checkpoint is not None:
-        source = request.checkpoint
-    else:
-        raise BenchError("transfer needs a trained model: run the train step or give --checkpoint")
-    model = _build_model(suite, name, dataset.num_classes)
-    init = load_transfer_weights(model, source, num_classes=dataset.num_classes, seed=suite.seed)
-    return _train_one(
-        request,
-        model,
-        dataset,
-        work / f"transfer-{name}",
-        stage / f"epochs-transfer-{name}.jsonl",
-        transfer=True,
-        device=device,
-        init=init,
-    )
-
-
-def _deploy(
-    request: RunRequest,
-    trained: dict[str, tuple[models.ResNeSt, TrainingRun]],
-    best: str | None,
-    dataset: Dataset,
-    out: Path,
-    device: str = "cpu",
-) -> Deployment:
-    """Export, quantize and (deploy step) time every target, one named step at a time."""
-    suite = request.suite
-    if best:
-        model, pre_from = trained[best][0], f"the training images of {dataset.source}"
-    else:
-        model, dataset, pre_from = _load_checkpoint_model(request, dataset)
-    measure = "deploy" in suite.steps
-    console.log(f"deploy: exporting, quantizing{', timing every target' * measure}")
-    with console.steps("deploy") as step:
-        deployment = run_deploy(
-            model.cpu().eval(),
-            dataset,
-            out,
-            suite.deploy,
-            small_subset=suite.data.small_subset,
-            measure=measure,
-            step=step,
-            device=device,
-        )
-    for target in deployment.targets:  # -v: the figures as they came, before the report
-        ratio = target.speedup
-        console.detail(
-            f"{target.target}: {target.status}"
-            + (f", {ratio.median:.2f}x eager ({ratio.low:.2f}-{ratio.high:.2f})" if ratio else "")
-            + (f", FLAGGED: {target.flag}" if target.flag else "")
-        )
-    if deployment.host and deployment.host.reasons:
-        console.log("deploy: figures not trustworthy: " + "; ".join(deployment.host.reasons))
-    use = _data_use(dataset, deployment, pre_from, suite.data.small_subset)
-    return deployment.model_copy(update={"data": use})
-
-
-def run_config(request: RunRequest, device: str) -> RunConfig:
-    """What was asked for, as every result records it."""
-    return RunConfig(
-        suite=request.suite.name,
-        suite_file=str(request.suite_path) if request.suite_path else None,
-        quick=request.quick,
-        settings=request.suite.model_dump(mode="json"),
-        checkpoint=str(request.checkpoint) if request.checkpoint else None,
-        device=device,
-    )
 
 
 def _kind(suite: Suite) -> str:
@@ -363,6 +109,21 @@ def _check_storage(request: RunRequest, work: Path) -> None:
         params, train=bool(steps & {"train", "transfer"}), deploy=bool(steps & {"export", "deploy"})
     )
     check_free_space(request.reports_root, need, "reports folder")
+
+
+def preflight(request: RunRequest, named: str) -> None:
+    """Refuse in seconds what would fail later: a sweep suite given to `run`, a step that needs
+    a trained model without --checkpoint, and whatever doctor's quick checks fail (GPU, driver,
+    precision, folders, disk)."""
+    from resnest_bench.harness.doctor import failures, quick_checks
+
+    suite = request.suite
+    if suite.sweep is not None:
+        raise BenchError(f"{named} is a sweep suite: run `resnest-bench sweep {named}`")
+    if request.suite_path is None and "train" not in suite.steps and request.checkpoint is None:
+        raise BenchError(f"{named} needs --checkpoint (a trained model to start from)")
+    for check in failures(quick_checks(suite, request.reports_root, request.data_root)):
+        raise BenchError(f"preflight (resnest-bench doctor): {check.line()}")
 
 
 def run_suite(request: RunRequest) -> Path | None:
@@ -412,7 +173,7 @@ def _train_beside(request: RunRequest, device: str, ranks: Ranks) -> None:
     summaries = {}
     if "train" in steps and request.checkpoint is None:
         for name in suite.model.names:
-            model = _build_model(suite, name, dataset.num_classes)
+            model = build_model(suite, name, dataset.num_classes)
             run = train(
                 model, dataset, unused, suite.train, device=device, seed=suite.seed, ranks=ranks
             )
@@ -420,7 +181,7 @@ def _train_beside(request: RunRequest, device: str, ranks: Ranks) -> None:
     if "transfer" in steps:
         data = load_data(request, suite.transfer.dataset)
         best = max(summaries, key=summaries.__getitem__, default=suite.model.names[0])
-        model = _build_model(suite, best, data.num_classes)
+        model = build_model(suite, best, data.num_classes)
         train(model, data, unused, suite.transfer, device=device, seed=suite.seed, ranks=ranks)
 
 
@@ -508,8 +269,8 @@ def _run_steps(
     with staged_dir(final) as stage:
         if "train" in steps and request.checkpoint is None:
             for name in suite.model.names:
-                model = _build_model(suite, name, dataset.num_classes)
-                run = _train_one(
+                model = build_model(suite, name, dataset.num_classes)
+                run = train_one(
                     request,
                     model,
                     dataset,
@@ -521,7 +282,7 @@ def _run_steps(
                 trained[name] = (model, run)
         best = max(trained, key=lambda n: trained[n][1].summary.best_test_top1 or 0.0, default=None)
         if "transfer" in steps:
-            transfer = _transfer(
+            transfer = fine_tune(
                 request, (best, trained[best][1]) if best else None, work, stage, device
             )
         runs = [run for _, run in trained.values()]
@@ -548,7 +309,9 @@ def _run_steps(
         if steps & {"deploy", "export"}:
             release_device_memory([model for model, _ in trained.values()])
             try:
-                deployment = _deploy(request, trained, best, dataset, stage / "artifacts", device)
+                deployment = deploy_model(
+                    request, trained, best, dataset, stage / "artifacts", device
+                )
             except Exception as exc:
                 if not (runs or transfer):
                     raise  # nothing else to publish: the error is the answer

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from resnest_bench.harness.cli import build_parser, main, overrides_from
+from resnest_bench.harness.cli import build_parser, main
+from resnest_bench.harness.flags import overrides_from
 from tests.test_models import PUBLISHED_PARAMS
 
 

@@ -209,12 +209,12 @@ def test_smoke_runs_every_stage_and_reports_a_failure(monkeypatch):
     suite = validate_suite(TINY, "tiny")
     check = doctor.smoke(suite)
     assert check.status == "OK" and "train, transfer, deploy" in check.detail
-    from resnest_bench.harness import pipeline
+    from resnest_bench.harness import stages
 
     def broken(*args, **kwargs):
         raise RuntimeError("data broke\nsecond line")
 
-    monkeypatch.setattr(pipeline, "load_dataset", broken)
+    monkeypatch.setattr(stages, "load_dataset", broken)
     failed = doctor.smoke(suite)
     assert failed.status == "FAIL" and failed.detail == "RuntimeError: data broke"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnest_bench.harness import pipeline
+from resnest_bench.harness import pipeline, stages
 from resnest_bench.harness.cli import main
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.report.compare import write_comparison
@@ -180,7 +180,7 @@ def test_failed_deploy_keeps_training_and_checkpoints(tmp_path: Path, monkeypatc
     def broken(*_, **__):
         raise RuntimeError("exporter exploded\nsecond line")
 
-    monkeypatch.setattr(pipeline, "run_deploy", broken)
+    monkeypatch.setattr(stages, "run_deploy", broken)
     reports = tmp_path / "r"
     argv = ["--quiet", "run", str(suite), "--reports", str(reports), "--data-dir", str(tmp_path)]
     assert main(argv) == 1  # published, but a step is missing: scripts must notice
@@ -211,7 +211,7 @@ def test_trained_models_are_released_before_the_deploy_workers_start(tmp_path, m
         raise RuntimeError("stop here")
 
     monkeypatch.setattr(pipeline, "release_device_memory", released)
-    monkeypatch.setattr(pipeline, "run_deploy", deploy)
+    monkeypatch.setattr(stages, "run_deploy", deploy)
     argv = ["--quiet", "run", str(suite), "--reports", str(tmp_path / "r")]
     assert main([*argv, "--data-dir", str(tmp_path)]) == 1
     assert events == [("release", 2), ("deploy", 0)]  # both trained blocks, then deploy
@@ -285,7 +285,7 @@ class Killed(Exception):
 
 
 def _kill_after_epoch(monkeypatch, epoch: int) -> None:
-    real = pipeline.training_callbacks
+    real = stages.training_callbacks
 
     def callbacks(bar, label, epochs):
         inner = real(bar, label, epochs)
@@ -297,7 +297,7 @@ def _kill_after_epoch(monkeypatch, epoch: int) -> None:
 
         return type(inner)(on_epoch_end=on_epoch_end, on_batch=inner.on_batch)
 
-    monkeypatch.setattr(pipeline, "training_callbacks", callbacks)
+    monkeypatch.setattr(stages, "training_callbacks", callbacks)
 
 
 def _learning(run) -> list[tuple]:

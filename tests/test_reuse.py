@@ -8,7 +8,8 @@ from pathlib import Path
 
 from resnest_bench.harness.artifacts import MODEL_FILE
 from resnest_bench.harness.config import load_suite
-from resnest_bench.harness.pipeline import RunRequest, with_reused_model
+from resnest_bench.harness.pipeline import with_reused_model
+from resnest_bench.harness.stages import RunRequest
 from resnest_bench.harness.store.reuse import newest_model
 from tests.test_results import make_result
 

@@ -13,7 +13,6 @@ import pytest
 from resnest_bench.harness.cli import main
 from resnest_bench.harness.config import SweepSection, load_suite
 from resnest_bench.harness.errors import BenchError
-from resnest_bench.harness.pipeline import RunRequest
 from resnest_bench.harness.report.pareto import pareto_front
 from resnest_bench.harness.report.sweep import (
     SEED_BASIC_PARAMS,
@@ -22,6 +21,7 @@ from resnest_bench.harness.report.sweep import (
     params_front,
 )
 from resnest_bench.harness.results.sweep import SweepPoint, SweepResult, read_record
+from resnest_bench.harness.stages import RunRequest
 from resnest_bench.harness.sweep import run as sweep
 from resnest_bench.models import get_config
 from resnest_bench.models.profile import model_summary

@@ -23,7 +23,7 @@ from resnest_bench.harness.results.sweep import SweepPoint
 
 if TYPE_CHECKING:
     from resnest_bench.harness.data import Dataset
-    from resnest_bench.harness.pipeline import RunRequest
+    from resnest_bench.harness.stages import RunRequest
     from resnest_bench.harness.sweep.run import Candidate
 
 # How many times Ray starts a point again after its worker process died (then: failed).

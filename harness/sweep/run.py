@@ -39,13 +39,7 @@ from resnest_bench.harness.deploy import run_deploy
 from resnest_bench.harness.errors import BenchError, one_line
 from resnest_bench.harness.gpu.accel import select_device
 from resnest_bench.harness.host.envinfo import fingerprint
-from resnest_bench.harness.pipeline import (
-    RunRequest,
-    load_data,
-    resume_command,
-    run_config,
-    training_callbacks,
-)
+from resnest_bench.harness.pipeline import resume_command
 from resnest_bench.harness.report.sweep import write_sweep_report
 from resnest_bench.harness.results.sweep import (
     SWEEP_NAME,
@@ -57,6 +51,7 @@ from resnest_bench.harness.results.sweep import (
     write_record,
 )
 from resnest_bench.harness.signals import as_stopped
+from resnest_bench.harness.stages import RunRequest, load_data, run_config, training_callbacks
 from resnest_bench.harness.store.atomic import atomic_write_json, staged_dir
 from resnest_bench.harness.store.readfile import read_json
 from resnest_bench.harness.store.runs import claimed

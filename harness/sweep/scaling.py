@@ -97,3 +97,17 @@ def run_scaling(
     atomic_write_json(out / SCALING_JSON, scaling.model_dump(mode="json"))
     atomic_write_text(out / SCALING_MD, render(scaling))
     return out
+
+
+def without_nproc(given: list[str]) -> list[str]:
+    """The `scaling` command line as every rank count's `run` takes it: without the command
+    word and without --nproc 1,2,... (each run gets its own)."""
+    words, rest = list(given), []
+    words.remove("scaling")
+    while words:
+        word = words.pop(0)
+        if word == "--nproc":
+            words.pop(0)
+        elif not word.startswith("--nproc="):
+            rest.append(word)
+    return rest
