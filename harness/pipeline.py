@@ -349,7 +349,7 @@ def _refuse_rejected_int8(deployment: Deployment | None, final: Path) -> None:
     """After the report is published: an int8 model outside the limit, not allowed, ends the
     run with one line (exit 3) naming every rejected target, so that no script ships one
     unknowingly."""
-    from resnest_bench.harness.report.deployment import rejected_int8_text
+    from resnest_bench.harness.report.verdict import rejected_int8_text
 
     rejected = rejected_int8_text(deployment) if deployment else None
     if rejected is not None:

@@ -28,7 +28,7 @@ from resnest_bench.harness.measure.target import (
     Worker,
     serve,
 )
-from resnest_bench.harness.report.deployment import _host_lines
+from resnest_bench.harness.report.provenance import host_lines
 from resnest_bench.harness.results.deployment import (
     ArtifactsRecord,
     Demo,
@@ -233,7 +233,7 @@ def test_the_largest_batch_that_fit_is_recorded(monkeypatch, data, artifact):
         targets=[on_gpu],
         demo=Demo(index=0, label="a", classes=["a"], probs={}),
     )
-    assert _host_lines(shown) == [
+    assert host_lines(shown) == [
         "- GPU-resident (inputs in GPU memory, timed between syncs): torch-eager:fp32 on cuda:1.",
         f"- torch-eager:fp32 throughput: {target.throughput_limit}.",
     ]

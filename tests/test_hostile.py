@@ -25,7 +25,8 @@ from resnest_bench.harness.data.folder import load_folder
 from resnest_bench.harness.data.types import Preprocessing
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.names import checked_name
-from resnest_bench.harness.report.run import plot_title, render
+from resnest_bench.harness.report.plots import plot_title
+from resnest_bench.harness.report.run import render
 from resnest_bench.harness.results import RunResult
 from resnest_bench.harness.store import readfile, runs
 from tests.test_data import RECORDS, _cifar10_files, cifar10_archive

@@ -184,7 +184,7 @@ def test_each_runtimes_fp32_is_held_against_ort_fp32_and_a_slower_one_says_why()
     in reference kernels, or none, which leaves the delegate's own kernels."""
     from types import SimpleNamespace
 
-    from resnest_bench.harness.report.deployment import _fp32_against_ort
+    from resnest_bench.harness.report.provenance import _fp32_against_ort
     from resnest_bench.harness.results.deployment import DelegateCoverage, Speedup
 
     def timed(name: str, median: float) -> SimpleNamespace:

@@ -12,7 +12,7 @@ from typing import NamedTuple
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.report import markdown as md
 from resnest_bench.harness.report.deployment import TARGET_HEAD, target_rows
-from resnest_bench.harness.report.run import is_synthetic, synthetic_label
+from resnest_bench.harness.report.labels import is_synthetic, synthetic_label
 from resnest_bench.harness.results import RunResult, read_result
 from resnest_bench.harness.store.atomic import atomic_write_json, atomic_write_text, staged_dir
 

@@ -16,7 +16,8 @@ from typing import Any, NamedTuple
 from resnest_bench.harness.report import markdown as md
 from resnest_bench.harness.report.compare import SEED_TRAINING
 from resnest_bench.harness.report.pareto import pareto_front
-from resnest_bench.harness.report.run import environment_lines, save_figure
+from resnest_bench.harness.report.plots import save_figure
+from resnest_bench.harness.report.run import environment_lines
 from resnest_bench.harness.results.deployment import Target
 from resnest_bench.harness.results.sweep import SweepPoint, SweepResult
 from resnest_bench.harness.store.atomic import atomic_write_text
