@@ -16,7 +16,8 @@ from torch import nn
 from resnest_bench.harness.config import DeploySection
 from resnest_bench.harness.data import Dataset
 from resnest_bench.harness.export import build_artifacts
-from resnest_bench.harness.host.envinfo import cgroup_limits, cpu_info, usable_cpus
+from resnest_bench.harness.host.cgroups import cgroup_limits, usable_cpus
+from resnest_bench.harness.host.envinfo import cpu_info
 from resnest_bench.harness.host.peak import cpu_peak, with_shares
 from resnest_bench.harness.measure import demo, measure_artifacts, select_targets
 from resnest_bench.harness.results.deployment import DeployEnvironment, Deployment, ThreadPolicy

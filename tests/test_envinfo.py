@@ -6,15 +6,10 @@ import json
 
 import pytest
 
-from resnest_bench.harness.host import envinfo
-from resnest_bench.harness.host.envinfo import (
-    CgroupLimits,
-    cgroup_limits,
-    fingerprint,
-    peak_rss_bytes,
-    usable_cpus,
-)
-from resnest_bench.harness.results.environment import Environment
+from resnest_bench.harness.host import cgroups, envinfo
+from resnest_bench.harness.host.cgroups import cgroup_limits, usable_cpus
+from resnest_bench.harness.host.envinfo import fingerprint, peak_rss_bytes
+from resnest_bench.harness.results.environment import CgroupLimits, Environment
 
 UNLIMITED_V1 = "9223372036854771712"
 
@@ -101,7 +96,7 @@ def test_garbage_files_degrade_to_none(tmp_path, no_proc):
 
 
 def test_usable_cpus_caps_affinity_by_quota(monkeypatch):
-    monkeypatch.setattr(envinfo, "_affinity_count", lambda: 8)
+    monkeypatch.setattr(cgroups, "affinity_count", lambda: 8)
     assert usable_cpus(CgroupLimits(cpu_quota_cores=1.5, memory_bytes=None, version=1)) == 2
     assert usable_cpus(CgroupLimits(cpu_quota_cores=0.2, memory_bytes=None, version=2)) == 1
     assert usable_cpus(CgroupLimits(cpu_quota_cores=None, memory_bytes=None, version=None)) == 8

@@ -14,7 +14,7 @@ from resnest_bench.harness.artifacts import ARTIFACTS
 from resnest_bench.harness.checkpoints import save_torch_artifact
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.export.onnx import export_onnx
-from resnest_bench.harness.host.envinfo import usable_cpus
+from resnest_bench.harness.host.cgroups import usable_cpus
 from resnest_bench.harness.measure import REFERENCE, select_targets
 from resnest_bench.harness.runtimes import RUNTIMES, Runtime, get_runtime, runtime_class
 from resnest_bench.harness.runtimes import torch_compile as torch_compile_module

@@ -21,7 +21,7 @@ from resnest_bench.harness.artifacts import ARTIFACTS
 from resnest_bench.harness.config import DeploySection
 from resnest_bench.harness.data import Dataset
 from resnest_bench.harness.errors import BenchError
-from resnest_bench.harness.host.envinfo import memory_room
+from resnest_bench.harness.host.cgroups import memory_room
 from resnest_bench.harness.host.load import row_disagreement
 from resnest_bench.harness.measure import threads
 from resnest_bench.harness.results.deployment import (

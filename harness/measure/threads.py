@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Literal
 
 from resnest_bench.harness.host import load as hostload
-from resnest_bench.harness.host.envinfo import cgroup_limits, usable_cpus
+from resnest_bench.harness.host.cgroups import cgroup_limits, usable_cpus
 from resnest_bench.harness.results.deployment import ThreadPolicy
 
 # Others using more than this share of the usable CPUs just before timing: someone else runs.

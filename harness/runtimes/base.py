@@ -22,7 +22,7 @@ import numpy as np
 
 from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.gpu.catalog import Image
-from resnest_bench.harness.host.envinfo import usable_cpus
+from resnest_bench.harness.host.cgroups import usable_cpus
 
 RUNTIMES: dict[str, type[Runtime]] = {}
 
