@@ -19,7 +19,7 @@ from resnest_bench.harness.export import build_artifacts
 from resnest_bench.harness.host.cgroups import cgroup_limits, usable_cpus
 from resnest_bench.harness.host.envinfo import cpu_info
 from resnest_bench.harness.host.peak import cpu_peak, with_shares
-from resnest_bench.harness.measure import demo, measure_artifacts, select_targets
+from resnest_bench.harness.measure import demo, measure_artifacts, select_targets, threads
 from resnest_bench.harness.results.deployment import DeployEnvironment, Deployment, ThreadPolicy
 from resnest_bench.harness.store.atomic import staged_dir
 
@@ -41,18 +41,28 @@ def run_deploy(
     measuring step as it starts (progress). `device`: the suite's (resolved, "cpu" or
     "cuda:N"); PyTorch targets run there and ONNX Runtime's GPU providers on that GPU."""
     select_targets(section.runtimes)  # fail on unavailable runtimes before the slow part
+    # One thread count for everything: the export's parity check and the int8 gate run with the
+    # threads the timed targets get, so their figures come from the same kernels.
+    policy = threads.choose(section.threads, section.spinning)
     with staged_dir(Path(out_dir)) as stage:
-        artifacts = build_artifacts(model, dataset, stage, section, step)
+        artifacts = build_artifacts(model, dataset, stage, section, step, threads=policy.threads)
         if not measure:
             return Deployment(
                 config=section.model_dump(mode="json"),
-                environment=environment(section),
+                environment=environment(policy, timed=False),
                 artifacts=artifacts,
                 targets=[],
                 demo=demo(dataset, {}),
             )
-        targets, shown, host, policy = measure_artifacts(
-            stage, artifacts, dataset, section, small_subset=small_subset, step=step, device=device
+        targets, shown, host = measure_artifacts(
+            stage,
+            artifacts,
+            dataset,
+            section,
+            policy,
+            small_subset=small_subset,
+            step=step,
+            device=device,
         )
         check = None
         if section.crosscheck:
@@ -65,7 +75,7 @@ def run_deploy(
     from resnest_bench.models.profile import count_macs
 
     macs = count_macs(model, int(dataset.test.images.shape[-1]))
-    env = environment(section, policy)
+    env = environment(policy, timed=True)
     return Deployment(
         config=section.model_dump(mode="json"),
         environment=env,
@@ -79,14 +89,15 @@ def run_deploy(
     )
 
 
-def environment(section: DeploySection, policy: ThreadPolicy | None = None) -> DeployEnvironment:
-    """Threads and limits in force: the context every number above depends on."""
+def environment(policy: ThreadPolicy, *, timed: bool) -> DeployEnvironment:
+    """Threads and limits in force: the context every number above depends on; the idle-thread
+    policy is recorded where targets were timed."""
     import onnxruntime
     import torch
 
     limits = cgroup_limits()
     usable = usable_cpus(limits)
-    threads = section.threads if section.threads is not None else usable
+    threads = policy.threads
     return DeployEnvironment(
         usable_cpus=usable,
         threads=threads,
@@ -94,6 +105,6 @@ def environment(section: DeploySection, policy: ThreadPolicy | None = None) -> D
         torch=torch.__version__,
         onnxruntime=onnxruntime.__version__,
         providers=onnxruntime.get_available_providers(),
-        thread_policy=policy,
+        thread_policy=policy if timed else None,
         cpu_peak=cpu_peak(cpu_info(), min(threads, usable)),
     )

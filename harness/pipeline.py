@@ -112,16 +112,19 @@ def _check_storage(request: RunRequest, work: Path) -> None:
 
 
 def preflight(request: RunRequest, named: str) -> None:
-    """Refuse in seconds what would fail later: a sweep suite given to `run`, a step that needs
-    a trained model without --checkpoint, and whatever doctor's quick checks fail (GPU, driver,
-    precision, folders, disk)."""
+    """Refuse in seconds what would fail later: a sweep suite given to `run`, a step command
+    that needs a trained model without --checkpoint, and for a suite whatever doctor's quick
+    checks fail (GPU, driver, precision, folders, disk); a step command's folders are probed
+    as it starts, with the fault named (read-only, full, no permission)."""
     from resnest_bench.harness.doctor import failures, quick_checks
 
     suite = request.suite
     if suite.sweep is not None:
         raise BenchError(f"{named} is a sweep suite: run `resnest-bench sweep {named}`")
-    if request.suite_path is None and "train" not in suite.steps and request.checkpoint is None:
-        raise BenchError(f"{named} needs --checkpoint (a trained model to start from)")
+    if request.suite_path is None:
+        if "train" not in suite.steps and request.checkpoint is None:
+            raise BenchError(f"{named} needs --checkpoint (a trained model to start from)")
+        return
     for check in failures(quick_checks(suite, request.reports_root, request.data_root)):
         raise BenchError(f"preflight (resnest-bench doctor): {check.line()}")
 

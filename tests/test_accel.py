@@ -8,9 +8,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from resnest_bench.harness.cli import build_parser, overrides_from
+from resnest_bench.harness.cli import build_parser
 from resnest_bench.harness.config import load_suite
 from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.flags import overrides_from
 from resnest_bench.harness.gpu import accel as accel_mod
 from resnest_bench.harness.gpu.accel import Accel
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -18,11 +19,11 @@ from resnest_bench.harness.export import ALWAYS_BUILT, build_artifacts
 from resnest_bench.harness.export import onnx as build_onnx
 from resnest_bench.harness.export.gate import GateData
 from resnest_bench.harness.export.int8_schemes import schemes_for_this_cpu
-from resnest_bench.harness.measure import DEMO_INDEX, measure_artifacts
+from resnest_bench.harness.measure import DEMO_INDEX
 from resnest_bench.harness.report.deployment import deployment_section
 from resnest_bench.harness.results.deployment import ArtifactsRecord
-from resnest_bench.harness.runtimes import executorch as executorch_module
 from resnest_bench.harness.runtimes import torch_compile as torch_compile_module
+from tests.measuring import measure
 
 TINY = TimingSection(warmup=1, min_iters=3, min_seconds=0.0)
 SMALL = 6
@@ -145,14 +146,14 @@ def test_unavailable_runtime_is_skipped_with_reason(model, data, tmp_path, monke
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
     monkeypatch.delenv("CXX", raising=False)
     monkeypatch.setattr(torch_compile_module.shutil, "which", lambda _: None)  # and no compiler
-    find_spec = executorch_module.importlib.util.find_spec
+    find_spec = importlib.util.find_spec
     monkeypatch.setattr(  # and no executorch
-        executorch_module.importlib.util,
+        importlib.util,
         "find_spec",
         lambda name, *args: None if name == "executorch" else find_spec(name, *args),
     )
     artifacts = build_artifacts(model, data, tmp_path, _section())
-    rows, *_ = measure_artifacts(
+    rows, *_ = measure(
         tmp_path, artifacts, data, _section(runtimes=None), small_subset=SMALL, spawn=False
     )
     skipped = {r.target: r.reason for r in rows if r.status == "skipped"}
@@ -229,9 +230,7 @@ def test_onnx_that_does_not_fit_the_data(model, data, tmp_path):
     artifacts = build_artifacts(model, data, tmp_path / "a", _section())
     bigger = load_dataset("synthetic", root=tmp_path, train_subset=16, test_subset=8, image_size=24)
     with pytest.raises(BenchError, match=r"expects input \[N, 3, 16, 16\] but the data is 3x24x24"):
-        measure_artifacts(
-            tmp_path / "a", artifacts, bigger, _section(), small_subset=SMALL, spawn=False
-        )
+        measure(tmp_path / "a", artifacts, bigger, _section(), small_subset=SMALL, spawn=False)
 
 
 def _failed(targets) -> dict[str, str]:
@@ -242,9 +241,7 @@ def test_missing_or_corrupt_artifact_fails_that_target_only(model, data, tmp_pat
     artifacts = build_artifacts(model, data, tmp_path, _section())
     int8_file = tmp_path / ARTIFACTS["onnx_int8"].file
     int8_file.write_bytes(b"\x00corrupt")
-    rows, *_ = measure_artifacts(
-        tmp_path, artifacts, data, _section(), small_subset=SMALL, spawn=False
-    )
+    rows, *_ = measure(tmp_path, artifacts, data, _section(), small_subset=SMALL, spawn=False)
     assert list(_failed(rows)) == ["ort-cpu:int8"]
     assert "corrupt" in _failed(rows)["ort-cpu:int8"]
     assert "\n" not in _failed(rows)["ort-cpu:int8"]
@@ -254,12 +251,10 @@ def test_missing_or_corrupt_artifact_fails_that_target_only(model, data, tmp_pat
         "ort-cpu:int8-ort-format",
     }
     int8_file.unlink()
-    rows, *_ = measure_artifacts(
-        tmp_path, artifacts, data, _section(), small_subset=SMALL, spawn=False
-    )
+    rows, *_ = measure(tmp_path, artifacts, data, _section(), small_subset=SMALL, spawn=False)
     assert "not found" in _failed(rows)["ort-cpu:int8"]
     (tmp_path / ARTIFACTS["state_dict"].file).write_bytes(b"garbage")
-    rows, *_ = measure_artifacts(
+    rows, *_ = measure(
         tmp_path,
         ArtifactsRecord(files={"state_dict": ARTIFACTS["state_dict"].file}, sizes_bytes={}),
         data,

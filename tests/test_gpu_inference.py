@@ -17,7 +17,6 @@ from resnest_bench import models
 from resnest_bench.harness.checkpoints import save_torch_artifact
 from resnest_bench.harness.config import DeploySection, TimingSection
 from resnest_bench.harness.data import load_dataset
-from resnest_bench.harness.measure import measure_artifacts
 from resnest_bench.harness.measure import target as target_module
 from resnest_bench.harness.measure.target import (
     DEVICE_POOL,
@@ -40,6 +39,7 @@ from resnest_bench.harness.results.environment import CgroupLimits
 from resnest_bench.harness.runtimes import get_runtime, runtime_class
 from resnest_bench.harness.runtimes.ort import OrtCuda, OrtTensorRT
 from resnest_bench.harness.runtimes.torch_eager import TorchEager
+from tests.measuring import measure
 
 TIMING = TimingSection(warmup=1, min_iters=3, min_seconds=0.0)
 POLICY = ThreadPolicy(threads=1, ort_spinning=False, omp_wait_policy="PASSIVE", reason="test")
@@ -146,9 +146,7 @@ def test_measure_hands_the_suite_device_to_every_worker(tmp_path, monkeypatch, d
     monkeypatch.setattr(target_module, "InProcess", Recorder)
     record = ArtifactsRecord(files={"state_dict": artifact.name}, sizes_bytes={})
     section = DeploySection(runtimes=("torch-eager",), rounds=1, timing=TIMING)
-    measure_artifacts(
-        artifact.parent, record, data, section, small_subset=2, spawn=False, device="cuda:1"
-    )
+    measure(artifact.parent, record, data, section, small_subset=2, spawn=False, device="cuda:1")
     assert [job.device for job in jobs] == ["cuda:1"]
     worker = Worker(jobs[0])  # nothing loaded yet: no GPU needed to see where it would run
     assert worker.runtime.device == "cuda:1"
@@ -216,9 +214,7 @@ def test_the_largest_batch_that_fit_is_recorded(monkeypatch, data, artifact):
         return real_throughput(self, batch, timing)
 
     monkeypatch.setattr(Worker, "throughput", throughput)
-    (target,), *_ = measure_artifacts(
-        artifact.parent, record, data, section, small_subset=2, spawn=False
-    )
+    (target,), *_ = measure(artifact.parent, record, data, section, small_subset=2, spawn=False)
     assert target.status == "ok" and target.device == "cpu"
     assert set(target.throughput) == {"4", "8"}
     assert target.throughput_limit.startswith(

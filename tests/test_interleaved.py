@@ -19,14 +19,14 @@ from resnest_bench.harness.export import onnx as build_onnx
 from resnest_bench.harness.host import load as hostload
 from resnest_bench.harness.measure import (
     REFERENCE,
-    _speedups,
     host_check,
-    measure_artifacts,
+    round_speedups,
     session_speedups,
 )
 from resnest_bench.harness.measure.interleaved import run_session
 from resnest_bench.harness.report.deployment import deployment_section
 from resnest_bench.harness.results.deployment import Deployment, Target
+from tests.measuring import measure
 
 TIMING = TimingSection(warmup=0, min_iters=20, min_seconds=0.0)
 
@@ -80,7 +80,7 @@ def test_fake_clock_drift_cancels_through_the_scheduler():
     machine = FakeMachine(total_calls=len(costs) * (TIMING.min_iters + 1) * 2)
     handles = {name: FakeTarget(machine, cost) for name, cost in costs.items()}
     session = run_session(handles, section, timed_images=3, snapshot=_snapshot)
-    ratios = _speedups({n: o.rounds for n, o in session.outcomes.items()})
+    ratios = round_speedups({n: o.rounds for n, o in session.outcomes.items()})
     assert [len(o.rounds) for o in session.outcomes.values()] == [rounds] * 3
     assert ratios[REFERENCE].median == 1.0
     assert ratios["ort-cpu:fp32"].median == pytest.approx(4.0, rel=0.1)
@@ -215,7 +215,7 @@ def test_a_target_that_dies_mid_run_costs_only_itself(tmp_path, monkeypatch):
         rounds=3,
     )
     artifacts = build_artifacts(model, data, tmp_path / "a", section)
-    targets, demo, host, _ = measure_artifacts(
+    targets, demo, host = measure(
         tmp_path / "a",
         artifacts,
         data,

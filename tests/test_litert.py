@@ -22,9 +22,9 @@ from resnest_bench.harness.export import onnx as build_onnx
 from resnest_bench.harness.export.gate import GateData, minmax_only
 from resnest_bench.harness.export.int8 import quantize_int8
 from resnest_bench.harness.formats import FORMATS
-from resnest_bench.harness.measure import measure_artifacts
 from resnest_bench.harness.runtimes import get_runtime
 from resnest_bench.harness.runtimes import litert as litert_runtime
+from tests.measuring import measure
 from tests.training import trained_on_digits
 
 pytest.importorskip("sklearn")
@@ -234,7 +234,7 @@ def test_missing_runtime_and_converter_are_skipped_rows_with_reasons(digits, tmp
     assert artifacts.files == {"state_dict": ARTIFACTS["state_dict"].file}  # no ONNX asked for
     assert artifacts.skipped["litert_fp32"] == reason
     assert "not among the formats asked for (tflite)" in artifacts.skipped["onnx_int8"]
-    targets, *_ = measure_artifacts(tmp_path, artifacts, data, section, small_subset=4, spawn=False)
+    targets, *_ = measure(tmp_path, artifacts, data, section, small_subset=4, spawn=False)
     rows = {t.target: t for t in targets}
     assert rows["torch-eager:fp32"].ok
     assert rows["litert:fp32"].status == rows["litert:int8"].status == "skipped"

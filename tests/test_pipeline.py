@@ -401,7 +401,8 @@ def test_int8_outside_the_limit_is_reported_then_refused(tmp_path, monkeypatch, 
 
 
 def test_allow_int8_loss_reaches_the_deploy_section():
-    from resnest_bench.harness.cli import build_parser, overrides_from
+    from resnest_bench.harness.cli import build_parser
+    from resnest_bench.harness.flags import overrides_from
 
     args = build_parser().parse_args(
         ["run", "cpu-runtime", "--allow-int8-loss", "--int8-max-drop", "2"]

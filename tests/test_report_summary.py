@@ -228,9 +228,11 @@ def test_each_runtimes_fp32_is_held_against_ort_fp32_and_a_slower_one_says_why()
 def test_a_failed_eager_reference_hands_the_ratios_to_the_next_target():
     """Issue 20.3: K80's deploy workers lost eager and, with it, every ratio; now the next
     target that ran is the reference and the first screen says so."""
-    from resnest_bench.harness.measure import _speedups
+    from resnest_bench.harness.measure import round_speedups
 
-    ratios = _speedups({"ort-cpu:fp32": [[0.010], [0.010]], "ort-cpu:int8": [[0.005], [0.004]]})
+    ratios = round_speedups(
+        {"ort-cpu:fp32": [[0.010], [0.010]], "ort-cpu:int8": [[0.005], [0.004]]}
+    )
     assert ratios["ort-cpu:int8"].against == "ort-cpu:fp32"
     assert ratios["ort-cpu:int8"].median == 2.25 and ratios["ort-cpu:int8"].low == 2.0
     result = _result(QUIET, flagged=False)

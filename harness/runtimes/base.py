@@ -11,6 +11,7 @@ alone (between two sync() calls) on inputs already resident, as a deployed serve
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from abc import ABC, abstractmethod
@@ -28,6 +29,17 @@ RUNTIMES: dict[str, type[Runtime]] = {}
 
 
 @dataclass(frozen=True)
+class Package:
+    """An optional extra a runtime needs: the module it imports, its pip name, the extra of
+    resnest-bench that installs it, and whether only the CPU image carries it."""
+
+    module: str
+    pip: str
+    extra: str
+    cpu_only: bool = True
+
+
+@dataclass(frozen=True)
 class Machine:
     """Where a plan's targets would run: the GPU's compute capability (None: CPU only), the
     image that would carry them (None: no GPU image) and the compilers torch.compile lacks."""
@@ -41,10 +53,11 @@ class Runtime(ABC):
     """Load an artifact once, then run batches. `threads` is the CPU threads it may use.
 
     Subclasses set `name` (registry key) and `artifacts`, the artifact kinds they run
-    (harness.artifacts.ARTIFACTS keys; each one is a measured target, in that order), and
-    override `unavailable_reason` when they depend on something that may be missing (a
-    provider, a compiler, a package). Heavy imports (torch, onnxruntime) stay inside methods:
-    config validation imports this registry to check runtime names.
+    (harness.artifacts.ARTIFACTS keys; each one is a measured target, in that order). A
+    runtime from an optional extra names its `package` (the module, the pip name and the
+    extra): it is unavailable where the module is missing, and a CPU-only one is skipped in the
+    GPU images. Others override `unavailable_reason` (a provider, a compiler). Heavy imports
+    (torch, onnxruntime) stay inside methods: config validation imports this registry.
     """
 
     name: ClassVar[str]
@@ -54,6 +67,7 @@ class Runtime(ABC):
     # "<family>:<precision>", and it wants the family's own format built.
     family: ClassVar[str | None] = None
     precision: ClassVar[str | None] = None
+    package: ClassVar[Package | None] = None  # the optional extra this runtime needs
 
     def __init__(self, threads: int | None = None, device: str = "cpu") -> None:
         if threads is not None and (not isinstance(threads, int) or threads < 1):
@@ -71,12 +85,19 @@ class Runtime(ABC):
     @classmethod
     def unavailable_reason(cls) -> str | None:
         """Why this runtime cannot run here (one line, with what to do), or None if it can."""
+        package = cls.package
+        if package is not None and importlib.util.find_spec(package.module) is None:
+            return f"{package.pip} is not installed: pip install 'resnest-bench[{package.extra}]'"
         return None
 
     @classmethod
     def plan_skip_reason(cls, machine: Machine) -> str | None:
         """Why this runtime would be skipped on `machine` (a GPU and image, maybe not this
-        one), or None if it would run; `resnest-bench plan` asks every runtime."""
+        one), or None if it would run; `resnest-bench plan` asks every runtime. Only the CPU
+        image carries the CPU-only extras: a GPU image has no use for them."""
+        if cls.package is not None and cls.package.cpu_only and machine.image is not None:
+            service = machine.image.service
+            return f"the {service} image does not install {cls.package.pip} (CPU image only)"
         return None
 
     def load(self, artifact: str | os.PathLike[str]) -> None:

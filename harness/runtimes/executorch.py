@@ -9,12 +9,11 @@ process, so resetting it there is safe.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 
-from resnest_bench.harness.runtimes.base import Machine, Runtime, register
+from resnest_bench.harness.runtimes.base import Package, Runtime, register
 
 
 @register
@@ -22,19 +21,7 @@ class ExecuTorchXnnpack(Runtime):
     name = "executorch"
     artifacts = ("executorch_fp32", "executorch_int8")
     batching = "N x batch 1 (the program has a static batch of 1)"
-
-    @classmethod
-    def unavailable_reason(cls) -> str | None:
-        if importlib.util.find_spec("executorch") is None:
-            return "executorch is not installed: pip install 'resnest-bench[executorch]'"
-        return None
-
-    @classmethod
-    def plan_skip_reason(cls, machine: Machine) -> str | None:
-        """Only the CPU image carries ExecuTorch; a GPU image has no use for it."""
-        if machine.image is not None:
-            return f"the {machine.image.service} image does not install executorch (CPU image only)"
-        return None
+    package = Package("executorch", "executorch", "executorch")
 
     def _load(self, path: Path) -> None:
         import torch

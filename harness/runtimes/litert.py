@@ -9,14 +9,13 @@ runs as N batch-1 calls. A graph whose input declares a dynamic batch (-1) is re
 
 from __future__ import annotations
 
-import importlib.util
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from resnest_bench.harness.results.deployment import DelegateCoverage
-from resnest_bench.harness.runtimes.base import Machine, Runtime, register
+from resnest_bench.harness.runtimes.base import Package, Runtime, register
 
 DELEGATE = "XNNPACK"
 
@@ -25,19 +24,7 @@ DELEGATE = "XNNPACK"
 class LiteRt(Runtime):
     name = "litert"
     artifacts = ("litert_fp32", "litert_int8")
-
-    @classmethod
-    def unavailable_reason(cls) -> str | None:
-        if importlib.util.find_spec("ai_edge_litert") is None:
-            return "ai-edge-litert is not installed: pip install 'resnest-bench[litert]'"
-        return None
-
-    @classmethod
-    def plan_skip_reason(cls, machine: Machine) -> str | None:
-        """Only the CPU image carries LiteRT; a GPU image has no use for it."""
-        if machine.image is not None:
-            return f"the {machine.image.service} image does not install ai-edge-litert"
-        return None
+    package = Package("ai_edge_litert", "ai-edge-litert", "litert")
 
     def _load(self, path: Path) -> None:
         from ai_edge_litert.interpreter import Interpreter

@@ -8,14 +8,13 @@ not be fp32.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
 from resnest_bench.harness.host.envinfo import bf16_missing
-from resnest_bench.harness.runtimes.base import Machine, Runtime, register
+from resnest_bench.harness.runtimes.base import Package, Runtime, register
 
 
 @register
@@ -23,19 +22,7 @@ class OpenVinoCpu(Runtime):
     name = "openvino"
     artifacts = ("openvino_fp32", "openvino_int8")
     inference_precision: ClassVar[str] = "f32"
-
-    @classmethod
-    def unavailable_reason(cls) -> str | None:
-        if importlib.util.find_spec("openvino") is None:
-            return "openvino is not installed: pip install 'resnest-bench[openvino]'"
-        return None
-
-    @classmethod
-    def plan_skip_reason(cls, machine: Machine) -> str | None:
-        """Only the CPU image carries OpenVINO; a GPU image has no use for it."""
-        if machine.image is not None:
-            return f"the {machine.image.service} image does not install openvino (CPU image only)"
-        return None
+    package = Package("openvino", "openvino", "openvino")
 
     def _load(self, path: Path) -> None:
         import openvino as ov
