@@ -95,10 +95,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from resnest_bench.harness.doctor import default_suite, failures, host_gpus, quick_checks, smoke
 
-    over = {"device": args.device} if args.device else None
     name, why = (args.suite, "named") if args.suite else default_suite(host_gpus())
     print(f"doctor: checking suite {name} ({why})", flush=True)
-    suite, _ = load_suite(name, quick=True, overrides=over)
+    suite, _ = load_suite(name, quick=True, overrides=flags.overrides_from(args))
     checks = quick_checks(suite, reports_root(args.reports), data_root(args.data_dir))
     for check in checks:
         print(check.line(), flush=True)
@@ -203,22 +202,19 @@ def build_parser() -> argparse.ArgumentParser:
         prog="resnest-bench",
         description="Train, export and time ResNeSt split-attention networks; write reports.",
     )
-    parser.add_argument(
-        "--quiet", action="store_true", help="no progress bars, log lines only (anywhere)"
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="per-round details (anywhere)")
+    flags.add_anywhere(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     models = sub.add_parser("models", help="list model configs with params and MACs")
-    models.add_argument("--json", action="store_true", help="machine-readable output")
-    models.add_argument("--stem", choices=["imagenet", "cifar"], help="override every stem")
+    flags.add_json(models)
+    flags.add_stem(models, "override every stem")
     models.add_argument("--num-classes", type=int, help="override every head")
     models.set_defaults(handler=cmd_models)
 
     run = sub.add_parser("run", help="run a suite end to end (gpu, cpu-runtime, or a .toml)")
     run.add_argument("suite", help="bundled suite name or path to a suite .toml")
-    run.add_argument("--quick", action="store_true", help="the suite's minutes-long form")
-    run.add_argument("--checkpoint", help="deploy this checkpoint instead of training one")
+    flags.add_quick(run)
+    flags.add_checkpoint(run, "deploy this checkpoint instead of training one")
     flags.suite_flag(
         run, "--steps", key="steps", nargs="+", help="only these of the suite's steps (train ...)"
     )
@@ -235,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep", help="train and deploy many configs around one; Pareto report (a [sweep] suite)"
     )
     sweep.add_argument("suite", help="bundled sweep suite (sweep) or path to a suite .toml")
-    sweep.add_argument("--quick", action="store_true", help="the suite's minutes-long form")
+    flags.add_quick(sweep)
     flags.suite_flag(
         sweep,
         "--samples",
@@ -277,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         flags.add_data(step, "data set (default cifar10; transfer: cifar100)")
         flags.add_model(step)
         if name != "train":
-            step.add_argument("--checkpoint", help="trained weights (ours, official or timm)")
+            flags.add_checkpoint(step, "trained weights (ours, official or timm)")
         if name in ("train", "transfer"):
             flags.add_training(step)
             flags.add_nproc(step)
@@ -291,10 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
         "scaling", help="train a suite at 1, 2, ... N ranks here; speed-up and efficiency table"
     )
     scaling.add_argument("suite", help="bundled suite name or path to a suite .toml")
-    scaling.add_argument(
-        "--nproc", type=flags.rank_counts, required=True, help="rank counts, 1 among them: 1,2,4"
-    )
-    scaling.add_argument("--quick", action="store_true", help="the suite's minutes-long form")
+    flags.add_nproc(scaling, counts=True)
+    flags.add_quick(scaling)
     flags.add_common(scaling)
     flags.add_data(scaling, "replace the suite's data set (synthetic: a labelled smoke run)")
     flags.add_model(scaling)
@@ -308,23 +302,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="suite to check for (default: gpu where the driver lists a GPU, else cpu-runtime)",
     )
     doctor.add_argument("--no-smoke", action="store_true", help="the quick checks only")
-    doctor.add_argument("--reports", help="reports folder (default $RESNEST_BENCH_REPORTS)")
-    doctor.add_argument("--data-dir", help="dataset cache (default $RESNEST_BENCH_DATA)")
-    doctor.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the suite's)")
+    flags.add_folders(doctor)
     doctor.set_defaults(handler=cmd_doctor)
 
     plan = sub.add_parser("plan", help="what a suite would run on this GPU or a named one")
     plan.add_argument("suite", help="bundled suite name or path to a suite .toml")
     plan.add_argument("--gpu", help="plan for a named GPU (V100, T4, H100 NVL, ...), not this one")
     plan.add_argument("--driver", help="NVIDIA driver version to plan for, e.g. 535.104")
-    plan.add_argument("--quick", action="store_true", help="the suite's minutes-long form")
-    plan.add_argument("--json", action="store_true", help="machine-readable output")
+    flags.add_quick(plan)
+    flags.add_json(plan)
     plan.set_defaults(handler=cmd_plan)
 
     compare = sub.add_parser("compare", help="merge results from several machines into one table")
     compare.add_argument("results", nargs="+", help="result.json files or run directories")
     compare.add_argument("--seed-ref", action="store_true", help="add the seed study's figures")
-    compare.add_argument("--reports", help="where the comparison directory goes")
+    flags.add_reports(compare, "where the comparison directory goes")
     compare.set_defaults(handler=cmd_compare)
 
     report = sub.add_parser("report", help="re-render report.md and plots of a run or a sweep")
@@ -336,13 +328,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="time a run's CPU targets again beside the vendors' tools and plain loops",
     )
     crosscheck.add_argument("run", help="a published run directory (with its artifacts/)")
-    crosscheck.add_argument("--rounds", type=int, help="alternating rounds (default: the run's)")
+    flags.add_rounds(crosscheck, "alternating rounds (default: the run's)")
     crosscheck.set_defaults(handler=cmd_crosscheck)
 
     clean = sub.add_parser(
         "clean", help="list (--apply: remove) what killed, refused and finished runs left"
     )
-    clean.add_argument("--reports", help="reports folder (default $RESNEST_BENCH_REPORTS)")
+    flags.add_reports(clean)
     clean.add_argument("--apply", action="store_true", help="remove (default: only list)")
     clean.set_defaults(handler=cmd_clean)
     return parser
@@ -356,7 +348,6 @@ def _launch(args: argparse.Namespace) -> int:
     return 0
 
 
-ANYWHERE = {"--quiet": "quiet", "-v": "verbose", "--verbose": "verbose"}
 # Loggers of libraries the converters import that warn their own authors (torch's pytree) or
 # list optional GPU kernels missing on a CPU machine (torchao): shown only with -v.
 NOISY_LOGGERS = ("torchao", "torch.utils._pytree")
@@ -365,10 +356,11 @@ NOISY_LOGGERS = ("torchao", "torch.utils._pytree")
 def main(argv: Sequence[str] | None = None) -> int:
     given = list(sys.argv[1:] if argv is None else argv)
     # --quiet and -v work anywhere on the line, not only before the command
-    flags = {ANYWHERE[a] for a in given if a in ANYWHERE}
-    args = build_parser().parse_args([a for a in given if a not in ANYWHERE])
-    console.configure(quiet="quiet" in flags, verbose="verbose" in flags)
-    if "verbose" not in flags:
+    anywhere = flags.anywhere_words()
+    switches = {anywhere[a] for a in given if a in anywhere}
+    args = build_parser().parse_args([a for a in given if a not in anywhere])
+    console.configure(quiet="quiet" in switches, verbose="verbose" in switches)
+    if "verbose" not in switches:
         for name in NOISY_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
     handler: Handler = args.handler

@@ -57,12 +57,41 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--reports", help="reports folder (default $RESNEST_BENCH_REPORTS or ./reports)")
+def add_reports(p: argparse.ArgumentParser, what: str = "reports folder") -> None:
+    p.add_argument("--reports", help=f"{what} (default $RESNEST_BENCH_REPORTS or ./reports)")
+
+
+def add_folders(p: argparse.ArgumentParser) -> None:
+    """The reports folder, the data cache and the device: what doctor checks, and every run."""
+    add_reports(p)
     p.add_argument("--data-dir", help="dataset cache (default $RESNEST_BENCH_DATA)")
-    p.add_argument("--no-download", action="store_true", help="fail instead of downloading data")
     suite_flag(p, "--device", key="device", help="auto, cpu, cuda or cuda:N (default: the suite's)")
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    add_folders(p)
+    p.add_argument("--no-download", action="store_true", help="fail instead of downloading data")
     suite_flag(p, "--seed", key="seed", type=int, help="random seed")
+
+
+def add_quick(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help="the suite's minutes-long form")
+
+
+def add_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def add_checkpoint(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--checkpoint", help=help_text)
+
+
+def add_stem(p: argparse.ArgumentParser, help_text: str) -> None:
+    suite_flag(p, "--stem", key="model.stem", choices=["imagenet", "cifar"], help=help_text)
+
+
+def add_rounds(p: argparse.ArgumentParser, help_text: str) -> None:
+    suite_flag(p, "--rounds", key="deploy.rounds", type=int, help=help_text)
 
 
 def add_data(p: argparse.ArgumentParser, default_help: str) -> None:
@@ -98,13 +127,7 @@ def add_model(p: argparse.ArgumentParser) -> None:
     suite_flag(
         p, "--model", key="model.names", action="append", help="model config (repeat for several)"
     )
-    suite_flag(
-        p,
-        "--stem",
-        key="model.stem",
-        choices=["imagenet", "cifar"],
-        help="stem (reports state it)",
-    )
+    add_stem(p, "stem (reports state it)")
     suite_flag(
         p, "--radix", key="model.radix", type=int, help="split-attention radix (0: plain ResNet)"
     )
@@ -215,7 +238,13 @@ def add_training(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_nproc(p: argparse.ArgumentParser) -> None:
+def add_nproc(p: argparse.ArgumentParser, *, counts: bool = False) -> None:
+    """--nproc N, or for `scaling` (counts) a list of rank counts, one run each."""
+    if counts:
+        p.add_argument(
+            "--nproc", type=rank_counts, required=True, help="rank counts, 1 among them: 1,2,4"
+        )
+        return
     p.add_argument(
         "--nproc",
         type=int,
@@ -253,13 +282,7 @@ def add_deploy(p: argparse.ArgumentParser) -> None:
         help="idle threads spin as each library does (on) or sleep in every target (off: ORT "
         "spinning off, OMP_WAIT_POLICY=PASSIVE); auto: off only on a shared or quota-capped host",
     )
-    suite_flag(
-        p,
-        "--rounds",
-        key="deploy.rounds",
-        type=int,
-        help="interleaved timing rounds (ratios per round)",
-    )
+    add_rounds(p, "interleaved timing rounds (ratios per round)")
     suite_flag(
         p,
         "--timed-images",
@@ -312,3 +335,20 @@ def add_int8(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="ship an int8 model that loses more than --int8-max-drop (else the run exits 3)",
     )
+
+
+# Switches that work anywhere on the line, not only before the command: dest -> (names, help).
+ANYWHERE = {
+    "quiet": (("--quiet",), "no progress bars, log lines only (anywhere)"),
+    "verbose": (("-v", "--verbose"), "per-round details (anywhere)"),
+}
+
+
+def add_anywhere(p: argparse.ArgumentParser) -> None:
+    for dest, (names, help_text) in ANYWHERE.items():
+        p.add_argument(*names, dest=dest, action="store_true", help=help_text)
+
+
+def anywhere_words() -> dict[str, str]:
+    """Each spelling of an anywhere switch -> its dest."""
+    return {name: dest for dest, (names, _) in ANYWHERE.items() for name in names}
