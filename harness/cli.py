@@ -1,7 +1,7 @@
 """`resnest-bench`: parse, build the config, call the harness, print. No logic hides here.
 
 The flags that set suite keys are declared in harness.flags. Step commands are one-step
-suites, so they share the suite validation and the pipeline's preflight.
+suites, so they share the suite validation and doctor's preflight.
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ def _request(args: argparse.Namespace, suite: Suite, suite_path: Path | None) ->
 
 
 def _run(args: argparse.Namespace, suite: Suite, suite_path: Path | None, named: str) -> int:
-    from resnest_bench.harness.pipeline import preflight, run_suite
+    from resnest_bench.harness.doctor import preflight
+    from resnest_bench.harness.pipeline import run_suite
 
     request = _request(args, suite, suite_path)
     preflight(request, named)

@@ -17,8 +17,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from resnest_bench.harness.choices import Compile, CompileMode, DatasetName, Precision, Step
 from resnest_bench.harness.errors import BenchError, validation_message
+from resnest_bench.harness.formats import check_formats
 from resnest_bench.harness.names import checked_name, name_problem
+from resnest_bench.harness.runtimes import RUNTIMES
 from resnest_bench.harness.store.readfile import read_text
 
 if sys.version_info >= (3, 11):
@@ -32,15 +35,6 @@ SUITES_DIR = Path(
 )
 
 SUITE_MAX_BYTES = 2**20  # the bundled suites are under 4 KB
-Step = Literal["train", "transfer", "export", "deploy"]
-DatasetName = Literal["cifar10", "cifar100", "synthetic", "folder"]
-Precision = Literal[
-    "auto", "fp32", "tf32", "bf16", "fp16"
-]  # auto: by the card (harness.gpu.catalog)
-CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
-Compile = (
-    bool | Literal["auto"]
-)  # auto: where Triton runs the card (harness.gpu.catalog.resolve_compile)
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -207,15 +201,11 @@ class DeploySection(Section):
     @field_validator("formats")
     @classmethod
     def _known_formats(cls, names: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        from resnest_bench.harness.formats import check_formats
-
         return None if names is None else check_formats(names)
 
     @field_validator("runtimes")
     @classmethod
     def _registered(cls, names: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        from resnest_bench.harness.runtimes import RUNTIMES
-
         for name in names or ():
             if name not in RUNTIMES:
                 raise ValueError(f"unknown runtime {name!r}; known: {', '.join(sorted(RUNTIMES))}")

@@ -3,9 +3,8 @@
 Quick checks (each one line, OK / WARN / SKIP / FAIL with its reason): the suite's GPU is
 visible, the driver runs the image that serves it, the capability allows the precision, NVML
 for energy, TensorRT really loads, a C compiler when compile is on, free disk for checkpoints
-and reports, the data cache writable. `run` does the quick checks first and refuses on a FAIL;
-`doctor` adds a smoke run: every stage of the suite for two optimiser steps of the tiny model on
-synthetic data, on the suite's device, into a temporary folder.
+and reports, the data cache writable. `run` refuses on a FAIL (preflight); `doctor` adds a smoke
+run: every stage for two optimiser steps of the tiny model on synthetic data, into a temp folder.
 """
 
 from __future__ import annotations
@@ -15,13 +14,17 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from resnest_bench.harness.config import Suite, merge, validate_suite
 from resnest_bench.harness.errors import BenchError, PartlyFailed, one_line
 from resnest_bench.harness.gpu import catalog as gpus
+from resnest_bench.harness.results import read_result
+
+if TYPE_CHECKING:
+    from resnest_bench.harness.stages import RunRequest
 
 Status = Literal["OK", "WARN", "SKIP", "FAIL"]
 # Disk a run needs per trained parameter (bytes): each model's checkpoint (fp32 weights and SGD
@@ -347,8 +350,6 @@ def smoke_suite(suite: Suite) -> Suite:
 
 def _failed_reasons(reports: Path) -> list[str]:
     """'<step or target>: <reason>' for everything that failed in the results under `reports`."""
-    from resnest_bench.harness.results import read_result
-
     reasons = []
     for path in sorted(reports.rglob("result.json")):
         result = read_result(path)
@@ -382,3 +383,18 @@ def smoke(suite: Suite) -> Check:
             return Check(name="smoke", status="FAIL", detail=one_line(exc))
     steps = ", ".join(small.steps)
     return Check(name="smoke", status="OK", detail=f"{steps} on resnest-tiny ({small.device})")
+
+
+def preflight(request: RunRequest, named: str) -> None:
+    """Refuse in seconds what would fail later: a sweep suite given to `run`, a step command
+    without the --checkpoint it needs, a suite that fails a quick check (a step command's
+    folders are probed as it starts, the fault named: read-only, full, no permission)."""
+    suite = request.suite
+    if suite.sweep is not None:
+        raise BenchError(f"{named} is a sweep suite: run `resnest-bench sweep {named}`")
+    if request.suite_path is None:
+        if "train" not in suite.steps and request.checkpoint is None:
+            raise BenchError(f"{named} needs --checkpoint (a trained model to start from)")
+        return
+    for check in failures(quick_checks(suite, request.reports_root, request.data_root)):
+        raise BenchError(f"preflight (resnest-bench doctor): {check.line()}")

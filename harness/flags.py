@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, get_args
 
-from resnest_bench.harness.config import CompileMode, Precision
+from resnest_bench.harness.choices import CompileMode, Precision
 
 # A flag that sets a suite key carries the key beside it (suite_flag): "section.key" or a top
 # key. Two sections are placeholders: "recipe" is the step the command trains (transfer for

@@ -11,10 +11,13 @@ Adding a format is one entry here and one block in harness.export.build_artifact
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from resnest_bench.harness.artifacts import kinds_of
-from resnest_bench.harness.config import DeploySection
 from resnest_bench.harness.runtimes import runtime_class
+
+if TYPE_CHECKING:
+    from resnest_bench.harness.config import DeploySection
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Run a suite end to end: data -> train -> transfer -> build/measure -> result.json + report.md.
 
 Every step command of the CLI is a one-step suite, so there is one path through the harness.
-This module orders the stages (harness.stages), claims the run and publishes it. Each stage
+This module orders the stages (harness.stages), claims the run and publishes it; the CLI
+checks the request first (harness.doctor.preflight). Each stage
 gets only its own section of the typed Suite (suite.train, suite.transfer,
 suite.deploy, suite.data, suite.model) and returns a typed result; nothing is restated here.
 Layout under the reports folder:
@@ -109,24 +110,6 @@ def _check_storage(request: RunRequest, work: Path) -> None:
         params, train=bool(steps & {"train", "transfer"}), deploy=bool(steps & {"export", "deploy"})
     )
     check_free_space(request.reports_root, need, "reports folder")
-
-
-def preflight(request: RunRequest, named: str) -> None:
-    """Refuse in seconds what would fail later: a sweep suite given to `run`, a step command
-    that needs a trained model without --checkpoint, and for a suite whatever doctor's quick
-    checks fail (GPU, driver, precision, folders, disk); a step command's folders are probed
-    as it starts, with the fault named (read-only, full, no permission)."""
-    from resnest_bench.harness.doctor import failures, quick_checks
-
-    suite = request.suite
-    if suite.sweep is not None:
-        raise BenchError(f"{named} is a sweep suite: run `resnest-bench sweep {named}`")
-    if request.suite_path is None:
-        if "train" not in suite.steps and request.checkpoint is None:
-            raise BenchError(f"{named} needs --checkpoint (a trained model to start from)")
-        return
-    for check in failures(quick_checks(suite, request.reports_root, request.data_root)):
-        raise BenchError(f"preflight (resnest-bench doctor): {check.line()}")
 
 
 def run_suite(request: RunRequest) -> Path | None:

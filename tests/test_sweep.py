@@ -22,6 +22,7 @@ from resnest_bench.harness.report.sweep import (
 )
 from resnest_bench.harness.results.sweep import SweepPoint, SweepResult, read_record
 from resnest_bench.harness.stages import RunRequest
+from resnest_bench.harness.sweep import point as sweep_point
 from resnest_bench.harness.sweep import run as sweep
 from resnest_bench.models import get_config
 from resnest_bench.models.profile import model_summary
@@ -79,7 +80,7 @@ def _request(tmp_path: Path, text: str = TINY_SWEEP, resume: str | None = None) 
 
 
 class CountingTrain:
-    """sweep.train, counting the points it trains; raises `fail` on call number `fail_at`."""
+    """A sweep point's train(), counting the points trained; raises `fail` on call `fail_at`."""
 
     def __init__(self, fail_at: int | None = None, fail: BaseException | None = None) -> None:
         self.calls: list[str] = []
@@ -92,7 +93,7 @@ class CountingTrain:
         return TRAIN(model, *args, **kwargs)
 
 
-TRAIN = sweep.train
+TRAIN = sweep_point.train
 
 
 # ---------------------------------------------------------------- Pareto front (pure)
@@ -263,7 +264,7 @@ def test_fronts_of_a_real_sweep_hold_exactly_the_undominated_points(deployed_swe
 
 def test_resume_after_a_kill_skips_finished_points(tmp_path: Path, monkeypatch) -> None:
     killed = CountingTrain(fail_at=3, fail=KeyboardInterrupt())
-    monkeypatch.setattr(sweep, "train", killed)
+    monkeypatch.setattr(sweep_point, "train", killed)
     request = _request(tmp_path)
     with pytest.raises(KeyboardInterrupt) as stopped:
         sweep.run_sweep(request)
@@ -277,7 +278,7 @@ def test_resume_after_a_kill_skips_finished_points(tmp_path: Path, monkeypatch) 
     before = {name: (work / "points" / name / "point.json").read_text() for name in finished}
 
     resumed = CountingTrain()
-    monkeypatch.setattr(sweep, "train", resumed)
+    monkeypatch.setattr(sweep_point, "train", resumed)
     final, result = sweep.run_sweep(_request(tmp_path, resume=work.name))
     assert resumed.calls == [*killed.calls[2:], result.points[3].id]  # points 3 and 4 only
     assert final.name == work.name and [p.status for p in result.points] == ["ok"] * 4
@@ -289,7 +290,7 @@ def test_resume_after_a_kill_skips_finished_points(tmp_path: Path, monkeypatch) 
 
 
 def test_resume_refuses_other_settings_and_unknown_ids(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(sweep, "train", CountingTrain(fail_at=1, fail=KeyboardInterrupt()))
+    monkeypatch.setattr(sweep_point, "train", CountingTrain(fail_at=1, fail=KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         sweep.run_sweep(_request(tmp_path))
     (work,) = (tmp_path / "reports" / "work").iterdir()
@@ -307,7 +308,7 @@ def test_a_failing_point_is_recorded_and_the_others_complete(
     suite = tmp_path / "tiny-sweep.toml"
     suite.write_text(text)
     failing = CountingTrain(fail_at=2, fail=RuntimeError("injected: out of luck\nsecond line"))
-    monkeypatch.setattr(sweep, "train", failing)
+    monkeypatch.setattr(sweep_point, "train", failing)
     argv = ["--quiet", "sweep", str(suite), "--reports", str(tmp_path / "reports")]
     assert main([*argv, "--data-dir", str(tmp_path / "data")]) == 1
     err = capsys.readouterr().err

@@ -19,7 +19,7 @@ from typing import Any, get_args
 import torch
 from torch import nn
 
-from resnest_bench.harness.config import CompileMode, Precision
+from resnest_bench.harness.choices import CompileMode, Precision
 from resnest_bench.harness.errors import BenchError, GpuRequiredError
 from resnest_bench.harness.gpu import catalog as gpus
 from resnest_bench.harness.results.training import AccelInfo

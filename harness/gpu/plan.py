@@ -1,10 +1,9 @@
 """`resnest-bench plan`: what a suite would do on this GPU, or on a named one, before it runs.
 
-A plan resolves the suite against a GPU (the one present, through torch or the launcher's
-nvidia-smi/NVML query, or one named from harness.gpu.catalog): the image that serves it, the
-precision `auto` picks and why, cuDNN on or off, compile, batch sizes, every deploy target with
-run/skip and its reason (each runtime's own rule), and an estimate of the training time with the
-MFU it assumes. Nothing is trained, built or timed; the model is only built on the meta device.
+A plan resolves the suite against a GPU (the one present, via torch or nvidia-smi/NVML, or one
+named from gpu.catalog): the image that serves it, the precision `auto` picks and why, cuDNN,
+compile, batch sizes, every deploy target with run/skip and its reason (each runtime's rule),
+and the training time estimated with the MFU it assumes. Nothing is trained, built or timed.
 """
 
 from __future__ import annotations

@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from resnest_bench.harness import console
 from resnest_bench.harness.errors import BenchError, one_line
+from resnest_bench.harness.gpu.accel import select_device
 from resnest_bench.harness.results.sweep import SweepPoint
+from resnest_bench.harness.sweep.point import Candidate, run_point
 
 if TYPE_CHECKING:
     from resnest_bench.harness.data import Dataset
     from resnest_bench.harness.stages import RunRequest
-    from resnest_bench.harness.sweep.run import Candidate
 
 # How many times Ray starts a point again after its worker process died (then: failed).
 RETRIES = 1
@@ -33,9 +34,6 @@ RETRIES = 1
 def _run_point_here(request: RunRequest, point: Candidate, dataset: Any) -> SweepPoint:
     """The task body, on a worker: the point in a folder of its own that goes with the task;
     the suite's device resolved where it runs (a GPU node's GPU)."""
-    from resnest_bench.harness.gpu.accel import select_device
-    from resnest_bench.harness.sweep.run import run_point
-
     device = str(select_device(request.suite.device))
     with tempfile.TemporaryDirectory(prefix=f"resnest-{point.id}-") as folder:
         return run_point(request, point, dataset, device, Path(folder))

@@ -19,12 +19,9 @@ goes on; a resume tries failed points again and skips finished ones.
 
 from __future__ import annotations
 
-import gc
 import itertools
 import random
-import shutil
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,11 +29,9 @@ from typing import Any
 import torch
 
 from resnest_bench.harness import console
-from resnest_bench.harness.checkpoints import config_to_dict
 from resnest_bench.harness.config import Suite, SweepSection
 from resnest_bench.harness.data import Dataset
-from resnest_bench.harness.deploy import run_deploy
-from resnest_bench.harness.errors import BenchError, one_line
+from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.gpu.accel import select_device
 from resnest_bench.harness.host.envinfo import fingerprint
 from resnest_bench.harness.pipeline import resume_command
@@ -44,53 +39,25 @@ from resnest_bench.harness.report.sweep import write_sweep_report
 from resnest_bench.harness.results.sweep import (
     SWEEP_NAME,
     PointSpec,
-    PointStatus,
     SweepPoint,
     SweepResult,
     read_record,
     write_record,
 )
 from resnest_bench.harness.signals import as_stopped
-from resnest_bench.harness.stages import RunRequest, load_data, run_config, training_callbacks
+from resnest_bench.harness.stages import RunRequest, load_data, run_config
 from resnest_bench.harness.store.atomic import atomic_write_json, staged_dir
 from resnest_bench.harness.store.readfile import read_json
 from resnest_bench.harness.store.runs import claimed
 from resnest_bench.harness.store.storage import no_empty_folders_left
-from resnest_bench.harness.train import train
-from resnest_bench.models import ModelConfig, ModelError, get_config
+from resnest_bench.harness.sweep.point import Candidate, failure_reason, run_in_turn
+from resnest_bench.harness.sweep.ray_tasks import check_reachable, run_on_ray
+from resnest_bench.models import ModelConfig, get_config
 from resnest_bench.models.profile import count_macs, count_params
 from resnest_bench.models.resnest import ResNeSt
 
 SETTINGS_NAME = "sweep-settings.json"
 POINT_NAME = "point.json"
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A point of the plan: its network and size; `excluded` (status, reason) when it is not
-    trained (over budget, or its axes' values form no network)."""
-
-    spec: PointSpec
-    config: ModelConfig
-    params: int | None = None
-    macs: int | None = None
-    excluded: tuple[PointStatus, str] | None = None
-
-    @property
-    def id(self) -> str:
-        return self.config.name
-
-    def record(self, status: PointStatus, reason: str | None = None, **stages: Any) -> SweepPoint:
-        return SweepPoint(
-            id=self.id,
-            spec=self.spec,
-            model=config_to_dict(self.config),
-            params=self.params,
-            macs=self.macs,
-            status=status,
-            reason=reason,
-            **stages,
-        )
 
 
 def base_config(suite: Suite, dataset: Dataset) -> ModelConfig:
@@ -143,11 +110,6 @@ def derive(base: ModelConfig, spec: PointSpec, name: str) -> ModelConfig:
     )
 
 
-def _reason(exc: BaseException) -> str:
-    """One line: ours are worded for users; a library's keeps its type name."""
-    return one_line(exc, typed=not isinstance(exc, BenchError | ModelError))
-
-
 def _over_budget(params: int, macs: int, section: SweepSection) -> str | None:
     over = []
     if section.max_params is not None and params > section.max_params:
@@ -165,7 +127,7 @@ def candidate(base: ModelConfig, spec: PointSpec, index: int, section: SweepSect
             network = ResNeSt(config)
         params, macs = count_params(network), count_macs(network, config.input_size)
     except (ValueError, RuntimeError) as exc:  # ModelError is a ValueError
-        return Candidate(spec, config, excluded=("failed", f"not buildable: {_reason(exc)}"))
+        return Candidate(spec, config, excluded=("failed", f"not buildable: {failure_reason(exc)}"))
     over = _over_budget(params, macs, section)
     return Candidate(spec, config, params, macs, ("over-budget", over) if over else None)
 
@@ -184,63 +146,6 @@ def plan(section: SweepSection, base: ModelConfig, seed: int) -> tuple[int, list
         if len(drawn) == section.samples:
             break
     return len(specs), drawn
-
-
-def _seeded_network(config: ModelConfig, seed: int) -> ResNeSt:
-    """The point's network with its init fixed by the seed, leaving the global RNG alone."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return ResNeSt(config)
-
-
-def run_point(
-    request: RunRequest, point: Candidate, dataset: Dataset, device: str, point_dir: Path
-) -> SweepPoint:
-    """Train and deploy one point; a failure is returned as a failed point with what finished."""
-    suite = request.suite
-    stages: dict[str, Any] = {}
-    stage = "build"
-    try:
-        model = _seeded_network(point.config, suite.seed)
-        stage = "train"
-        with console.progress() as bar:
-            stages["training"] = train(
-                model,
-                dataset,
-                point_dir / "train",
-                suite.train,
-                device=device,
-                seed=suite.seed,
-                resume=True,  # continues this point's own checkpoint after a kill
-                callbacks=training_callbacks(bar, point.id, suite.train.epochs),
-                suite=suite.name,
-            )
-        if "deploy" in suite.steps:
-            stage = "deploy"
-            artifacts = point_dir / "artifacts"
-            shutil.rmtree(artifacts, ignore_errors=True)  # an interrupted attempt's: rebuilt
-            stages["deployment"] = run_deploy(
-                model.cpu().eval(),
-                dataset,
-                artifacts,
-                suite.deploy,
-                small_subset=suite.data.small_subset,
-                device=device,
-            )
-    except Exception as exc:  # the sweep goes on; KeyboardInterrupt still stops it
-        return point.record("failed", f"{stage}: {_reason(exc)}", **stages)
-    finally:
-        gc.collect()
-    return point.record("ok", **stages)
-
-
-def run_in_turn(
-    request: RunRequest, points: list[Candidate], dataset: Dataset, device: str, work: Path
-) -> Iterator[tuple[Candidate, SweepPoint]]:
-    """Each point on this machine, one after another, in its work folder (resumable)."""
-    for number, point in enumerate(points, 1):
-        console.log(f"[{number}/{len(points)}] {point.id}: {point.params:,} parameters")
-        yield point, run_point(request, point, dataset, device, work / "points" / point.id)
 
 
 def _claim_work_dir(work: Path, suite: Suite, *, resume: bool) -> str:
@@ -275,8 +180,6 @@ def _check(request: RunRequest) -> SweepSection:
     if request.checkpoint is not None:
         raise BenchError("a sweep trains its own points; --checkpoint does not apply")
     if request.ray_address is not None:
-        from resnest_bench.harness.sweep.ray_tasks import check_reachable
-
         check_reachable(request.ray_address)
     return suite.sweep
 
@@ -325,8 +228,6 @@ def _run_claimed(
     if request.ray_address is None:
         runs = run_in_turn(request, todo, dataset, device, work)
     else:
-        from resnest_bench.harness.sweep.ray_tasks import run_on_ray
-
         runs = run_on_ray(request, todo, dataset, request.ray_address)
     for point, outcome in runs:  # each on disk the moment it ends: a resume skips it
         write_record(work / "points" / point.id / POINT_NAME, outcome)

@@ -1,0 +1,17 @@
+"""The closed sets of values suite keys take (steps, data sets, precisions, compile modes).
+
+Their own module, below config: the flags, the precision policy (gpu.accel) and config's
+validation all read them, and none of those may import another for it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Step = Literal["train", "transfer", "export", "deploy"]
+DatasetName = Literal["cifar10", "cifar100", "synthetic", "folder"]
+# auto: by the card (harness.gpu.catalog)
+Precision = Literal["auto", "fp32", "tf32", "bf16", "fp16"]
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+# auto: where Triton runs the card (harness.gpu.catalog.resolve_compile)
+Compile = bool | Literal["auto"]
