@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from resnest_bench.harness.data.download import ArchiveSource, Progress, ensure_extracted
+from resnest_bench.harness.data.types import ImageSet
 from resnest_bench.harness.errors import BenchError
-
-from .download import ArchiveSource, Progress, ensure_extracted
-from .types import ImageSet
 
 _PIXELS = 3 * 32 * 32
 # Both official archives: 50,000 training and 10,000 test images. A file short by whole

@@ -13,10 +13,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from resnest_bench.harness.data.split import stratified_split
+from resnest_bench.harness.data.types import ImageSet
 from resnest_bench.harness.errors import BenchError
-
-from .split import stratified_split
-from .types import ImageSet
 
 # Images over the limit are refused in _decode with a message; Pillow's warning is redundant.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)

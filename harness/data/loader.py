@@ -17,9 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from resnest_bench.harness.data.types import ImageSet, Triple, normalize
 from resnest_bench.harness.errors import BenchError
-
-from .types import ImageSet, Triple, normalize
 
 PAD = 4
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .types import ImageSet
+from resnest_bench.harness.data.types import ImageSet
 
 
 def _rank_within_class(labels: torch.Tensor, order: torch.Tensor) -> torch.Tensor:

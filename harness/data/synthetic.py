@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from .types import ImageSet
+from resnest_bench.harness.data.types import ImageSet
 
 DEFAULT_TRAIN = 2048
 DEFAULT_TEST = 512
