@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from resnest_bench.harness import console, flags
 from resnest_bench.harness.config import Suite, load_suite, step_suite
@@ -206,14 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
     flags.add_anywhere(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    models = sub.add_parser("models", help="list model configs with params and MACs")
-    flags.add_json(models)
-    flags.add_stem(models, "override every stem")
-    models.add_argument("--num-classes", type=int, help="override every head")
-    models.set_defaults(handler=cmd_models)
+    _add_suite_commands(sub)
+    _add_tool_commands(sub)
+    return parser
 
+
+def _add_suite_commands(sub: Any) -> None:
+    """The commands that run something: a suite, a sweep, one step, a scaling table."""
     run = sub.add_parser("run", help="run a suite end to end (gpu, cpu-runtime, or a .toml)")
-    run.add_argument("suite", help="bundled suite name or path to a suite .toml")
+    flags.add_suite(run)
     flags.add_quick(run)
     flags.add_checkpoint(run, "deploy this checkpoint instead of training one")
     flags.suite_flag(
@@ -287,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     scaling = sub.add_parser(
         "scaling", help="train a suite at 1, 2, ... N ranks here; speed-up and efficiency table"
     )
-    scaling.add_argument("suite", help="bundled suite name or path to a suite .toml")
+    flags.add_suite(scaling)
     flags.add_nproc(scaling, counts=True)
     flags.add_quick(scaling)
     flags.add_common(scaling)
@@ -295,6 +296,16 @@ def build_parser() -> argparse.ArgumentParser:
     flags.add_model(scaling)
     flags.add_training(scaling)
     scaling.set_defaults(handler=cmd_scaling)
+
+
+def _add_tool_commands(sub: Any) -> None:
+    """The commands around runs: list models, check the machine, plan, compare, re-render,
+    cross-check, clean."""
+    models = sub.add_parser("models", help="list model configs with params and MACs")
+    flags.add_json(models)
+    flags.add_stem(models, "override every stem")
+    models.add_argument("--num-classes", type=int, help="override every head")
+    models.set_defaults(handler=cmd_models)
 
     doctor = sub.add_parser("doctor", help="check this machine before a long run (and smoke it)")
     doctor.add_argument(
@@ -307,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(handler=cmd_doctor)
 
     plan = sub.add_parser("plan", help="what a suite would run on this GPU or a named one")
-    plan.add_argument("suite", help="bundled suite name or path to a suite .toml")
+    flags.add_suite(plan)
     plan.add_argument("--gpu", help="plan for a named GPU (V100, T4, H100 NVL, ...), not this one")
     plan.add_argument("--driver", help="NVIDIA driver version to plan for, e.g. 535.104")
     flags.add_quick(plan)
@@ -338,7 +349,6 @@ def build_parser() -> argparse.ArgumentParser:
     flags.add_reports(clean)
     clean.add_argument("--apply", action="store_true", help="remove (default: only list)")
     clean.set_defaults(handler=cmd_clean)
-    return parser
 
 
 def _launch(args: argparse.Namespace) -> int:

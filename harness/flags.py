@@ -74,6 +74,10 @@ def add_common(p: argparse.ArgumentParser) -> None:
     suite_flag(p, "--seed", key="seed", type=int, help="random seed")
 
 
+def add_suite(p: argparse.ArgumentParser) -> None:
+    p.add_argument("suite", help="bundled suite name or path to a suite .toml")
+
+
 def add_quick(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="the suite's minutes-long form")
 

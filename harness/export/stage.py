@@ -63,18 +63,7 @@ def build_artifacts(
     save_torch_artifact(model, paths["state_dict"], dataset.preprocessing)
     parity = stratified_subset(dataset.test, PARITY_IMAGES, EVAL_SEED)
     parity_x = normalize(parity.images, dataset.mean, dataset.std)
-    gate = GateData(
-        calibration=dataset.train,
-        calibration_images=section.calibration_images,
-        heldout=stratified_subset(dataset.test, HELDOUT_IMAGES, EVAL_SEED),
-        mean=dataset.mean,
-        std=dataset.std,
-        max_drop_pts=section.int8_max_drop,
-        allow_loss=section.allow_int8_loss,
-        threads=threads,
-        calibration_method=section.calibration_method,
-        seed=EVAL_SEED,
-    )
+    gate = _gate_data(dataset, section, threads)
     exported = int8 = ort_file = openvino = executorch = litert = None
 
     def starting(fmt: str) -> None:
@@ -137,6 +126,23 @@ def build_artifacts(
         litert=litert,
         skipped=skipped,
         failed=failed,
+    )
+
+
+def _gate_data(dataset: Dataset, section: DeploySection, threads: int | None) -> GateData:
+    """What every int8 build is calibrated on and gated against: the training images, and a
+    class-balanced held-out slice of the test images."""
+    return GateData(
+        calibration=dataset.train,
+        calibration_images=section.calibration_images,
+        heldout=stratified_subset(dataset.test, HELDOUT_IMAGES, EVAL_SEED),
+        mean=dataset.mean,
+        std=dataset.std,
+        max_drop_pts=section.int8_max_drop,
+        allow_loss=section.allow_int8_loss,
+        threads=threads,
+        calibration_method=section.calibration_method,
+        seed=EVAL_SEED,
     )
 
 
