@@ -47,6 +47,7 @@ from resnest_bench.harness.stages import (
     deploy_model,
     fine_tune,
     load_data,
+    model_to_deploy,
     run_config,
     train_one,
 )
@@ -261,8 +262,7 @@ def _run_steps(
                     model,
                     dataset,
                     work / f"train-{name}",
-                    stage / f"epochs-{name}.jsonl",
-                    transfer=False,
+                    stage_log=stage / f"epochs-{name}.jsonl",
                     device=device,
                 )
                 trained[name] = (model, run)
@@ -295,8 +295,16 @@ def _run_steps(
         if steps & {"deploy", "export"}:
             release_device_memory([model for model, _ in trained.values()])
             try:
+                model, fed, source = model_to_deploy(
+                    request, trained[best][0] if best else None, dataset
+                )
                 deployment = deploy_model(
-                    request, trained, best, dataset, stage / "artifacts", device
+                    request,
+                    model,
+                    fed,
+                    stage / "artifacts",
+                    device=device,
+                    preprocessing_from=source,
                 )
             except Exception as exc:
                 if not (runs or transfer):

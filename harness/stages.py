@@ -117,13 +117,16 @@ def train_one(
     model: models.ResNeSt,
     dataset: Dataset,
     work_dir: Path,
-    stage_log: Path,
     *,
-    transfer: bool,
     device: str,
+    stage_log: Path | None = None,
+    transfer: bool = False,
     init: Any = None,
+    label: str | None = None,
 ) -> TrainingRun:
-    """Train (or fine-tune) one model; its per-epoch log is copied into the run directory."""
+    """Train (or fine-tune) one model in `work_dir` (checkpoints; continued when the request
+    resumes); its per-epoch log is copied to `stage_log` (the run directory) when given.
+    `label` names it in progress lines (default: the work folder's name)."""
     suite = request.suite
     section = suite.transfer if transfer else suite.train
     with console.progress() as bar:
@@ -135,12 +138,13 @@ def train_one(
             device=device,
             seed=suite.seed,
             resume=request.resume is not None,
-            callbacks=training_callbacks(bar, work_dir.name, section.epochs),
+            callbacks=training_callbacks(bar, label or work_dir.name, section.epochs),
             init=init,
             suite=suite.name,
             ranks=ranks_from_env(),
         )
-    shutil.copyfile(work_dir / run.files.epoch_log, stage_log)
+    if stage_log is not None:
+        shutil.copyfile(work_dir / run.files.epoch_log, stage_log)
     return run
 
 
@@ -234,27 +238,35 @@ def fine_tune(
         model,
         dataset,
         work / f"transfer-{name}",
-        stage / f"epochs-transfer-{name}.jsonl",
+        stage_log=stage / f"epochs-transfer-{name}.jsonl",
         transfer=True,
         device=device,
         init=init,
     )
 
 
+def model_to_deploy(
+    request: RunRequest, trained: models.ResNeSt | None, dataset: Dataset
+) -> tuple[models.ResNeSt, Dataset, str]:
+    """The model the deploy step takes: the one just trained, else --checkpoint's; the data
+    set fed as that model expects, and where its preprocessing came from."""
+    if trained is not None:
+        return trained, dataset, f"the training images of {dataset.source}"
+    return _load_checkpoint_model(request, dataset)
+
+
 def deploy_model(
     request: RunRequest,
-    trained: dict[str, tuple[models.ResNeSt, TrainingRun]],
-    best: str | None,
+    model: models.ResNeSt,
     dataset: Dataset,
     out: Path,
-    device: str = "cpu",
+    *,
+    device: str,
+    preprocessing_from: str,
 ) -> Deployment:
-    """Export, quantize and (deploy step) time every target, one named step at a time."""
+    """Export, quantize and (deploy step) time every target, one named step at a time; the
+    deployment records which images each figure came from."""
     suite = request.suite
-    if best:
-        model, pre_from = trained[best][0], f"the training images of {dataset.source}"
-    else:
-        model, dataset, pre_from = _load_checkpoint_model(request, dataset)
     measure = "deploy" in suite.steps
     console.log(f"deploy: exporting, quantizing{', timing every target' * measure}")
     with console.steps("deploy") as step:
@@ -277,7 +289,7 @@ def deploy_model(
         )
     if deployment.host and deployment.host.reasons:
         console.log("deploy: figures not trustworthy: " + "; ".join(deployment.host.reasons))
-    use = _data_use(dataset, deployment, pre_from, suite.data.small_subset)
+    use = _data_use(dataset, deployment, preprocessing_from, suite.data.small_subset)
     return deployment.model_copy(update={"data": use})
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from resnest_bench.harness import stages
 from resnest_bench.harness.cli import main
 from resnest_bench.harness.config import SweepSection, load_suite
 from resnest_bench.harness.errors import BenchError
@@ -22,7 +23,6 @@ from resnest_bench.harness.report.sweep import (
 )
 from resnest_bench.harness.results.sweep import SweepPoint, SweepResult, read_record
 from resnest_bench.harness.stages import RunRequest
-from resnest_bench.harness.sweep import point as sweep_point
 from resnest_bench.harness.sweep import run as sweep
 from resnest_bench.models import get_config
 from resnest_bench.models.profile import model_summary
@@ -93,7 +93,7 @@ class CountingTrain:
         return TRAIN(model, *args, **kwargs)
 
 
-TRAIN = sweep_point.train
+TRAIN = stages.train
 
 
 # ---------------------------------------------------------------- Pareto front (pure)
@@ -264,7 +264,7 @@ def test_fronts_of_a_real_sweep_hold_exactly_the_undominated_points(deployed_swe
 
 def test_resume_after_a_kill_skips_finished_points(tmp_path: Path, monkeypatch) -> None:
     killed = CountingTrain(fail_at=3, fail=KeyboardInterrupt())
-    monkeypatch.setattr(sweep_point, "train", killed)
+    monkeypatch.setattr(stages, "train", killed)
     request = _request(tmp_path)
     with pytest.raises(KeyboardInterrupt) as stopped:
         sweep.run_sweep(request)
@@ -278,7 +278,7 @@ def test_resume_after_a_kill_skips_finished_points(tmp_path: Path, monkeypatch) 
     before = {name: (work / "points" / name / "point.json").read_text() for name in finished}
 
     resumed = CountingTrain()
-    monkeypatch.setattr(sweep_point, "train", resumed)
+    monkeypatch.setattr(stages, "train", resumed)
     final, result = sweep.run_sweep(_request(tmp_path, resume=work.name))
     assert resumed.calls == [*killed.calls[2:], result.points[3].id]  # points 3 and 4 only
     assert final.name == work.name and [p.status for p in result.points] == ["ok"] * 4
@@ -290,7 +290,7 @@ def test_resume_after_a_kill_skips_finished_points(tmp_path: Path, monkeypatch) 
 
 
 def test_resume_refuses_other_settings_and_unknown_ids(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(sweep_point, "train", CountingTrain(fail_at=1, fail=KeyboardInterrupt()))
+    monkeypatch.setattr(stages, "train", CountingTrain(fail_at=1, fail=KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         sweep.run_sweep(_request(tmp_path))
     (work,) = (tmp_path / "reports" / "work").iterdir()
@@ -308,7 +308,7 @@ def test_a_failing_point_is_recorded_and_the_others_complete(
     suite = tmp_path / "tiny-sweep.toml"
     suite.write_text(text)
     failing = CountingTrain(fail_at=2, fail=RuntimeError("injected: out of luck\nsecond line"))
-    monkeypatch.setattr(sweep_point, "train", failing)
+    monkeypatch.setattr(stages, "train", failing)
     argv = ["--quiet", "sweep", str(suite), "--reports", str(tmp_path / "reports")]
     assert main([*argv, "--data-dir", str(tmp_path / "data")]) == 1
     err = capsys.readouterr().err

@@ -15,15 +15,13 @@ import torch
 from resnest_bench.harness import console
 from resnest_bench.harness.checkpoints import config_to_dict
 from resnest_bench.harness.data import Dataset
-from resnest_bench.harness.deploy import run_deploy
 from resnest_bench.harness.errors import BenchError, one_line
 from resnest_bench.harness.results.sweep import (
     PointSpec,
     PointStatus,
     SweepPoint,
 )
-from resnest_bench.harness.stages import RunRequest, training_callbacks
-from resnest_bench.harness.train import train
+from resnest_bench.harness.stages import RunRequest, deploy_model, train_one
 from resnest_bench.models import ModelConfig, ModelError
 from resnest_bench.models.resnest import ResNeSt
 
@@ -73,29 +71,21 @@ def run_point(
     try:
         model = _seeded_network(point.config, suite.seed)
         stage = "train"
-        with console.progress() as bar:
-            stages["training"] = train(
-                model,
-                dataset,
-                point_dir / "train",
-                suite.train,
-                device=device,
-                seed=suite.seed,
-                resume=True,  # continues this point's own checkpoint after a kill
-                callbacks=training_callbacks(bar, point.id, suite.train.epochs),
-                suite=suite.name,
-            )
+        # the pipeline's own stages; a resumed sweep continues the point's last checkpoint
+        stages["training"] = train_one(
+            request, model, dataset, point_dir / "train", device=device, label=point.id
+        )
         if "deploy" in suite.steps:
             stage = "deploy"
             artifacts = point_dir / "artifacts"
             shutil.rmtree(artifacts, ignore_errors=True)  # an interrupted attempt's: rebuilt
-            stages["deployment"] = run_deploy(
-                model.cpu().eval(),
+            stages["deployment"] = deploy_model(
+                request,
+                model,
                 dataset,
                 artifacts,
-                suite.deploy,
-                small_subset=suite.data.small_subset,
                 device=device,
+                preprocessing_from=f"the training images of {dataset.source}",
             )
     except Exception as exc:  # the sweep goes on; KeyboardInterrupt still stops it
         return point.record("failed", f"{stage}: {failure_reason(exc)}", **stages)
