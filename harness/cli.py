@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from resnest_bench.harness import console, flags
 from resnest_bench.harness.config import Suite, load_suite, step_suite
+from resnest_bench.harness.console import published
 from resnest_bench.harness.errors import BenchError, Int8Rejected, PartlyFailed
 from resnest_bench.harness.signals import Stopped, stop_on_signals
-from resnest_bench.harness.store.places import data_root, host_path, reports_root
+from resnest_bench.harness.store.places import data_root, reports_root
 from resnest_bench.harness.store.storage import os_error_message
 from resnest_bench.models import ModelError
 
@@ -46,15 +47,6 @@ def cmd_models(args: argparse.Namespace) -> int:
             ["name", "block", "stem", "input_size", "params", "gmacs"],
         )
     return 0
-
-
-def published(folder: Path, main_file: str, what: str = "report") -> None:
-    """Say where a result landed: its main file on stderr, the folder on stdout (for scripts);
-    both as the host sees them, the container's path beside when they differ."""
-    shown = host_path(folder)
-    inside = f" (in the container: {folder / main_file})" if shown != folder else ""
-    console.log(f"{what}: {shown / main_file}{inside}")
-    print(shown)
 
 
 def _request(args: argparse.Namespace, suite: Suite, suite_path: Path | None) -> RunRequest:

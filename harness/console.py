@@ -25,6 +25,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from resnest_bench.harness.store.places import host_path
+
 _state: dict[str, Any] = {"quiet": False, "verbose": False, "log_file": None}
 _err = Console(stderr=True)
 _out = Console()
@@ -201,3 +203,12 @@ def steps(title: str) -> Iterator[Callable[[str, int, int], None]]:
 
         yield update
         bar.update(task, description=f"{title}: done", completed=bar.tasks[task].total or 0)
+
+
+def published(folder: Path, main_file: str, what: str = "report") -> None:
+    """Say where a result landed: its main file on stderr, the folder on stdout (for scripts);
+    both as the host sees them, the container's path beside when they differ."""
+    shown = host_path(folder)
+    inside = f" (in the container: {folder / main_file})" if shown != folder else ""
+    log(f"{what}: {shown / main_file}{inside}")
+    print(shown)

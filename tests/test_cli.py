@@ -148,7 +148,7 @@ def test_library_import_chatter_shows_only_with_verbose(flag, silenced) -> None:
 def test_a_container_run_prints_the_hosts_path(tmp_path, monkeypatch, capsys):
     """Compose mounts ./reports at /reports and passes the host's folder: what the harness
     prints must be a path the user can open on the host."""
-    from resnest_bench.harness.cli import published
+    from resnest_bench.harness.console import published
 
     inside = tmp_path / "reports"
     (inside / "run-1").mkdir(parents=True)
