@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from resnest_bench.harness.errors import one_line
 from resnest_bench.harness.host.cgroups import (
     affinity_count,
     cgroup_limits,
@@ -187,7 +188,7 @@ def _gpu_info(device: str) -> GpuInfo | None:
             cudnn_version=torch.backends.cudnn.version(),
         )
     except Exception as exc:  # report what went wrong rather than fail the run
-        return GpuInfo(error=f"{type(exc).__name__}: {exc}")
+        return GpuInfo(error=one_line(exc))
 
 
 def _in_container() -> bool:
