@@ -87,22 +87,12 @@ def measure_artifacts(
     tests), all under `policy` (measure.threads.choose); returns them, the demo table and the
     host check.
     `device` is the suite's: PyTorch and the GPU runtimes run there, the rest on the CPU."""
-    # Here, not at the top: ONNX and the worker machinery load only when something is measured.
-    from resnest_bench.harness.export.onnx import check_input_fits, load_onnx
+    # Here, not at the top: the worker machinery loads only when something is measured.
     from resnest_bench.harness.measure.interleaved import run_session
     from resnest_bench.harness.measure.target import InProcess, Job, TargetProcess
 
     paths = {kind: directory / name for kind, name in artifacts.files.items()}
-    for kind in ("onnx_fp32", "onnx_int8"):
-        if kind not in paths:
-            continue
-        try:
-            load_onnx(paths[kind])
-        except BenchError:
-            continue  # a missing or corrupt file fails its own targets, not the run
-        # data that does not fit the model is bad input: the run stops here
-        check_input_fits(paths[kind], tuple(dataset.test.images.shape[1:]))
-        break
+    _check_data_fits(paths, dataset)
     x_len = len(dataset.test)
     timed_n = x_len if section.timed_images is None else min(section.timed_images, x_len)
     small_n = min(small_subset, x_len)
@@ -111,15 +101,9 @@ def measure_artifacts(
     specs = select_targets(section.runtimes)
     try:
         for spec in specs:
-            reason = runtime_class(spec.runtime).unavailable_reason()
-            if reason is None and spec.kind in artifacts.failed:
-                failure = artifacts.failed[spec.kind]
-                unmeasured[spec.name] = Target(**_names(spec), status="failed", reason=failure)
-                continue
-            if reason is None and spec.kind not in paths:
-                reason = artifacts.skipped.get(spec.kind, f"no {spec.kind} artifact was built")
-            if reason is not None:
-                unmeasured[spec.name] = Target(**_names(spec), status="skipped", reason=reason)
+            not_run = _not_run(spec, artifacts, paths)
+            if not_run is not None:
+                unmeasured[spec.name] = not_run
                 continue
             job = Job(
                 **_names(spec),
@@ -158,12 +142,54 @@ def measure_artifacts(
         if o.failure is None and o.logits is not None
     }
     if logits:
-        reference = logits.get(REFERENCE)
-        if reference is None and REFERENCE not in session.outcomes:
-            reference = _reference_logits(paths, dataset)
-        if reference is not None:
-            targets = [_with_agreement(t, logits.get(t.target), reference) for t in targets]
+        targets = _agreeing(targets, logits, REFERENCE in session.outcomes, paths, dataset)
     return targets, demo(dataset, logits), host_check(session, targets)
+
+
+def _check_data_fits(paths: dict[str, Path], dataset: Dataset) -> None:
+    """Data that does not fit the model is bad input: the run stops here, on the first ONNX
+    file that loads (a missing or corrupt one fails its own targets, not the run)."""
+    from resnest_bench.harness.export.onnx import check_input_fits, load_onnx
+
+    for kind in ("onnx_fp32", "onnx_int8"):
+        if kind not in paths:
+            continue
+        try:
+            load_onnx(paths[kind])
+        except BenchError:
+            continue
+        check_input_fits(paths[kind], tuple(dataset.test.images.shape[1:]))
+        return
+
+
+def _not_run(spec: TargetSpec, artifacts: ArtifactsRecord, paths: dict[str, Path]) -> Target | None:
+    """The target's row when it is not timed: failed (its file's build failed) or skipped
+    (its runtime is unavailable here, or its file was not built, with the reason)."""
+    reason = runtime_class(spec.runtime).unavailable_reason()
+    if reason is None and spec.kind in artifacts.failed:
+        return Target(**_names(spec), status="failed", reason=artifacts.failed[spec.kind])
+    if reason is None and spec.kind not in paths:
+        reason = artifacts.skipped.get(spec.kind, f"no {spec.kind} artifact was built")
+    if reason is not None:
+        return Target(**_names(spec), status="skipped", reason=reason)
+    return None
+
+
+def _agreeing(
+    targets: list[Target],
+    logits: dict[str, np.ndarray],
+    reference_ran: bool,
+    paths: dict[str, Path],
+    dataset: Dataset,
+) -> list[Target]:
+    """Every target with its agreement against eager's logits: the timed reference's, or
+    eager run here once when the reference was not among the targets."""
+    reference = logits.get(REFERENCE)
+    if reference is None and not reference_ran:
+        reference = _reference_logits(paths, dataset)
+    if reference is None:
+        return targets
+    return [_with_agreement(t, logits.get(t.target), reference) for t in targets]
 
 
 def session_speedups(session: Session) -> dict[str, Speedup]:
