@@ -17,7 +17,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from resnest_bench.harness.choices import Compile, CompileMode, DatasetName, Precision, Step
+from resnest_bench.harness.choices import (
+    CalibrationMethod,
+    Compile,
+    CompileMode,
+    DatasetName,
+    LrScaling,
+    Precision,
+    Spinning,
+    Stem,
+    Step,
+)
 from resnest_bench.harness.errors import BenchError, validation_message
 from resnest_bench.harness.formats import check_formats
 from resnest_bench.harness.names import checked_name, name_problem
@@ -48,7 +58,7 @@ class ModelSection(Section):
     """Which networks to build; None keeps each named config's own value."""
 
     names: tuple[str, ...] = Field(default=("resnest50d",), min_length=1)
-    stem: Literal["imagenet", "cifar"] | None = None
+    stem: Stem | None = None
     radix: int | None = Field(default=None, ge=0)
     cardinality: int | None = Field(default=None, ge=1)
     # A suite whose newest finished run left its model under the reports folder: that model is
@@ -104,7 +114,7 @@ class TrainSection(Section):
     flip: bool = True  # random horizontal flip (off for digits, text, oriented images)
     crop_padding: int = Field(default=4, ge=0)  # random crop from this much zero padding
     # Data-parallel (torchrun): batch_size is per rank, the global batch is ranks x batch_size.
-    lr_scaling: Literal["none", "linear"] = "none"  # linear: lr x ranks (Goyal et al. 2017)
+    lr_scaling: LrScaling = "none"
     sync_batchnorm: bool = False  # batch statistics over the global batch, not each rank's
     dist_timeout_s: float = Field(default=300.0, gt=0, allow_inf_nan=False)  # a silent rank
     checkpoint_every: int = Field(default=1, ge=1)  # epochs between checkpoints; last always
@@ -175,7 +185,7 @@ class DeploySection(Section):
 
     runtimes: tuple[str, ...] | None = None
     threads: int | None = Field(default=None, ge=1)
-    spinning: Literal["on", "off", "auto"] = "auto"  # idle threads; auto: sleep when shared
+    spinning: Spinning = "auto"
     rounds: int = Field(default=5, ge=1)  # interleaved timing rounds (timing spread over them)
     # time every CPU target again beside the vendor's tool or a plain loop (harness.crosscheck)
     crosscheck: bool = False
@@ -183,7 +193,7 @@ class DeploySection(Section):
     throughput_batches: tuple[int, ...] = (8, 16, 32)
     timed_images: int | None = Field(default=None, ge=1)
     calibration_images: int = Field(default=512, ge=1)
-    calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"  # int8 ranges
+    calibration_method: CalibrationMethod = "minmax"
     # What `export` builds (names: harness.formats.FORMATS); None: every format the
     # selected runtimes run (all installed ones when none are selected).
     formats: tuple[str, ...] | None = None
@@ -227,7 +237,7 @@ class SweepSection(Section):
     cardinality: tuple[Annotated[int, Field(ge=1)], ...] = ()
     width: tuple[Annotated[float, Field(gt=0, allow_inf_nan=False)], ...] = ()
     layers: tuple[tuple[int, int, int, int], ...] = ()
-    stem: tuple[Literal["imagenet", "cifar"], ...] = ()
+    stem: tuple[Stem, ...] = ()
     samples: int | None = Field(default=None, ge=1)
     max_params: int | None = Field(default=5_000_000, ge=1)
     max_macs: int | None = Field(default=None, ge=1)

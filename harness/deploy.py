@@ -43,17 +43,19 @@ def run_deploy(
     select_targets(section.runtimes)  # fail on unavailable runtimes before the slow part
     # One thread count for everything: the export's parity check and the int8 gate run with the
     # threads the timed targets get, so their figures come from the same kernels.
-    policy = threads.choose(section.threads, section.spinning)
+    count = threads.thread_count(section.threads)
     with staged_dir(Path(out_dir)) as stage:
-        artifacts = build_artifacts(model, dataset, stage, section, step, threads=policy.threads)
+        artifacts = build_artifacts(model, dataset, stage, section, step, threads=count)
         if not measure:
             return Deployment(
                 config=section.model_dump(mode="json"),
-                environment=environment(policy, timed=False),
+                environment=environment(count),
                 artifacts=artifacts,
                 targets=[],
                 demo=demo(dataset, {}),
             )
+        # the idle-thread policy looks at the host just before timing, not before the export
+        policy = threads.choose(section.threads, section.spinning)
         targets, shown, host = measure_artifacts(
             stage,
             artifacts,
@@ -75,7 +77,7 @@ def run_deploy(
     from resnest_bench.models.profile import count_macs
 
     macs = count_macs(model, int(dataset.test.images.shape[-1]))
-    env = environment(policy, timed=True)
+    env = environment(policy.threads, policy)
     return Deployment(
         config=section.model_dump(mode="json"),
         environment=env,
@@ -89,15 +91,14 @@ def run_deploy(
     )
 
 
-def environment(policy: ThreadPolicy, *, timed: bool) -> DeployEnvironment:
+def environment(threads: int, policy: ThreadPolicy | None = None) -> DeployEnvironment:
     """Threads and limits in force: the context every number above depends on; the idle-thread
-    policy is recorded where targets were timed."""
+    policy where targets were timed."""
     import onnxruntime
     import torch
 
     limits = cgroup_limits()
     usable = usable_cpus(limits)
-    threads = policy.threads
     return DeployEnvironment(
         usable_cpus=usable,
         threads=threads,
@@ -105,6 +106,6 @@ def environment(policy: ThreadPolicy, *, timed: bool) -> DeployEnvironment:
         torch=torch.__version__,
         onnxruntime=onnxruntime.__version__,
         providers=onnxruntime.get_available_providers(),
-        thread_policy=policy if timed else None,
+        thread_policy=policy,
         cpu_peak=cpu_peak(cpu_info(), min(threads, usable)),
     )

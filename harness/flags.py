@@ -11,7 +11,16 @@ from __future__ import annotations
 import argparse
 from typing import Any, get_args
 
-from resnest_bench.harness.choices import CompileMode, Precision
+from resnest_bench.harness.choices import (
+    CalibrationMethod,
+    CompileMode,
+    DatasetName,
+    LrScaling,
+    Precision,
+    Spinning,
+    Stem,
+)
+from resnest_bench.harness.formats import FORMATS
 
 # A flag that sets a suite key carries the key beside it (suite_flag): "section.key" or a top
 # key. Two sections are placeholders: "recipe" is the step the command trains (transfer for
@@ -91,7 +100,7 @@ def add_checkpoint(p: argparse.ArgumentParser, help_text: str) -> None:
 
 
 def add_stem(p: argparse.ArgumentParser, help_text: str) -> None:
-    suite_flag(p, "--stem", key="model.stem", choices=["imagenet", "cifar"], help=help_text)
+    suite_flag(p, "--stem", key="model.stem", choices=get_args(Stem), help=help_text)
 
 
 def add_rounds(p: argparse.ArgumentParser, help_text: str) -> None:
@@ -103,7 +112,7 @@ def add_data(p: argparse.ArgumentParser, default_help: str) -> None:
         p,
         "--dataset",
         key="data.dataset",
-        choices=["cifar10", "cifar100", "synthetic", "folder"],
+        choices=get_args(DatasetName),
         help=default_help,
     )
     suite_flag(
@@ -218,7 +227,7 @@ def add_training(p: argparse.ArgumentParser) -> None:
         p,
         "--lr-scaling",
         key=f"{RECIPE}.lr_scaling",
-        choices=["none", "linear"],
+        choices=get_args(LrScaling),
         help="lr for the global batch (linear: x ranks)",
     )
     suite_flag(
@@ -282,7 +291,7 @@ def add_deploy(p: argparse.ArgumentParser) -> None:
         p,
         "--spinning",
         key="deploy.spinning",
-        choices=["on", "off", "auto"],
+        choices=get_args(Spinning),
         help="idle threads spin as each library does (on) or sleep in every target (off: ORT "
         "spinning off, OMP_WAIT_POLICY=PASSIVE); auto: off only on a shared or quota-capped host",
     )
@@ -297,9 +306,6 @@ def add_deploy(p: argparse.ArgumentParser) -> None:
 
 
 def add_int8(p: argparse.ArgumentParser) -> None:
-    from resnest_bench.harness.config import DeploySection
-    from resnest_bench.harness.formats import FORMATS
-
     suite_flag(
         p,
         "--formats",
@@ -321,7 +327,7 @@ def add_int8(p: argparse.ArgumentParser) -> None:
         p,
         "--calibration-method",
         key="deploy.calibration_method",
-        choices=get_args(DeploySection.model_fields["calibration_method"].annotation),
+        choices=get_args(CalibrationMethod),
         help="how int8 activation ranges are drawn (ONNX Runtime: all three; OpenVINO and "
         "LiteRT calibrate by minmax and record it)",
     )

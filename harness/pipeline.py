@@ -2,9 +2,9 @@
 
 Every step command of the CLI is a one-step suite, so there is one path through the harness.
 This module orders the stages (harness.stages), claims the run and publishes it; the CLI
-checks the request first (harness.doctor.preflight). Each stage
-gets only its own section of the typed Suite (suite.train, suite.transfer,
-suite.deploy, suite.data, suite.model) and returns a typed result; nothing is restated here.
+checks the request first (harness.doctor.preflight). Each stage gets only its own section of
+the typed Suite (suite.train, suite.transfer, suite.deploy, suite.data, suite.model) and
+returns a typed result; nothing is restated here.
 Layout under the reports folder:
 
     <reports>/<run_id>/        result.json, report.md, plots, per-epoch logs, artifacts/
@@ -27,10 +27,7 @@ import torch
 from resnest_bench import models
 from resnest_bench.harness import console
 from resnest_bench.harness.artifacts import MODEL_FILE
-from resnest_bench.harness.checkpoints import (
-    CheckpointWriteError,
-    save_torch_artifact,
-)
+from resnest_bench.harness.checkpoints import CheckpointWriteError, save_torch_artifact
 from resnest_bench.harness.config import Suite
 from resnest_bench.harness.data import Dataset
 from resnest_bench.harness.errors import BenchError, Int8Rejected, PartlyFailed, one_line
@@ -60,14 +57,8 @@ from resnest_bench.harness.store.storage import (
     probe_writable,
     run_bytes,
 )
-from resnest_bench.harness.train import (
-    train,
-)
-from resnest_bench.harness.train.distributed import (
-    Ranks,
-    process_group,
-    ranks_from_env,
-)
+from resnest_bench.harness.train import train
+from resnest_bench.harness.train.distributed import Ranks, process_group, ranks_from_env
 from resnest_bench.harness.train.loop import CHECKPOINT_NAME
 from resnest_bench.models.profile import count_params
 

@@ -15,28 +15,18 @@ from typing import Any
 
 from resnest_bench import models
 from resnest_bench.harness import console
-from resnest_bench.harness.checkpoints import (
-    PRETRAINED,
-    read_model_file,
-)
+from resnest_bench.harness.checkpoints import PRETRAINED, read_model_file
 from resnest_bench.harness.config import Suite
 from resnest_bench.harness.data import Dataset, load_dataset
 from resnest_bench.harness.data.types import Preprocessing
 from resnest_bench.harness.deploy import run_deploy
 from resnest_bench.harness.errors import BenchError
+from resnest_bench.harness.export import EVAL_SEED
 from resnest_bench.harness.results import RunConfig
 from resnest_bench.harness.results.deployment import DataUse, Deployment
 from resnest_bench.harness.results.training import EpochRecord, TrainingRun
-from resnest_bench.harness.train import (
-    Callbacks,
-    create_seeded_model,
-    load_transfer_weights,
-    train,
-)
-from resnest_bench.harness.train.distributed import (
-    local_first,
-    ranks_from_env,
-)
+from resnest_bench.harness.train import Callbacks, create_seeded_model, load_transfer_weights, train
+from resnest_bench.harness.train.distributed import local_first, ranks_from_env
 
 
 @dataclass(frozen=True)
@@ -198,8 +188,6 @@ def _data_use(
     """Which images each figure came from and how the subsets were picked: class-balanced
     (classes taking turns, harness.data.split), never a sorted folder's first files. The
     counts that ran (parity, gate) are in the build's records; the report states them."""
-    from resnest_bench.harness.export import EVAL_SEED
-
     int8 = deployment.artifacts.int8
     balanced = f"class-balanced (classes taking turns, seed {EVAL_SEED})"
     # the images calibration really used: none when no int8 model was built

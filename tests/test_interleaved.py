@@ -17,12 +17,7 @@ from resnest_bench.harness.data import load_dataset
 from resnest_bench.harness.export import build_artifacts
 from resnest_bench.harness.export import onnx as build_onnx
 from resnest_bench.harness.host import load as hostload
-from resnest_bench.harness.measure import (
-    REFERENCE,
-    host_check,
-    round_speedups,
-    session_speedups,
-)
+from resnest_bench.harness.measure import REFERENCE, host_check, round_speedups, session_speedups
 from resnest_bench.harness.measure.interleaved import run_session
 from resnest_bench.harness.report.deployment import deployment_section
 from resnest_bench.harness.results.deployment import Deployment, Target

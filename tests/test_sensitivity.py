@@ -6,12 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from resnest_bench.harness.export.sensitivity import (
-    keep_counts,
-    mean_kl,
-    rank_layers,
-    ranked_plans,
-)
+from resnest_bench.harness.export.sensitivity import keep_counts, mean_kl, rank_layers, ranked_plans
 
 
 def test_kl_is_zero_for_equal_outputs_and_matches_a_hand_computed_value():

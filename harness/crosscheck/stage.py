@@ -22,11 +22,7 @@ from resnest_bench.harness.data import ImageSet
 from resnest_bench.harness.errors import BenchError, one_line
 from resnest_bench.harness.measure import threads
 from resnest_bench.harness.measure.target import Job, TargetFailed, TargetProcess
-from resnest_bench.harness.results.crosscheck import (
-    TOLERANCE,
-    Crosscheck,
-    CrosscheckRow,
-)
+from resnest_bench.harness.results.crosscheck import TOLERANCE, Crosscheck, CrosscheckRow
 from resnest_bench.harness.results.deployment import Target, ThreadPolicy
 from resnest_bench.harness.results.stats import RoundRatio
 

@@ -4,7 +4,9 @@ with the suite's subsets and a held-out split where the source has none."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
+from resnest_bench.harness.choices import DatasetName
 from resnest_bench.harness.data.cifar import CIFAR_FORMATS, load_cifar
 from resnest_bench.harness.data.download import ArchiveSource, Progress
 from resnest_bench.harness.data.folder import load_folder
@@ -13,7 +15,7 @@ from resnest_bench.harness.data.synthetic import DEFAULT_TEST, DEFAULT_TRAIN, ma
 from resnest_bench.harness.data.types import Dataset, channel_stats
 from resnest_bench.harness.errors import BenchError
 
-DATASETS = ("cifar10", "cifar100", "folder", "synthetic")
+DATASETS: tuple[str, ...] = get_args(DatasetName)
 
 
 def load_dataset(

@@ -28,11 +28,7 @@ from resnest_bench.harness.errors import BenchError
 from resnest_bench.harness.export.gate import GateData, artifact_bytes, gate_ladder, int8_record
 from resnest_bench.harness.export.sensitivity import Ranking, rank_in_graph, ranked_plans
 from resnest_bench.harness.export.static_pools import static_pools
-from resnest_bench.harness.results.deployment import (
-    ConvertedRecord,
-    DelegateCoverage,
-    Int8Settings,
-)
+from resnest_bench.harness.results.deployment import ConvertedRecord, DelegateCoverage, Int8Settings
 from resnest_bench.harness.runtimes.executorch import ExecuTorchXnnpack
 
 DELEGATE = "XNNPACK"

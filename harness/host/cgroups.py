@@ -9,9 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from resnest_bench.harness.results.environment import (
-    CgroupLimits,
-)
+from resnest_bench.harness.results.environment import CgroupLimits
 
 # Kernels report "no memory limit" as a huge page-aligned number near 2**63.
 _UNLIMITED_BYTES = 2**62

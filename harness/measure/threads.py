@@ -61,13 +61,19 @@ def shared_reason(threads: int) -> str | None:
     return None
 
 
+def thread_count(threads: int | None) -> int:
+    """The intra-op threads of every deploy target and of the export's checks: the suite's
+    `threads`, else the usable CPUs."""
+    return threads if threads is not None else usable_cpus()
+
+
 def choose(threads: int | None, spinning: Literal["on", "off", "auto"]) -> ThreadPolicy:
     """The policy for this run, the same for every target. `threads` None -> usable CPUs.
     Idle threads keep each library's default (ORT spins, OpenMP's wait policy unset) unless
     the host is shared (spinning auto) or `spinning` is "off": then every target's idle
     threads sleep (ORT spinning off and OMP_WAIT_POLICY=PASSIVE), so no target is protected
     at another's cost."""
-    count = threads if threads is not None else usable_cpus()
+    count = thread_count(threads)
     why = f"{count} intra-op threads ({'--threads' if threads else 'usable CPUs'})"
     if spinning == "auto":
         shared = shared_reason(count)

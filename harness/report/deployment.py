@@ -15,17 +15,8 @@ from resnest_bench.harness.report.provenance import (
     fallen_ops,
     host_lines,
 )
-from resnest_bench.harness.report.verdict import (
-    best_throughput,
-    int8_verdict,
-    speedup_text,
-)
-from resnest_bench.harness.results.deployment import (
-    Deployment,
-    Int8Attempt,
-    Int8Record,
-    Target,
-)
+from resnest_bench.harness.report.verdict import best_throughput, int8_verdict, speedup_text
+from resnest_bench.harness.results.deployment import Deployment, Int8Attempt, Int8Record, Target
 
 TARGET_HEAD = [
     "target",

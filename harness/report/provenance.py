@@ -5,14 +5,8 @@ file against ONNX Runtime's, and which images each figure used."""
 from __future__ import annotations
 
 from resnest_bench.harness.report import markdown as md
-from resnest_bench.harness.report.verdict import (
-    SLOWER_THAN_ORT,
-)
-from resnest_bench.harness.results.deployment import (
-    ConvertedRecord,
-    DelegateCoverage,
-    Deployment,
-)
+from resnest_bench.harness.report.verdict import SLOWER_THAN_ORT
+from resnest_bench.harness.results.deployment import ConvertedRecord, DelegateCoverage, Deployment
 
 
 def host_lines(deployment: Deployment) -> list[str]:

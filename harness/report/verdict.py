@@ -6,11 +6,7 @@ from __future__ import annotations
 
 from resnest_bench.harness.errors import Int8Rejected, PartlyFailed
 from resnest_bench.harness.report import markdown as md
-from resnest_bench.harness.results.deployment import (
-    Deployment,
-    Int8Record,
-    Target,
-)
+from resnest_bench.harness.results.deployment import Deployment, Int8Record, Target
 
 EAGER = "torch-eager:fp32"  # the speed and accuracy reference, while it runs
 

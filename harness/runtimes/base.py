@@ -30,13 +30,12 @@ RUNTIMES: dict[str, type[Runtime]] = {}
 
 @dataclass(frozen=True)
 class Package:
-    """An optional extra a runtime needs: the module it imports, its pip name, the extra of
-    resnest-bench that installs it, and whether only the CPU image carries it."""
+    """An optional CPU-runtime extra: the module it imports, its pip name, the extra of
+    resnest-bench that installs it. Only the CPU image carries these extras."""
 
     module: str
     pip: str
     extra: str
-    cpu_only: bool = True
 
 
 @dataclass(frozen=True)
@@ -55,9 +54,9 @@ class Runtime(ABC):
     Subclasses set `name` (registry key) and `artifacts`, the artifact kinds they run
     (harness.artifacts.ARTIFACTS keys; each one is a measured target, in that order). A
     runtime from an optional extra names its `package` (the module, the pip name and the
-    extra): it is unavailable where the module is missing, and a CPU-only one is skipped in the
-    GPU images. Others override `unavailable_reason` (a provider, a compiler). Heavy imports
-    (torch, onnxruntime) stay inside methods: config validation imports this registry.
+    extra): it is unavailable where the module is missing, and skipped in the GPU images.
+    Others override `unavailable_reason` (a provider, a compiler). Heavy imports (torch,
+    onnxruntime) stay inside methods: config validation imports this registry.
     """
 
     name: ClassVar[str]
@@ -94,8 +93,8 @@ class Runtime(ABC):
     def plan_skip_reason(cls, machine: Machine) -> str | None:
         """Why this runtime would be skipped on `machine` (a GPU and image, maybe not this
         one), or None if it would run; `resnest-bench plan` asks every runtime. Only the CPU
-        image carries the CPU-only extras: a GPU image has no use for them."""
-        if cls.package is not None and cls.package.cpu_only and machine.image is not None:
+        image carries the optional extras: a GPU image has no use for them."""
+        if cls.package is not None and machine.image is not None:
             service = machine.image.service
             return f"the {service} image does not install {cls.package.pip} (CPU image only)"
         return None

@@ -16,12 +16,8 @@ from resnest_bench.harness import console
 from resnest_bench.harness.checkpoints import config_to_dict
 from resnest_bench.harness.data import Dataset
 from resnest_bench.harness.errors import BenchError, one_line
-from resnest_bench.harness.results.sweep import (
-    PointSpec,
-    PointStatus,
-    SweepPoint,
-)
-from resnest_bench.harness.stages import RunRequest, deploy_model, train_one
+from resnest_bench.harness.results.sweep import PointSpec, PointStatus, SweepPoint
+from resnest_bench.harness.stages import RunRequest, deploy_model, model_to_deploy, train_one
 from resnest_bench.models import ModelConfig, ModelError
 from resnest_bench.models.resnest import ResNeSt
 
@@ -79,13 +75,9 @@ def run_point(
             stage = "deploy"
             artifacts = point_dir / "artifacts"
             shutil.rmtree(artifacts, ignore_errors=True)  # an interrupted attempt's: rebuilt
+            model, fed, source = model_to_deploy(request, model, dataset)
             stages["deployment"] = deploy_model(
-                request,
-                model,
-                dataset,
-                artifacts,
-                device=device,
-                preprocessing_from=f"the training images of {dataset.source}",
+                request, model, fed, artifacts, device=device, preprocessing_from=source
             )
     except Exception as exc:  # the sweep goes on; KeyboardInterrupt still stops it
         return point.record("failed", f"{stage}: {failure_reason(exc)}", **stages)

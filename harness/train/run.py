@@ -31,12 +31,7 @@ from resnest_bench.harness.results.training import (
     TrainingRun,
     WeightsInit,
 )
-from resnest_bench.harness.train.distributed import (
-    DistributedTrainer,
-    Ranks,
-    broadcast,
-    describe,
-)
+from resnest_bench.harness.train.distributed import DistributedTrainer, Ranks, broadcast, describe
 from resnest_bench.harness.train.loop import (
     CHECKPOINT_NAME,
     EPOCH_LOG_NAME,
